@@ -1,0 +1,111 @@
+"""texsynth: neural texture synthesis and stylisation across domains.
+
+Textures are described by Gram matrices of a network's feature maps (Gatys et al.);
+new textures are made by optimisation or by feed-forward generator networks trained once
+(Ulyanov et al., "Texture Networks", 2016). Domains (images, sound, ...) are plugins.
+
+>>> import texsynth
+>>> result = texsynth.synthesize("bricks.png", size=(256, 512), steps=200)  # doctest: +SKIP
+>>> texsynth.save(result, "out.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .domain import Domain, parse_size
+from .errors import (
+    InputError,
+    NotFoundError,
+    PluginError,
+    ResourceError,
+    TexsynthError,
+    UsageError,
+    WeightsUnavailableError,
+)
+from .features import ExtractorConfig, FeatureExtractor
+from .generators import Generator, GeneratorConfig
+from .hookspecs import hookimpl
+from .losses import (
+    ContentLoss,
+    TextureLoss,
+    content_loss,
+    gram_matrix,
+    texture_loss,
+)
+from .optimize import OptimizationResult, TextureObjective, stylize, synthesize
+from .plugins import PluginManager, get_plugin_manager
+from .runtime import resolve_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ContentLoss",
+    "Domain",
+    "ExtractorConfig",
+    "FeatureExtractor",
+    "Generator",
+    "GeneratorConfig",
+    "InputError",
+    "NotFoundError",
+    "OptimizationResult",
+    "PluginError",
+    "PluginManager",
+    "ResourceError",
+    "TexsynthError",
+    "TextureLoss",
+    "TextureObjective",
+    "UsageError",
+    "WeightsUnavailableError",
+    "__version__",
+    "content_loss",
+    "get_domain",
+    "get_extractor",
+    "get_plugin_manager",
+    "gram_matrix",
+    "hookimpl",
+    "load",
+    "parse_size",
+    "resolve_device",
+    "save",
+    "seed_everything",
+    "stylize",
+    "synthesize",
+    "texture_loss",
+]
+
+
+def get_domain(name_or_path: str | os.PathLike[str]) -> Domain:
+    """A domain by registry name (``"image"``) or by a file path's suffix."""
+    manager = get_plugin_manager()
+    text = os.fspath(name_or_path)
+    if text in manager.domains():
+        return manager.get_domain(text)
+    return manager.domain_for_path(text)
+
+
+def get_extractor(name: str, domain: str | Domain, **config: Any) -> FeatureExtractor:
+    """Build the extractor ``name`` for ``domain``; ``config`` fills :class:`ExtractorConfig`."""
+    dom = domain if isinstance(domain, Domain) else get_plugin_manager().get_domain(domain)
+    return get_plugin_manager().create_extractor(ExtractorConfig(name=name, **config), dom)
+
+
+def load(path: str | os.PathLike[str], *, domain: str | Domain | None = None) -> torch.Tensor:
+    """Read a file into a signal ``(1, C, *spatial)`` with its domain's loader."""
+    dom = domain if isinstance(domain, Domain) else get_domain(domain or path)
+    return dom.load(Path(path))
+
+
+def save(result: OptimizationResult | torch.Tensor, path: str | os.PathLike[str], *,
+         domain: str | Domain | None = None, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a result (or a signal) to ``path`` atomically, with its settings as metadata."""
+    dom = domain if isinstance(domain, Domain) else get_domain(domain or path)
+    if isinstance(result, OptimizationResult):
+        signal, meta = result.signal, {**result.settings, **(metadata or {})}
+    else:
+        signal, meta = result, dict(metadata or {})
+    return dom.save(signal, Path(path), metadata=meta)

@@ -1,0 +1,161 @@
+"""The :class:`Domain` interface: what a kind of signal (image, sound, ...) must provide.
+
+A *signal* is what a person sees or hears, as a float tensor of shape
+``(N, C, *spatial)``: images ``(N, 3, H, W)`` in [0, 1], audio ``(N, C, T)`` in [-1, 1].
+Optimisation variables and generator outputs live in signal space, so every result is a
+valid signal. The domain maps a signal to the input its feature extractors expect with
+:meth:`Domain.to_features_input`, which must be differentiable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ._io import atomic_write_text
+from .errors import UsageError
+
+__all__ = ["Domain", "parse_size", "write_sidecar"]
+
+#: Largest extent accepted along any spatial axis, as a guard against typos.
+MAX_EXTENT = 1 << 20
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
+
+
+def parse_size(text: str, dims: int) -> tuple[int, ...]:
+    """Parse ``"WxH"`` (or ``"N"`` for a square/length) into spatial extents.
+
+    For ``dims=2`` the result is ``(H, W)`` (tensor order); for ``dims=1`` it is ``(T,)``.
+
+    >>> parse_size("320x200", 2)
+    (200, 320)
+    >>> parse_size("64", 2)
+    (64, 64)
+    """
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise UsageError(f"--size {text!r} is not of the form WxH (e.g. 512x256)")
+    first, second = int(match.group(1)), match.group(2)
+    if dims == 1:
+        if second is not None:
+            raise UsageError(f"--size {text!r}: this domain has one axis; give a single number")
+        extents: tuple[int, ...] = (first,)
+    elif dims == 2:
+        width = first
+        height = int(second) if second is not None else first
+        extents = (height, width)
+    else:
+        parts = [int(p) for p in re.split(r"[xX×]", text.strip())]
+        if len(parts) != dims:
+            raise UsageError(f"--size {text!r} needs {dims} extents separated by 'x'")
+        extents = tuple(reversed(parts))
+    for extent in extents:
+        if extent <= 0:
+            raise UsageError(f"--size {text!r}: every extent must be positive")
+        if extent > MAX_EXTENT:
+            raise UsageError(f"--size {text!r}: extent {extent} is larger than {MAX_EXTENT}")
+    return extents
+
+
+def write_sidecar(path: Path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``metadata`` as JSON to ``<path>.json`` atomically and return that path."""
+    sidecar = path.with_name(path.name + ".json")
+    atomic_write_text(sidecar, json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
+    return sidecar
+
+
+class Domain(ABC):
+    """A kind of signal: its files, its value range and its map to model input.
+
+    Subclasses set the class attributes and implement the abstract methods. A domain is
+    registered by a plugin's ``texsynth_register_domains`` hook.
+
+    Attributes:
+        name: unique registry name, e.g. ``"image"``.
+        spatial_dims: number of spatial axes of the signal (2 for images, 1 for audio).
+        suffixes: lower-case file suffixes this domain reads, used to pick the domain
+            from a path (``(".png", ".jpg")``).
+        value_range: the closed interval valid signal values lie in.
+        description: one line shown by ``texsynth plugins``.
+    """
+
+    name: ClassVar[str]
+    spatial_dims: ClassVar[int]
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    description: ClassVar[str] = ""
+    #: Extractor used when none is named; it should need no download.
+    default_extractor: ClassVar[str] = ""
+
+    @abstractmethod
+    def load(self, path: Path) -> torch.Tensor:
+        """Read ``path`` into a signal of shape ``(1, C, *spatial)``.
+
+        Raises :class:`~texsynth.errors.InputError` naming the file for anything that
+        cannot be used (missing, unreadable, wrong format, too small).
+        """
+
+    @abstractmethod
+    def save(self, signal: torch.Tensor, path: Path, *,
+             metadata: Mapping[str, Any] | None = None) -> Path:
+        """Write one signal ``(1, C, *spatial)`` or ``(C, *spatial)`` to ``path`` atomically.
+
+        ``metadata`` (JSON-serialisable settings) is stored inside the file where the
+        format allows, otherwise beside it. Returns the path written.
+        """
+
+    @abstractmethod
+    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
+        """Map a signal ``(N, C, *spatial)`` to extractor input, differentiably."""
+
+    def parse_size(self, text: str) -> tuple[int, ...]:
+        """Parse a ``--size`` value into spatial extents (tensor order)."""
+        return parse_size(text, self.spatial_dims)
+
+    def size_from_duration(self, seconds: float) -> tuple[int, ...]:
+        """Turn a ``--duration`` in seconds into spatial extents; only time domains can."""
+        raise UsageError(f"domain {self.name!r} has no duration; use --size")
+
+    def describe_size(self, extents: tuple[int, ...]) -> str:
+        """Human-readable size for messages and metadata (e.g. ``"512x256"``)."""
+        return "x".join(str(e) for e in reversed(extents))
+
+    def min_extent(self) -> int:
+        """Smallest spatial extent a signal may have along any axis."""
+        return 8
+
+    def check_size(self, extents: tuple[int, ...], *, what: str = "--size") -> None:
+        """Raise :class:`UsageError` if ``extents`` is too small for this domain."""
+        low = self.min_extent()
+        if len(extents) != self.spatial_dims:
+            raise UsageError(f"{what}: expected {self.spatial_dims} extents, got {len(extents)}")
+        if any(e < low for e in extents):
+            raise UsageError(
+                f"{what} {self.describe_size(extents)} is too small; each extent must be "
+                f"at least {low}"
+            )
+
+    def clamp(self, signal: torch.Tensor) -> torch.Tensor:
+        """Project a signal onto :attr:`value_range` (returns a new tensor)."""
+        low, high = self.value_range
+        return signal.clamp(low, high)
+
+    def noise(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu",
+              like: torch.Tensor | None = None) -> torch.Tensor:
+        """Random signal of ``shape`` ``(N, C, *spatial)`` to start optimisation from.
+
+        The default draws uniform values over :attr:`value_range` shrunk toward its
+        centre; ``like`` (an exemplar) may be used by subclasses to match its statistics.
+        """
+        low, high = self.value_range
+        centre, half = (low + high) / 2, (high - low) / 2
+        rand = torch.rand(shape, generator=generator, device="cpu").to(device)
+        return centre + (rand * 2 - 1) * half * 0.5

@@ -1,0 +1,64 @@
+"""Exceptions raised by texsynth.
+
+Every error a user can cause derives from :class:`TexsynthError`. The command line
+prints ``texsynth: error: <message>`` on one line and exits with
+:attr:`TexsynthError.exit_code` (2 for bad input or usage), without a traceback
+unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class TexsynthError(Exception):
+    """Base class of every error texsynth reports to a user.
+
+    The message must be a single line that says what is wrong and, where there is one,
+    what to do about it.
+    """
+
+    exit_code: int = 2
+
+
+class UsageError(TexsynthError):
+    """An option or argument has a value that cannot be used (e.g. ``--size 0x0``)."""
+
+
+class InputError(TexsynthError):
+    """A file given by the user cannot be used.
+
+    :param path: the file at fault; it is named first in the message.
+    :param problem: what is wrong with it, as a short clause.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class NotFoundError(TexsynthError, LookupError):
+    """A name (domain, extractor, loss, generator) is not registered.
+
+    The message lists the names that are available.
+    """
+
+    def __init__(self, kind: str, name: str, available: list[str] | tuple[str, ...]) -> None:
+        self.kind = kind
+        self.name = name
+        self.available = tuple(sorted(available))
+        known = ", ".join(self.available) if self.available else "none are installed"
+        super().__init__(f"unknown {kind} {name!r}; available: {known}")
+
+
+class PluginError(TexsynthError):
+    """Plugins are in conflict, e.g. two plugins register the same name."""
+
+
+class WeightsUnavailableError(TexsynthError):
+    """Pretrained weights are neither cached nor downloadable, nor given as a file."""
+
+
+class ResourceError(TexsynthError):
+    """The job cannot run with the resources at hand (memory, device)."""

@@ -1,0 +1,120 @@
+"""The :class:`FeatureExtractor` interface and the config that builds one."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+__all__ = ["ExtractorConfig", "FeatureExtractor"]
+
+
+@dataclass
+class ExtractorConfig:
+    """Everything needed to rebuild an extractor; saved with results and checkpoints.
+
+    Attributes:
+        name: registry name of the extractor (``"vgg19"``, ``"random-multiscale"`` ...).
+        layers: layers the caller will read; ``None`` means the extractor's defaults for
+            texture statistics. Extractors run only as deep as these layers need.
+        seed: seed for random weights (ignored by pretrained extractors).
+        weights: path of a local state dict to load instead of the default weights.
+        options: extractor-specific settings, e.g. ``{"pooling": "avg"}``.
+    """
+
+    name: str
+    layers: tuple[str, ...] | None = None
+    seed: int = 0
+    weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        data = asdict(self)
+        data["layers"] = list(self.layers) if self.layers is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractorConfig:
+        """Inverse of :meth:`to_dict`."""
+        layers = data.get("layers")
+        return cls(
+            name=str(data["name"]),
+            layers=tuple(layers) if layers is not None else None,
+            seed=int(data.get("seed", 0)),
+            weights=data.get("weights"),
+            options=dict(data.get("options") or {}),
+        )
+
+    @property
+    def weights_path(self) -> Path | None:
+        """:attr:`weights` as a path, or ``None``."""
+        return Path(self.weights) if self.weights else None
+
+
+class FeatureExtractor(nn.Module):
+    """A frozen network mapping model input to named feature maps.
+
+    ``forward(x)`` takes the domain's model input ``(N, C_in, *spatial)`` and returns
+    ``{layer_name: (N, C_l, *spatial_l)}`` for every layer in :attr:`layers` (and any
+    extra names passed to :meth:`forward` via ``layers=``). Parameters never require
+    gradients; gradients flow only to the input.
+
+    Subclasses set :attr:`available_layers` (in forward order) and
+    :attr:`default_texture_layers`, call ``super().__init__(layers)`` and implement
+    :meth:`_forward`.
+    """
+
+    #: Every layer name this extractor can return, shallow to deep.
+    available_layers: tuple[str, ...] = ()
+    #: Layers used for texture statistics when none are named.
+    default_texture_layers: tuple[str, ...] = ()
+    #: Layer used for the content loss when none is named.
+    default_content_layers: tuple[str, ...] = ()
+    #: Number of spatial axes of the input (2 for images, 1 for audio).
+    spatial_dims: ClassVar[int] = 2
+
+    def __init__(self, layers: Sequence[str] | None = None) -> None:
+        super().__init__()
+        chosen = tuple(layers) if layers else self.default_texture_layers
+        self.layers: tuple[str, ...] = self.check_layers(chosen)
+
+    def check_layers(self, layers: Sequence[str]) -> tuple[str, ...]:
+        """Validate layer names against :attr:`available_layers`; return them as a tuple."""
+        unknown = [name for name in layers if name not in self.available_layers]
+        if unknown:
+            raise UsageError(
+                f"unknown layer(s) {', '.join(unknown)} for extractor "
+                f"{type(self).__name__}; available: {', '.join(self.available_layers)}"
+            )
+        if not layers:
+            raise UsageError(f"no layers selected for extractor {type(self).__name__}")
+        return tuple(layers)
+
+    def freeze(self) -> FeatureExtractor:
+        """Switch to eval mode and stop gradients to parameters; returns ``self``."""
+        self.eval()
+        for param in self.parameters():
+            param.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """Extractors always stay in eval mode (no dropout or batch-norm updates)."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Return the feature maps of ``layers`` (default :attr:`layers`) for input ``x``."""
+        wanted = self.check_layers(layers) if layers is not None else self.layers
+        return self._forward(x, wanted)
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Compute exactly ``layers``; run no deeper than the deepest of them."""

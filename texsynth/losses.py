@@ -1,0 +1,200 @@
+"""Texture (Gram-matrix) and content losses, each as a function and an ``nn.Module``.
+
+For a feature map ``F`` of shape ``(N, C, *spatial)`` with ``M`` spatial positions, the
+Gram matrix is ``G_ij = <F_i, F_j> / Z`` where the normalisation ``Z`` is selectable:
+
+* ``"hw"``  — ``Z = M`` (Gatys et al. 2015 normalise per position: their
+  ``1 / (4 N² M²)`` factor on the unnormalised Gram is this choice up to a constant),
+* ``"chw"`` — ``Z = C · M`` (Johnson et al. 2016; Ulyanov et al. 2016), the default:
+  it keeps layers of different widths on a comparable scale,
+* ``"none"`` — ``Z = 1``.
+
+The texture loss of one layer is the squared Frobenius distance
+``‖G(x) − G(exemplar)‖²_F`` and the total is the weighted sum over layers. The content
+loss of one layer is the mean squared difference of the maps,
+``‖F(x) − F(content)‖² / (C · M)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+__all__ = [
+    "ContentLoss",
+    "GramNormalization",
+    "TextureLoss",
+    "content_loss",
+    "gram_matrix",
+    "texture_loss",
+]
+
+GramNormalization = Literal["hw", "chw", "none"]
+_NORMALIZATIONS = ("hw", "chw", "none")
+
+
+def gram_matrix(features: torch.Tensor, normalize: GramNormalization = "chw") -> torch.Tensor:
+    """Gram matrix of feature maps.
+
+    Args:
+        features: ``(N, C, *spatial)`` feature maps (any number of spatial axes, including
+            none).
+        normalize: ``"hw"`` divides by the number of positions ``M``, ``"chw"`` by
+            ``C · M``, ``"none"`` not at all.
+
+    Returns:
+        ``(N, C, C)`` with ``G[n, i, j] = sum_p F[n, i, p] F[n, j, p] / Z``.
+
+    >>> f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, 2, 1, 2)
+    >>> gram_matrix(f, "none")
+    tensor([[[ 5., 11.],
+             [11., 25.]]])
+    """
+    if features.dim() < 2:
+        raise ValueError(f"features must be (N, C, *spatial), got shape {tuple(features.shape)}")
+    if normalize not in _NORMALIZATIONS:
+        raise UsageError(f"unknown Gram normalisation {normalize!r}; "
+                         f"use one of {', '.join(_NORMALIZATIONS)}")
+    n, c = features.shape[:2]
+    flat = features.reshape(n, c, -1)
+    positions = flat.shape[-1]
+    gram = torch.bmm(flat, flat.transpose(1, 2))
+    if normalize == "hw":
+        gram = gram / positions
+    elif normalize == "chw":
+        gram = gram / (c * positions)
+    return gram
+
+
+def _check_weights(layers: Mapping[str, object], weights: Mapping[str, float] | None
+                   ) -> dict[str, float]:
+    if weights is None:
+        return dict.fromkeys(layers, 1.0)
+    unknown = [name for name in weights if name not in layers]
+    if unknown:
+        raise UsageError(f"layer weight(s) given for layer(s) not in use: {', '.join(unknown)}")
+    return {name: float(weights.get(name, 1.0)) for name in layers}
+
+
+def texture_loss(
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    *,
+    layer_weights: Mapping[str, float] | None = None,
+    normalize: GramNormalization = "chw",
+) -> torch.Tensor:
+    """``Σ_l w_l ‖G(F_l) − T_l‖²_F`` averaged over the batch.
+
+    Args:
+        features: ``{layer: (N, C_l, *spatial)}`` maps of the signal being optimised.
+        target_grams: ``{layer: (1, C_l, C_l)}`` or ``(N, C_l, C_l)`` exemplar Grams.
+        layer_weights: ``{layer: w_l}``; missing layers weigh 1.
+        normalize: Gram normalisation, see :func:`gram_matrix`.
+
+    Returns:
+        A scalar tensor.
+    """
+    weights = _check_weights(target_grams, layer_weights)
+    total: torch.Tensor | None = None
+    for name, target in target_grams.items():
+        gram = gram_matrix(features[name], normalize)
+        term = (gram - target).pow(2).sum(dim=(1, 2)).mean() * weights[name]
+        total = term if total is None else total + term
+    if total is None:
+        raise UsageError("texture loss needs at least one layer")
+    return total
+
+
+def content_loss(
+    features: Mapping[str, torch.Tensor],
+    target_features: Mapping[str, torch.Tensor],
+    *,
+    layer_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """``Σ_l w_l mean((F_l − C_l)²)``: mean squared difference of feature maps.
+
+    Args:
+        features: ``{layer: (N, C_l, *spatial)}`` maps of the signal being optimised.
+        target_features: ``{layer: (N or 1, C_l, *spatial)}`` maps of the content signal.
+        layer_weights: ``{layer: w_l}``; missing layers weigh 1.
+    """
+    weights = _check_weights(target_features, layer_weights)
+    total: torch.Tensor | None = None
+    for name, target in target_features.items():
+        current = features[name]
+        if current.shape[1:] != target.shape[1:]:
+            raise UsageError(
+                f"content layer {name}: output maps {tuple(current.shape[1:])} differ from "
+                f"content maps {tuple(target.shape[1:])}; stylised output must have the "
+                "content's size"
+            )
+        term = (current - target).pow(2).mean() * weights[name]
+        total = term if total is None else total + term
+    if total is None:
+        raise UsageError("content loss needs at least one layer")
+    return total
+
+
+class TextureLoss(nn.Module):
+    """Texture loss against fixed exemplar statistics, computed once at construction.
+
+    Args:
+        target_features: ``{layer: (N, C_l, *spatial)}`` exemplar maps; several exemplars
+            along ``N`` are averaged into one Gram per layer.
+        layer_weights: ``{layer: w_l}``.
+        normalize: Gram normalisation (see :func:`gram_matrix`).
+
+    ``forward(features)`` returns the scalar loss of :func:`texture_loss`.
+    """
+
+    def __init__(self, target_features: Mapping[str, torch.Tensor], *,
+                 layer_weights: Mapping[str, float] | None = None,
+                 normalize: GramNormalization = "chw") -> None:
+        super().__init__()
+        self.normalize: GramNormalization = normalize
+        self.layers = tuple(target_features)
+        self.layer_weights = _check_weights(target_features, layer_weights)
+        for name, feats in target_features.items():
+            gram = gram_matrix(feats.detach(), normalize).mean(dim=0, keepdim=True)
+            self.register_buffer(_buffer_name(name), gram)
+
+    def target_grams(self) -> dict[str, torch.Tensor]:
+        """``{layer: (1, C_l, C_l)}`` exemplar Grams."""
+        return {name: getattr(self, _buffer_name(name)) for name in self.layers}
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return texture_loss(features, self.target_grams(), layer_weights=self.layer_weights,
+                            normalize=self.normalize)
+
+
+class ContentLoss(nn.Module):
+    """Content loss against fixed content maps ``{layer: (N, C_l, *spatial)}``."""
+
+    def __init__(self, target_features: Mapping[str, torch.Tensor], *,
+                 layer_weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        self.layers = tuple(target_features)
+        self.layer_weights = _check_weights(target_features, layer_weights)
+        for name, feats in target_features.items():
+            self.register_buffer(_buffer_name(name), feats.detach())
+
+    def targets(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, _buffer_name(name)) for name in self.layers}
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return content_loss(features, self.targets(), layer_weights=self.layer_weights)
+
+
+def _buffer_name(layer: str) -> str:
+    return "target_" + "".join(ch if ch.isalnum() else "_" for ch in layer)
+
+
+#: Signature of a texture-loss factory registered through ``texsynth_register_losses``:
+#: ``factory(target_features, layer_weights=..., normalize=...) -> nn.Module`` whose
+#: forward takes ``{layer: maps}`` and returns a scalar.
+TextureLossFactory = Callable[..., nn.Module]

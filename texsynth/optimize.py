@@ -1,0 +1,521 @@
+"""Texture synthesis and stylisation by optimisation (Gatys et al. 2015, 2016).
+
+The signal itself is the variable: it starts from noise (or the content, or a file) and
+is updated by L-BFGS (default) or Adam to minimise
+
+``L = α · L_texture(x) + β · L_content(x)``
+
+with the texture loss against the exemplar's Gram matrices (computed once) and, for
+stylisation, the content loss against the content's feature maps. After every step the
+signal is projected back onto the domain's value range, so every intermediate result is a
+valid signal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .domain import Domain
+from .errors import UsageError
+from .features import ExtractorConfig, FeatureExtractor
+from .losses import ContentLoss, GramNormalization
+from .plugins import PluginManager, get_plugin_manager
+from .runtime import resolve_device, seed_everything
+
+__all__ = [
+    "OptimizationResult",
+    "StepCallback",
+    "TextureObjective",
+    "run_optimization",
+    "stylize",
+    "synthesize",
+]
+
+OptimizerName = Literal["lbfgs", "adam"]
+#: ``callback(step, loss, signal)`` called after every loss evaluation; ``signal`` is the
+#: current (projected) signal ``(1, C, *spatial)``, detached.
+StepCallback = Callable[[int, float, torch.Tensor], None]
+
+
+@dataclass
+class OptimizationResult:
+    """What an optimisation run returns.
+
+    Attributes:
+        signal: the result ``(1, C, *spatial)`` on the CPU, within the domain's range.
+        losses: total loss after each evaluation (``len == steps``).
+        settings: resolved settings and seed, JSON-serialisable; saved with outputs.
+    """
+
+    signal: torch.Tensor
+    losses: list[float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        """The seed the run used."""
+        return int(self.settings["seed"])
+
+
+def _resolve_domain(domain: Domain | str | None, manager: PluginManager,
+                    path: str | os.PathLike[str] | None) -> Domain:
+    if isinstance(domain, Domain):
+        return domain
+    if domain is not None:
+        return manager.get_domain(domain)
+    if path is None:
+        raise UsageError("a domain is needed: pass domain=... or a file path")
+    return manager.domain_for_path(path)
+
+
+def _as_signal(item: torch.Tensor | str | os.PathLike[str], domain: Domain) -> torch.Tensor:
+    if isinstance(item, torch.Tensor):
+        signal = item
+        if signal.dim() == domain.spatial_dims + 1:
+            signal = signal.unsqueeze(0)
+        if signal.dim() != domain.spatial_dims + 2:
+            raise UsageError(f"expected a signal of {domain.spatial_dims + 2} dims "
+                             f"(N, C, *spatial), got shape {tuple(signal.shape)}")
+        return signal.detach().float()
+    return domain.load(Path(item))
+
+
+class TextureObjective(nn.Module):
+    """``α · L_texture + β · L_content`` on top of a frozen extractor.
+
+    Args:
+        domain: maps signals to extractor input.
+        extractor: frozen feature extractor, built with every layer used below.
+        exemplars: one or more exemplar signals ``(1, C, *spatial)``; their Grams are
+            averaged (so several photos of one texture can be combined).
+        texture_layers: layers whose Gram matrices are matched.
+        layer_weights: per-layer texture weights.
+        texture_loss: registry name of the texture loss (``"gram"``).
+        normalize: Gram normalisation (see :func:`texsynth.gram_matrix`).
+        content: content signal ``(1, C, *spatial)`` for stylisation, or ``None``.
+        content_layers: layers whose maps are matched to the content.
+        style_weight: α, weight of the texture loss.
+        content_weight: β, weight of the content loss.
+    """
+
+    def __init__(self, domain: Domain, extractor: FeatureExtractor,
+                 exemplars: Sequence[torch.Tensor], *, texture_layers: Sequence[str],
+                 layer_weights: Mapping[str, float] | None = None,
+                 texture_loss: str = "gram", normalize: GramNormalization = "chw",
+                 content: torch.Tensor | None = None,
+                 content_layers: Sequence[str] = (), style_weight: float = 1.0,
+                 content_weight: float = 1.0,
+                 manager: PluginManager | None = None) -> None:
+        super().__init__()
+        manager = manager or get_plugin_manager()
+        self.domain = domain
+        self.extractor = extractor
+        self.texture_layers = tuple(texture_layers)
+        self.content_layers = tuple(content_layers) if content is not None else ()
+        self.style_weight = float(style_weight)
+        self.content_weight = float(content_weight)
+        device = next(iter(extractor.buffers()), next(iter(extractor.parameters()), None))
+        dev = device.device if device is not None else torch.device("cpu")
+        with torch.no_grad():
+            maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
+            for exemplar in exemplars:
+                feats = extractor(domain.to_features_input(exemplar.to(dev)),
+                                  layers=self.texture_layers)
+                for name in self.texture_layers:
+                    maps[name].append(feats[name])
+            pooled = _pool_exemplar_maps(maps)
+        factory = manager.get_loss(texture_loss).factory
+        self.texture = factory(pooled, layer_weights=layer_weights, normalize=normalize)
+        self.content: ContentLoss | None = None
+        if content is not None:
+            if not self.content_layers:
+                raise UsageError("stylisation needs at least one content layer")
+            with torch.no_grad():
+                feats = extractor(domain.to_features_input(content.to(dev)),
+                                  layers=self.content_layers)
+            self.content = ContentLoss({k: feats[k] for k in self.content_layers})
+        self._all_layers = tuple(dict.fromkeys(self.texture_layers + self.content_layers))
+
+    def terms(self, signal: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch."""
+        feats = self.extractor(self.domain.to_features_input(signal), layers=self._all_layers)
+        texture = self.texture(feats)
+        out = {"texture": texture, "total": self.style_weight * texture}
+        if self.content is not None:
+            content = self.content(feats)
+            out["content"] = content
+            out["total"] = out["total"] + self.content_weight * content
+        return out
+
+    def forward(self, signal: torch.Tensor) -> torch.Tensor:
+        """The weighted total loss (a scalar)."""
+        return self.terms(signal)["total"]
+
+
+def _pool_exemplar_maps(maps: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack exemplar maps along N; maps of different sizes are flattened and joined."""
+    pooled = {}
+    for name, items in maps.items():
+        if all(item.shape == items[0].shape for item in items):
+            pooled[name] = torch.cat(items, dim=0)
+        else:  # different exemplar sizes: Gram of the concatenated positions
+            flat = [item.reshape(item.shape[0], item.shape[1], -1) for item in items]
+            pooled[name] = torch.cat(flat, dim=2)
+    return pooled
+
+
+def run_optimization(
+    signal: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    optimizer: OptimizerName = "lbfgs",
+    lr: float | None = None,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+    callback: StepCallback | None = None,
+    description: str = "optimising",
+) -> tuple[torch.Tensor, list[float]]:
+    """Minimise ``loss_fn(signal)`` over the signal; return the result and loss history.
+
+    ``steps`` counts loss evaluations (one forward and backward pass each), for both
+    optimisers, so runs of the same ``steps`` cost the same. ``project`` maps the
+    variable back onto valid signals after each update.
+    """
+    if steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {steps}")
+    x = signal.detach().clone().requires_grad_(True)
+    losses: list[float] = []
+    bar = tqdm(total=steps, desc=description, disable=not progress, unit="step",
+               dynamic_ncols=True, leave=False)
+
+    def evaluate() -> torch.Tensor:
+        if project is not None:
+            with torch.no_grad():
+                x.copy_(project(x))
+        loss = loss_fn(x)
+        if not torch.isfinite(loss):
+            raise UsageError(f"the loss became {loss.item()} at step {len(losses) + 1}; "
+                             "lower the learning rate or the loss weights")
+        if x.grad is not None:
+            x.grad = None
+        loss.backward()
+        value = float(loss.detach())
+        losses.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4g}")
+        if callback is not None:
+            callback(len(losses), value, x.detach())
+        return loss
+
+    try:
+        if optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [x], lr=1.0 if lr is None else lr, max_iter=steps, max_eval=steps,
+                history_size=50, tolerance_grad=1e-30, tolerance_change=1e-30,
+            )
+            # L-BFGS may stop early on a flat loss; keep going until the budget is spent.
+            while len(losses) < steps:
+                before = len(losses)
+                for group in opt.param_groups:
+                    group["max_iter"] = group["max_eval"] = steps - len(losses)
+                opt.step(evaluate)  # type: ignore[arg-type]
+                if len(losses) == before:
+                    break
+        elif optimizer == "adam":
+            opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                evaluate()
+                opt.step()
+        else:
+            raise UsageError(f"unknown optimizer {optimizer!r}; use lbfgs or adam")
+    finally:
+        bar.close()
+    with torch.no_grad():
+        result = project(x) if project is not None else x.detach()
+    return result.detach(), losses[:steps]
+
+
+def _resolve_extractor(extractor: str | ExtractorConfig | None, domain: Domain,
+                       layers: set[str], seed: int, weights: str | os.PathLike[str] | None,
+                       options: Mapping[str, Any] | None
+                       ) -> ExtractorConfig:
+    if isinstance(extractor, ExtractorConfig):
+        config = extractor
+    else:
+        name = extractor or domain.default_extractor
+        if not name:
+            raise UsageError(f"domain {domain.name!r} has no default extractor; "
+                             "pass --extractor")
+        config = ExtractorConfig(name=name, seed=seed,
+                                 weights=os.fspath(weights) if weights else None,
+                                 options=dict(options or {}))
+    config.layers = tuple(sorted(layers)) if layers else config.layers
+    return config
+
+
+def _prepare(
+    *, domain: Domain | str | None, path_hint: Any, extractor: str | ExtractorConfig | None,
+    texture_layers: Sequence[str] | None, content_layers: Sequence[str] | None,
+    stylising: bool, seed: int | None, device: str | torch.device | None,
+    weights: str | os.PathLike[str] | None, extractor_options: Mapping[str, Any] | None,
+    manager: PluginManager | None,
+) -> tuple[Domain, FeatureExtractor, ExtractorConfig, tuple[str, ...], tuple[str, ...], int,
+           torch.device]:
+    manager = manager or get_plugin_manager()
+    hint = path_hint if isinstance(path_hint, (str, os.PathLike)) else None
+    dom = _resolve_domain(domain, manager, hint)
+    used_seed = seed_everything(seed)
+    dev = resolve_device(device)
+    # Build once with defaults to learn the layer names, then rebuild trimmed if needed.
+    config = _resolve_extractor(extractor, dom, set(), used_seed, weights, extractor_options)
+    net = manager.create_extractor(config, dom)
+    tex = tuple(texture_layers) if texture_layers else net.default_texture_layers
+    con = (tuple(content_layers) if content_layers else net.default_content_layers) \
+        if stylising else ()
+    net.check_layers(tex)
+    if con:
+        net.check_layers(con)
+    wanted = tuple(dict.fromkeys(tex + con))
+    if set(wanted) != set(net.layers):
+        config.layers = wanted
+        net = manager.create_extractor(config, dom)
+    else:
+        config.layers = net.layers
+    return dom, net.to(dev), config, tex, con, used_seed, dev
+
+
+def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
+                 shape: tuple[int, ...], *, content: torch.Tensor | None,
+                 exemplar: torch.Tensor, seed: int) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        start = _as_signal(init, domain)
+    elif isinstance(init, str) and init == "noise":
+        gen = torch.Generator().manual_seed(seed)
+        return domain.noise(shape, generator=gen, like=exemplar)
+    elif isinstance(init, str) and init == "content":
+        if content is None:
+            raise UsageError("--init content needs a content input (stylize)")
+        start = content
+    else:
+        start = domain.load(Path(init))
+    if tuple(start.shape[2:]) != shape[2:]:
+        raise UsageError(
+            f"init signal size {domain.describe_size(tuple(start.shape[2:]))} differs from "
+            f"the output size {domain.describe_size(shape[2:])}"
+        )
+    if start.shape[1] != shape[1]:
+        raise UsageError(f"init signal has {start.shape[1]} channels, expected {shape[1]}")
+    return start.clone()
+
+
+def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | None,
+                      settings: dict[str, Any], user: StepCallback | None
+                      ) -> StepCallback | None:
+    if not every or out is None:
+        return user
+    if every < 0:
+        raise UsageError(f"--save-every must be positive, got {every}")
+    target = Path(out)
+
+    def save(step: int, loss: float, signal: torch.Tensor) -> None:
+        if step % every == 0:
+            path = target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
+            domain.save(domain.clamp(signal.cpu()), path,
+                        metadata={**settings, "step": step, "loss": loss})
+        if user is not None:
+            user(step, loss, signal)
+    return save
+
+
+def synthesize(
+    exemplar: torch.Tensor | str | os.PathLike[str] | Sequence[torch.Tensor | str | os.PathLike[str]],
+    *,
+    domain: Domain | str | None = None,
+    size: tuple[int, ...] | None = None,
+    extractor: str | ExtractorConfig | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    extractor_options: Mapping[str, Any] | None = None,
+    layers: Sequence[str] | None = None,
+    layer_weights: Mapping[str, float] | None = None,
+    texture_loss: str = "gram",
+    normalize: GramNormalization = "chw",
+    steps: int = 300,
+    optimizer: OptimizerName = "lbfgs",
+    lr: float | None = None,
+    init: str | torch.Tensor | os.PathLike[str] = "noise",
+    seed: int | None = None,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    callback: StepCallback | None = None,
+    save_every: int = 0,
+    output: str | os.PathLike[str] | None = None,
+    manager: PluginManager | None = None,
+) -> OptimizationResult:
+    """Synthesise a new texture of any size from one or more exemplars.
+
+    Args:
+        exemplar: a signal ``(1, C, *spatial)``, a file path, or a list of them.
+        domain: domain object or name; by default picked from the exemplar's file suffix.
+        size: output extents in tensor order (``(H, W)`` for images); default: the
+            exemplar's.
+        extractor: extractor name or config; default: the domain's default extractor.
+        weights: local weights file for the extractor (e.g. a VGG19 state dict).
+        extractor_options: extractor-specific options (``{"pooling": "avg"}``).
+        layers: texture layers; default: the extractor's.
+        layer_weights: ``{layer: weight}``.
+        texture_loss: registered texture-loss name.
+        normalize: Gram normalisation (``"hw"``, ``"chw"``, ``"none"``).
+        steps: loss evaluations.
+        optimizer: ``"lbfgs"`` or ``"adam"``.
+        lr: learning rate (L-BFGS default 1, Adam default 0.02).
+        init: ``"noise"``, a signal tensor or a file to start from.
+        seed: seed for noise and random weights; drawn at random when ``None``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        progress: show a tqdm bar with the loss.
+        callback: ``callback(step, loss, signal)`` after each evaluation.
+        save_every: with ``output``, save ``<stem>_stepNNNNN<suffix>`` every N steps.
+        output: final output path (used for intermediate names only; nothing is written
+            here unless ``save_every`` is set; use ``domain.save`` for the result).
+        manager: plugin manager (default: the process-wide one).
+
+    Returns:
+        :class:`OptimizationResult` with the signal ``(1, C, *size)`` on the CPU.
+    """
+    items = list(exemplar) if isinstance(exemplar, (list, tuple)) else [exemplar]
+    if not items:
+        raise UsageError("at least one exemplar is needed")
+    dom, net, config, tex, _, used_seed, dev = _prepare(
+        domain=domain, path_hint=items[0], extractor=extractor, texture_layers=layers,
+        content_layers=None, stylising=False, seed=seed, device=device, weights=weights,
+        extractor_options=extractor_options, manager=manager)
+    signals = [_as_signal(item, dom) for item in items]
+    channels = signals[0].shape[1]
+    extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
+    dom.check_size(extents)
+    objective = TextureObjective(dom, net, signals, texture_layers=tex,
+                                 layer_weights=layer_weights, texture_loss=texture_loss,
+                                 normalize=normalize, manager=manager)
+    start = _init_signal(init, dom, (1, channels, *extents), content=None,
+                         exemplar=signals[0], seed=used_seed).to(dev)
+    settings = {
+        "command": "synthesize",
+        "domain": dom.name,
+        "exemplars": [os.fspath(i) if not isinstance(i, torch.Tensor) else "<tensor>"
+                      for i in items],
+        "size": dom.describe_size(extents),
+        "extractor": config.to_dict(),
+        "texture_layers": list(tex),
+        "layer_weights": dict(layer_weights or {}),
+        "texture_loss": texture_loss,
+        "normalize": normalize,
+        "steps": steps,
+        "optimizer": optimizer,
+        "lr": lr,
+        "init": init if isinstance(init, str) else
+        (os.fspath(init) if isinstance(init, os.PathLike) else "<tensor>"),
+        "seed": used_seed,
+        "device": str(dev),
+    }
+    result, losses = run_optimization(
+        start, objective, steps=steps, optimizer=optimizer, lr=lr, project=dom.clamp,
+        progress=progress,
+        callback=_checkpoint_saver(dom, save_every, output, settings, callback),
+        description="synthesize",
+    )
+    settings["final_loss"] = losses[-1] if losses else math.nan
+    return OptimizationResult(signal=result.cpu(), losses=losses, settings=settings)
+
+
+def stylize(
+    content: torch.Tensor | str | os.PathLike[str],
+    style: torch.Tensor | str | os.PathLike[str] | Sequence[torch.Tensor | str | os.PathLike[str]],
+    *,
+    domain: Domain | str | None = None,
+    content_weight: float = 1.0,
+    style_weight: float = 1000.0,
+    extractor: str | ExtractorConfig | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    extractor_options: Mapping[str, Any] | None = None,
+    layers: Sequence[str] | None = None,
+    content_layers: Sequence[str] | None = None,
+    layer_weights: Mapping[str, float] | None = None,
+    texture_loss: str = "gram",
+    normalize: GramNormalization = "chw",
+    steps: int = 300,
+    optimizer: OptimizerName = "lbfgs",
+    lr: float | None = None,
+    init: str | torch.Tensor | os.PathLike[str] = "content",
+    seed: int | None = None,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    callback: StepCallback | None = None,
+    save_every: int = 0,
+    output: str | os.PathLike[str] | None = None,
+    manager: PluginManager | None = None,
+) -> OptimizationResult:
+    """Repaint ``content`` with the texture of ``style``: minimise α·L_texture + β·L_content.
+
+    ``style_weight`` is α and ``content_weight`` is β; the output has the content's size.
+    Other arguments are as for :func:`synthesize`; ``init`` defaults to ``"content"``.
+    """
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    dom, net, config, tex, con, used_seed, dev = _prepare(
+        domain=domain, path_hint=content, extractor=extractor, texture_layers=layers,
+        content_layers=content_layers, stylising=True, seed=seed, device=device,
+        weights=weights, extractor_options=extractor_options, manager=manager)
+    content_signal = _as_signal(content, dom)
+    style_signals = [_as_signal(item, dom) for item in styles]
+    if content_signal.shape[1] != style_signals[0].shape[1]:
+        raise UsageError(f"content has {content_signal.shape[1]} channels but the style has "
+                         f"{style_signals[0].shape[1]}")
+    extents = tuple(content_signal.shape[2:])
+    dom.check_size(extents, what="content size")
+    objective = TextureObjective(dom, net, style_signals, texture_layers=tex,
+                                 layer_weights=layer_weights, texture_loss=texture_loss,
+                                 normalize=normalize, content=content_signal,
+                                 content_layers=con, style_weight=style_weight,
+                                 content_weight=content_weight, manager=manager)
+    start = _init_signal(init, dom, tuple(content_signal.shape), content=content_signal,
+                         exemplar=style_signals[0], seed=used_seed).to(dev)
+    settings = {
+        "command": "stylize",
+        "domain": dom.name,
+        "content": os.fspath(content) if not isinstance(content, torch.Tensor) else "<tensor>",
+        "styles": [os.fspath(i) if not isinstance(i, torch.Tensor) else "<tensor>"
+                   for i in styles],
+        "size": dom.describe_size(extents),
+        "extractor": config.to_dict(),
+        "texture_layers": list(tex),
+        "content_layers": list(con),
+        "layer_weights": dict(layer_weights or {}),
+        "content_weight": content_weight,
+        "style_weight": style_weight,
+        "texture_loss": texture_loss,
+        "normalize": normalize,
+        "steps": steps,
+        "optimizer": optimizer,
+        "lr": lr,
+        "init": init if isinstance(init, str) else
+        (os.fspath(init) if isinstance(init, os.PathLike) else "<tensor>"),
+        "seed": used_seed,
+        "device": str(dev),
+    }
+    result, losses = run_optimization(
+        start, objective, steps=steps, optimizer=optimizer, lr=lr, project=dom.clamp,
+        progress=progress,
+        callback=_checkpoint_saver(dom, save_every, output, settings, callback),
+        description="stylize",
+    )
+    settings["final_loss"] = losses[-1] if losses else math.nan
+    return OptimizationResult(signal=result.cpu(), losses=losses, settings=settings)
