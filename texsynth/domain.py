@@ -9,6 +9,7 @@ valid signal. The domain maps a signal to the input its feature extractors expec
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from abc import ABC, abstractmethod
@@ -93,6 +94,41 @@ class Domain(ABC):
     description: ClassVar[str] = ""
     #: Extractor used when none is named; it should need no download.
     default_extractor: ClassVar[str] = ""
+    #: Suffixes :meth:`save` can write; empty means the same as :attr:`suffixes`.
+    output_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Add this domain's own command-line options (e.g. a sample rate) to ``group``.
+
+        Options must have ``default=None`` so they can be told apart from unset ones and
+        must not clash with other domains' options.
+        """
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> Domain:
+        """Build the domain from parsed command-line options (default: no options)."""
+        return cls()
+
+    def check_output(self, path: Path) -> None:
+        """Raise :class:`UsageError` if ``path`` cannot be written by :meth:`save`.
+
+        Called before any work starts, so a long run never ends in an unwritable output.
+        """
+        allowed = self.output_suffixes or self.suffixes
+        if path.suffix.lower() not in allowed:
+            raise UsageError(
+                f"{path}: cannot write {path.suffix or 'files without a suffix'!r} "
+                f"{self.name} files; use one of {', '.join(allowed)}"
+            )
+
+    def write_preview(self, items: list[tuple[str, torch.Tensor]], path: Path) -> Path:
+        """Write a picture of labelled signals side by side (inputs and outputs) to ``path``.
+
+        ``items`` are ``(label, signal (1, C, *spatial))`` pairs. Domains without a
+        picture form raise :class:`UsageError`.
+        """
+        raise UsageError(f"domain {self.name!r} cannot draw previews")
 
     @abstractmethod
     def load(self, path: Path) -> torch.Tensor:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Lint, type-check and test texsynth and its plugins (the README's test command).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ruff check .
+mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio
+set +e
+python -m pytest -q "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests"
+  exit 0
+fi
+exit "$status"

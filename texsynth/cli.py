@@ -1,0 +1,402 @@
+"""The ``texsynth`` command line.
+
+Every error a user can cause is printed as one line, ``texsynth: error: <message>``, and
+the exit status is 2; ``--debug`` shows the traceback instead. Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .domain import Domain
+from .errors import TexsynthError, UsageError
+from .plugins import PluginManager, get_plugin_manager
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# -- option helpers ------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {text}")
+    return value
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _key_values(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """Parse ``["a=1", "b=x"]`` into ``{"a": 1, "b": "x"}`` (values as JSON when they parse)."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        for part in _csv(item):
+            key, sep, raw = part.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"{what} {part!r} is not of the form NAME=VALUE")
+            try:
+                value: Any = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            result[key.strip()] = value
+    return result
+
+
+def _layer_weights(items: Sequence[str] | None) -> dict[str, float] | None:
+    raw = _key_values(items, "--layer-weights")
+    weights = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"--layer-weights {key}={value!r}: the weight must be a number")
+        weights[key] = float(value)
+    return weights or None
+
+
+def _check_output(path: Path, domain: Domain, overwrite: bool) -> None:
+    domain.check_output(path)
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{path}: cannot create the output folder: {probe} is a file")
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"{path}: cannot write to folder {probe}")
+
+
+def _check_input(path: Path) -> Path:
+    """Fail early and in one line on paths that cannot be inputs at all."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a file")
+    return path
+
+
+def _pick_domain(manager: PluginManager, args: argparse.Namespace, path: Path) -> Domain:
+    if args.domain:
+        name = args.domain
+        info = manager.domains().get(name)
+        if info is None:
+            manager.get_domain(name)  # raises with the list of known domains
+        assert info is not None
+        return info.domain_class.from_arguments(args)
+    instance = manager.domain_for_path(path)
+    return type(instance).from_arguments(args)
+
+
+def _extractor_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = _key_values(args.option, "--option")
+    if args.pooling:
+        options["pooling"] = args.pooling
+    if args.padding:
+        options["padding"] = args.padding
+    return options
+
+
+# -- commands --------------------------------------------------------------------------
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from .optimize import synthesize
+
+    manager = get_plugin_manager()
+    exemplars = [_check_input(Path(p)) for p in args.exemplar]
+    domain = _pick_domain(manager, args, exemplars[0])
+    out = Path(args.output)
+    _check_output(out, domain, args.overwrite)
+    if args.size and args.duration is not None:
+        raise UsageError("give --size or --duration, not both")
+    size = None
+    if args.size:
+        size = domain.parse_size(args.size)
+    elif args.duration is not None:
+        if args.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {args.duration}")
+        size = domain.size_from_duration(args.duration)
+    if size is not None:
+        domain.check_size(size)
+    result = synthesize(
+        exemplars, domain=domain, size=size, extractor=args.extractor, weights=args.weights,
+        extractor_options=_extractor_options(args), layers=args.layers,
+        layer_weights=_layer_weights(args.layer_weights), texture_loss=args.loss,
+        normalize=args.normalize, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+        init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
+        save_every=args.save_every, output=out, manager=manager,
+    )
+    return _finish(args, domain, result.signal, result.settings, out,
+                   [(Path(p).name, domain.load(Path(p))) for p in exemplars[:3]])
+
+
+def _cmd_stylize(args: argparse.Namespace) -> int:
+    from .optimize import stylize
+
+    manager = get_plugin_manager()
+    content = _check_input(Path(args.content))
+    styles = [_check_input(Path(p)) for p in args.style]
+    domain = _pick_domain(manager, args, content)
+    out = Path(args.output)
+    _check_output(out, domain, args.overwrite)
+    result = stylize(
+        content, styles, domain=domain, content_weight=args.content_weight,
+        style_weight=args.style_weight, extractor=args.extractor, weights=args.weights,
+        extractor_options=_extractor_options(args), layers=args.layers,
+        content_layers=args.content_layers, layer_weights=_layer_weights(args.layer_weights),
+        texture_loss=args.loss, normalize=args.normalize, steps=args.steps,
+        optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
+        device=args.device, progress=not args.quiet, save_every=args.save_every,
+        output=out, manager=manager,
+    )
+    inputs = [(content.name, domain.load(content))] + [
+        (Path(p).name, domain.load(Path(p))) for p in styles[:2]]
+    return _finish(args, domain, result.signal, result.settings, out, inputs)
+
+
+def _finish(args: argparse.Namespace, domain: Domain, signal: Any, settings: dict[str, Any],
+            out: Path, inputs: list[tuple[str, Any]]) -> int:
+    settings = {**settings, "texsynth_version": __version__}
+    written = domain.save(signal, out, metadata=settings)
+    if args.preview:
+        preview = domain.write_preview([*inputs, (out.name, signal)], Path(args.preview))
+        _say(args, f"preview: {preview}")
+    loss = settings.get("final_loss")
+    _say(args, f"wrote {written} (seed {settings.get('seed')}"
+               + (f", final loss {loss:.4g})" if isinstance(loss, float) else ")"))
+    return 0
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    manager = get_plugin_manager()
+    infos = manager.plugins()
+    domains = manager.domains()
+    extractors = manager.extractors()
+    if args.json:
+        print(json.dumps([info.to_dict() for info in infos], indent=2))
+        return 0
+    for info in infos:
+        version = f" {info.version}" if info.version else ""
+        dist = f" [{info.distribution}]" if info.distribution else ""
+        print(f"{info.name}{version}{dist}")
+        print(f"  from: {info.source}")
+        print(f"  hooks: {', '.join(info.hooks) or '-'}")
+        for name in info.domains:
+            cls = domains[name].domain_class
+            print(f"  domain {name}: {cls.description or cls.__name__} "
+                  f"({' '.join(cls.suffixes)})")
+        for name in info.extractors:
+            ext = extractors[name]
+            print(f"  extractor {name} [{', '.join(ext.domains)}]: {ext.description}")
+        for name in info.losses:
+            print(f"  loss {name}: {manager.losses()[name].description}")
+        for name in info.generators:
+            print(f"  generator {name}: {manager.generators()[name].description}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="output file; its suffix picks the format")
+    run.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    run.add_argument("--domain", metavar="NAME",
+                     help="domain to use (default: picked from the input file's suffix)")
+    run.add_argument("--steps", type=_positive_int, default=300, metavar="N",
+                     help="loss evaluations (default: 300)")
+    run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                     help="optimiser (default: lbfgs)")
+    run.add_argument("--lr", type=_finite_float, default=None,
+                     help="learning rate (default: 1 for L-BFGS, 0.02 for Adam)")
+    run.add_argument("--seed", type=_non_negative_int, default=None, metavar="S",
+                     help="random seed (default: drawn at random and saved with the output)")
+    run.add_argument("--device", default="auto", metavar="D",
+                     help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
+                     help="also save OUT_stepNNNNN every N steps")
+    run.add_argument("--preview", metavar="PNG",
+                     help="write a picture of the inputs and the output side by side")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress bar or messages")
+
+    feats = parser.add_argument_group("features and loss")
+    feats.add_argument("--extractor", metavar="NAME",
+                       help="feature extractor (default: the domain's; see 'texsynth plugins')")
+    feats.add_argument("--weights", metavar="FILE",
+                       help="local weights file for the extractor (e.g. a VGG19 state dict)")
+    feats.add_argument("--layers", type=_csv, metavar="L1,L2",
+                       help="texture layers (default: the extractor's)")
+    feats.add_argument("--layer-weights", action="append", metavar="L=W",
+                       help="per-layer texture weights, e.g. relu1_1=2,relu5_1=0.5")
+    feats.add_argument("--pooling", choices=("max", "avg"),
+                       help="pooling of extractors that have it (VGG: default avg)")
+    feats.add_argument("--padding", choices=("zeros", "reflect", "circular", "valid"),
+                       help="convolution padding of the extractor; circular makes tileable "
+                            "outputs")
+    feats.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="extractor-specific option (repeatable)")
+    feats.add_argument("--loss", default="gram", metavar="NAME",
+                       help="texture loss (default: gram)")
+    feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",
+                       help="Gram normalisation: by positions (hw, Gatys) or channels x "
+                            "positions (chw, Johnson/Ulyanov; default)")
+    if manager is not None:
+        for info in sorted(manager.domains().values(), key=lambda i: i.name):
+            group = parser.add_argument_group(f"{info.name} domain")
+            info.domain_class.add_arguments(group)
+
+
+def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParser:
+    """The full ``texsynth`` parser, including plugin subcommands and domain options."""
+    parser = _Parser(prog="texsynth",
+                     description="Neural texture synthesis and stylisation across domains.")
+    parser.add_argument("--version", action="version", version=f"texsynth {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    syn = sub.add_parser("synthesize", help="make a new texture from an exemplar",
+                         description="Synthesise a texture of any size from one or more "
+                                     "exemplars by optimisation (Gatys et al.).")
+    syn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
+    syn.add_argument("--size", metavar="WxH", help="output size (default: the exemplar's)")
+    syn.add_argument("--duration", type=_finite_float, metavar="SECONDS",
+                     help="output duration, for time domains such as sound")
+    syn.add_argument("--init", default="noise", metavar="noise|FILE",
+                     help="start from noise (default) or a file")
+    _add_common(syn, manager)
+    syn.set_defaults(handler=_cmd_synthesize)
+
+    sty = sub.add_parser("stylize", help="repaint content with an exemplar's texture",
+                         description="Minimise a * texture loss + b * content loss, starting "
+                                     "from the content.")
+    sty.add_argument("content", metavar="CONTENT", help="content file")
+    sty.add_argument("style", nargs="+", metavar="STYLE", help="style/texture file(s)")
+    sty.add_argument("--content-weight", type=_non_negative_float, default=1.0, metavar="B",
+                     help="weight b of the content loss (default: 1)")
+    sty.add_argument("--style-weight", type=_non_negative_float, default=1000.0, metavar="A",
+                     help="weight a of the texture loss (default: 1000)")
+    sty.add_argument("--content-layers", type=_csv, metavar="L1,L2",
+                     help="content layers (default: the extractor's)")
+    sty.add_argument("--init", default="content", metavar="content|noise|FILE",
+                     help="start from the content (default), noise or a file")
+    _add_common(sty, manager)
+    sty.set_defaults(handler=_cmd_stylize)
+
+    plg = sub.add_parser("plugins", help="list plugins, domains and extractors")
+    plg.add_argument("--json", action="store_true", help="machine-readable output")
+    plg.set_defaults(handler=_cmd_plugins)
+
+    for register in _CORE_COMMANDS:
+        register(sub)
+    if manager is not None:
+        manager.add_commands(sub)
+    return parser
+
+
+#: Functions ``f(subparsers)`` adding further core subcommands.
+_CORE_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Print warnings as one line each (no source excerpt) on stderr."""
+    print(f"texsynth: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``texsynth`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.showwarning = _show_warning
+            manager = get_plugin_manager()
+            parser = build_parser(manager)
+            args = parser.parse_args(argv)
+            handler: Handler | None = getattr(args, "handler", None)
+            if handler is None:
+                parser.print_help(sys.stderr)
+                return 2
+            return handler(args)
+    except TexsynthError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"texsynth: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("texsynth: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print("texsynth: error: out of memory; use a smaller --size or batch", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        text = str(exc).strip().splitlines()
+        print(f"texsynth: internal error: {type(exc).__name__}: "
+              f"{text[0] if text else ''} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
