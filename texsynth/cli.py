@@ -348,7 +348,7 @@ def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParse
 
 
 #: Functions ``f(subparsers)`` adding further core subcommands.
-_CORE_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+_CORE_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,

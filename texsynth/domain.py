@@ -98,7 +98,7 @@ class Domain(ABC):
     output_suffixes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:  # noqa: B027
         """Add this domain's own command-line options (e.g. a sample rate) to ``group``.
 
         Options must have ``default=None`` so they can be told apart from unset ones and

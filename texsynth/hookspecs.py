@@ -107,7 +107,7 @@ def texsynth_register_generators(register: RegisterGenerator) -> None:
 
 
 @_spec_marker
-def texsynth_register_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def texsynth_register_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to the ``texsynth`` command line.
 
     :param subparsers: the ``argparse`` sub-parser collection; add a parser with

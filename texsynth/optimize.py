@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 OptimizerName = Literal["lbfgs", "adam"]
+#: A signal tensor ``(1, C, *spatial)`` or a file to load one from.
+SignalSource = torch.Tensor | str | os.PathLike[str]
 #: ``callback(step, loss, signal)`` called after every loss evaluation; ``signal`` is the
 #: current (projected) signal ``(1, C, *spatial)``, detached.
 StepCallback = Callable[[int, float, torch.Tensor], None]
@@ -75,6 +77,17 @@ def _resolve_domain(domain: Domain | str | None, manager: PluginManager,
     if path is None:
         raise UsageError("a domain is needed: pass domain=... or a file path")
     return manager.domain_for_path(path)
+
+
+def _sources(value: SignalSource | Sequence[SignalSource]) -> list[SignalSource]:
+    if isinstance(value, (torch.Tensor, str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+def _describe(source: SignalSource) -> str:
+    """How a signal source is recorded in settings: its path, or ``"<tensor>"``."""
+    return "<tensor>" if isinstance(source, torch.Tensor) else os.fspath(source)
 
 
 def _as_signal(item: torch.Tensor | str | os.PathLike[str], domain: Domain) -> torch.Tensor:
@@ -123,8 +136,7 @@ class TextureObjective(nn.Module):
         self.content_layers = tuple(content_layers) if content is not None else ()
         self.style_weight = float(style_weight)
         self.content_weight = float(content_weight)
-        device = next(iter(extractor.buffers()), next(iter(extractor.parameters()), None))
-        dev = device.device if device is not None else torch.device("cpu")
+        dev = module_device(extractor)
         with torch.no_grad():
             maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
             for exemplar in exemplars:
@@ -161,6 +173,13 @@ class TextureObjective(nn.Module):
         return self.terms(signal)["total"]
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def _pool_exemplar_maps(maps: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack exemplar maps along N; maps of different sizes are flattened and joined."""
     pooled = {}
@@ -188,7 +207,9 @@ def run_optimization(
     """Minimise ``loss_fn(signal)`` over the signal; return the result and loss history.
 
     ``steps`` counts loss evaluations (one forward and backward pass each), for both
-    optimisers, so runs of the same ``steps`` cost the same. ``project`` maps the
+    optimisers, so runs of the same ``steps`` cost the same. L-BFGS uses a strong-Wolfe
+    line search: without one, PyTorch's L-BFGS takes tiny first steps and skips history
+    updates when the loss is small, and stalls. ``project`` maps the
     variable back onto valid signals after each update.
     """
     if steps < 1:
@@ -222,6 +243,7 @@ def run_optimization(
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
                 [x], lr=1.0 if lr is None else lr, max_iter=steps, max_eval=steps,
                 history_size=50, tolerance_grad=1e-30, tolerance_change=1e-30,
+                line_search_fn="strong_wolfe",
             )
             # L-BFGS may stop early on a flat loss; keep going until the budget is spent.
             while len(losses) < steps:
@@ -339,7 +361,7 @@ def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | 
 
 
 def synthesize(
-    exemplar: torch.Tensor | str | os.PathLike[str] | Sequence[torch.Tensor | str | os.PathLike[str]],
+    exemplar: SignalSource | Sequence[SignalSource],
     *,
     domain: Domain | str | None = None,
     size: tuple[int, ...] | None = None,
@@ -392,7 +414,7 @@ def synthesize(
     Returns:
         :class:`OptimizationResult` with the signal ``(1, C, *size)`` on the CPU.
     """
-    items = list(exemplar) if isinstance(exemplar, (list, tuple)) else [exemplar]
+    items = _sources(exemplar)
     if not items:
         raise UsageError("at least one exemplar is needed")
     dom, net, config, tex, _, used_seed, dev = _prepare(
@@ -411,8 +433,7 @@ def synthesize(
     settings = {
         "command": "synthesize",
         "domain": dom.name,
-        "exemplars": [os.fspath(i) if not isinstance(i, torch.Tensor) else "<tensor>"
-                      for i in items],
+        "exemplars": [_describe(i) for i in items],
         "size": dom.describe_size(extents),
         "extractor": config.to_dict(),
         "texture_layers": list(tex),
@@ -422,8 +443,7 @@ def synthesize(
         "steps": steps,
         "optimizer": optimizer,
         "lr": lr,
-        "init": init if isinstance(init, str) else
-        (os.fspath(init) if isinstance(init, os.PathLike) else "<tensor>"),
+        "init": _describe(init),
         "seed": used_seed,
         "device": str(dev),
     }
@@ -438,8 +458,8 @@ def synthesize(
 
 
 def stylize(
-    content: torch.Tensor | str | os.PathLike[str],
-    style: torch.Tensor | str | os.PathLike[str] | Sequence[torch.Tensor | str | os.PathLike[str]],
+    content: SignalSource,
+    style: SignalSource | Sequence[SignalSource],
     *,
     domain: Domain | str | None = None,
     content_weight: float = 1.0,
@@ -469,7 +489,7 @@ def stylize(
     ``style_weight`` is α and ``content_weight`` is β; the output has the content's size.
     Other arguments are as for :func:`synthesize`; ``init`` defaults to ``"content"``.
     """
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    styles = _sources(style)
     dom, net, config, tex, con, used_seed, dev = _prepare(
         domain=domain, path_hint=content, extractor=extractor, texture_layers=layers,
         content_layers=content_layers, stylising=True, seed=seed, device=device,
@@ -491,9 +511,8 @@ def stylize(
     settings = {
         "command": "stylize",
         "domain": dom.name,
-        "content": os.fspath(content) if not isinstance(content, torch.Tensor) else "<tensor>",
-        "styles": [os.fspath(i) if not isinstance(i, torch.Tensor) else "<tensor>"
-                   for i in styles],
+        "content": _describe(content),
+        "styles": [_describe(i) for i in styles],
         "size": dom.describe_size(extents),
         "extractor": config.to_dict(),
         "texture_layers": list(tex),
@@ -506,8 +525,7 @@ def stylize(
         "steps": steps,
         "optimizer": optimizer,
         "lr": lr,
-        "init": init if isinstance(init, str) else
-        (os.fspath(init) if isinstance(init, os.PathLike) else "<tensor>"),
+        "init": _describe(init),
         "seed": used_seed,
         "device": str(dev),
     }

@@ -319,7 +319,7 @@ class PluginManager:
                                 list(self.registry.generators)) from None
         return info.factory(config)
 
-    def add_commands(self, subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def add_commands(self, subparsers: argparse._SubParsersAction) -> None:
         """Let plugins add subcommands (``texsynth_register_commands``)."""
         self.load()
         for impl in reversed(self._pm.hook.texsynth_register_commands.get_hookimpls()):

@@ -1,0 +1,271 @@
+"""The audio domain: sound files in, waveforms as signals, log-magnitude STFT to models.
+
+Signal
+    A waveform ``(N, C, T)``: ``C`` channels (1 unless ``keep_channels=True``), ``T``
+    samples at :attr:`AudioDomain.sample_rate` Hz, values in [-1, 1].
+
+Model input
+    :meth:`AudioDomain.to_features_input` takes a differentiable STFT (Hann window,
+    ``n_fft`` samples, hop ``hop_length`` samples, ``center=True``), its magnitude and
+    ``log1p`` of it, and returns ``(N·C, n_fft // 2 + 1, frames)``: frequency bins are the
+    channels and time (frames) the one spatial axis (Ulyanov & Lebedev 2016). Channels of
+    a multichannel signal are folded into the batch, so each channel is analysed alone
+    and the texture loss matches every channel to the Gram matrices averaged over the
+    exemplar's channels (inter-channel correlations are not modelled).
+
+Files
+    Read with soundfile (WAV, FLAC, OGG/Vorbis), mixed down to mono by averaging the
+    channels unless ``keep_channels=True``, and resampled to the working rate with
+    librosa (soxr). An exemplar that is exact digital silence (every sample zero) is
+    refused: its spectrogram is constant and there is no texture to learn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from texsynth._io import atomic_path
+from texsynth.domain import Domain, write_sidecar
+from texsynth.errors import InputError, UsageError
+
+from .stft import DEFAULT_EPS, frame_count, log_magnitude
+
+__all__ = ["AudioDomain"]
+
+#: soundfile ``(format, subtype)`` written for each output suffix.
+_WRITE_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+}
+
+
+class AudioDomain(Domain):
+    """Sound as waveforms ``(N, C, T)`` in [-1, 1] at a fixed working rate.
+
+    Args:
+        sample_rate: working rate in Hz; files are resampled to it (default 22 050 Hz,
+            as in Ulyanov & Lebedev 2016).
+        n_fft: STFT window and FFT length in samples (default 2048, ≈93 ms at 22 050 Hz);
+            the model input has ``n_fft // 2 + 1`` frequency channels.
+        hop_length: STFT hop in samples (default 512, ≈23 ms at 22 050 Hz).
+        keep_channels: keep every channel of a file instead of averaging them to mono.
+        peak: :meth:`save` scales every non-silent output so that its largest absolute
+            sample is ``peak`` (default 0.98, no clipping); ``None`` writes the samples
+            as they are, clipped to [-1, 1].
+        noise_std: standard deviation of the Gaussian start signal of :meth:`noise`;
+            ``None`` (default) uses the exemplar's RMS clamped to [0.01, 0.1].
+        eps: added to the STFT power before the square root (keeps gradients finite on
+            exact silence).
+    """
+
+    name: ClassVar[str] = "audio"
+    spatial_dims: ClassVar[int] = 1
+    suffixes: ClassVar[tuple[str, ...]] = (".wav", ".flac", ".ogg")
+    value_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    description: ClassVar[str] = ("sound files (WAV, FLAC, OGG) as waveforms; models see "
+                                  "log1p STFT magnitudes")
+    default_extractor: ClassVar[str] = "multikernel"
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512,
+                 *, keep_channels: bool = False, peak: float | None = 0.98,
+                 noise_std: float | None = None, eps: float = DEFAULT_EPS) -> None:
+        if sample_rate <= 0:
+            raise UsageError(f"sample rate must be positive, got {sample_rate}")
+        if n_fft < 2:
+            raise UsageError(f"n_fft must be at least 2, got {n_fft}")
+        if not 0 < hop_length <= n_fft:
+            raise UsageError(f"hop length must be between 1 and n_fft={n_fft}, "
+                             f"got {hop_length}")
+        if peak is not None and not 0 < peak <= 1:
+            raise UsageError(f"peak must be in (0, 1], got {peak}")
+        if noise_std is not None and not 0 < noise_std <= 1:
+            raise UsageError(f"noise_std must be in (0, 1], got {noise_std}")
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.keep_channels = bool(keep_channels)
+        self.peak = peak
+        self.noise_std = noise_std
+        self.eps = float(eps)
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def n_freqs(self) -> int:
+        """Frequency channels of the model input: ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    def frames(self, samples: int) -> int:
+        """STFT frames of a signal of ``samples`` samples (``1 + samples // hop``)."""
+        return frame_count(samples, self.hop_length)
+
+    def min_extent(self) -> int:
+        """At least one full STFT window: ``n_fft`` samples."""
+        return self.n_fft
+
+    def size_from_duration(self, seconds: float) -> tuple[int, ...]:
+        """``(round(seconds · sample_rate),)`` samples."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise UsageError(f"--duration must be a positive number of seconds, "
+                             f"got {seconds}")
+        return (round(seconds * self.sample_rate),)
+
+    def describe_size(self, extents: tuple[int, ...]) -> str:
+        """E.g. ``"220500 samples (10.00 s)"``."""
+        samples = int(extents[0])
+        return f"{samples} samples ({samples / self.sample_rate:.2f} s)"
+
+    # -- files ---------------------------------------------------------------------------
+    def load(self, path: Path) -> torch.Tensor:
+        """Read a sound file into a waveform ``(1, C, T)`` at :attr:`sample_rate` Hz.
+
+        ``C`` is 1 (channels averaged) unless ``keep_channels``. Samples whose peak
+        exceeds 1 (float files, resampling overshoot) are scaled down to peak 1.
+
+        Raises:
+            InputError: the file is missing, a directory, empty, not a sound file
+                soundfile can read, has no samples, contains NaN/Inf samples, is exact
+                digital silence, or is shorter than ``n_fft`` samples after resampling.
+        """
+        import soundfile as sf
+
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file")
+        if path.is_dir():
+            raise InputError(path, "is a directory, not a sound file")
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+        if size == 0:
+            raise InputError(path, "is an empty file (0 bytes)")
+        try:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise InputError(path, "is not a sound file soundfile can read "
+                             f"(WAV, FLAC, OGG): {detail}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise InputError(path, f"cannot be read as audio: {detail}") from None
+        samples = np.ascontiguousarray(data.T)  # (channels, frames)
+        if samples.shape[1] == 0 or samples.shape[0] == 0:
+            raise InputError(path, "contains no audio samples")
+        if not np.isfinite(samples).all():
+            bad = int((~np.isfinite(samples)).sum())
+            raise InputError(path, f"contains {bad} NaN or infinite sample(s); "
+                             "repair or re-export the file")
+        if not np.any(samples):
+            raise InputError(path, "is digital silence (every sample is zero); "
+                             "there is no texture to learn from it")
+        if not self.keep_channels and samples.shape[0] > 1:
+            samples = samples.mean(axis=0, keepdims=True)
+        if int(rate) != self.sample_rate:
+            samples = self._resample(samples, int(rate), path)
+        length = samples.shape[1]
+        if length < self.min_extent():
+            raise InputError(
+                path, f"is too short: {length} samples ({length / self.sample_rate:.3f} s) "
+                f"at {self.sample_rate} Hz; at least {self.min_extent()} samples "
+                f"({self.min_extent() / self.sample_rate:.3f} s, one STFT window) are needed")
+        peak = float(np.abs(samples).max())
+        if peak > 1.0:
+            samples = samples / peak
+        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0)
+
+    def _resample(self, samples: np.ndarray, rate: int, path: Path) -> np.ndarray:
+        """Resample ``(channels, frames)`` from ``rate`` Hz to :attr:`sample_rate` Hz."""
+        import librosa
+
+        if samples.shape[1] < 2:
+            raise InputError(path, f"is too short to resample: {samples.shape[1]} sample(s) "
+                             f"at {rate} Hz")
+        out = librosa.resample(samples, orig_sr=rate, target_sr=self.sample_rate,
+                               res_type="soxr_hq", axis=-1)
+        return np.asarray(out, dtype=np.float32)
+
+    def save(self, signal: torch.Tensor, path: Path, *,
+             metadata: Mapping[str, Any] | None = None) -> Path:
+        """Write a waveform ``(1, C, T)`` or ``(C, T)`` (or ``(T,)``) to ``path`` atomically.
+
+        The format follows the suffix: ``.wav`` and ``.flac`` as 16-bit PCM, ``.ogg`` as
+        Vorbis. With :attr:`peak` set the waveform is scaled so that its largest absolute
+        sample equals it (pure silence is written as silence). ``metadata`` goes to a
+        JSON sidecar ``<path>.json`` together with an ``"audio"`` entry (rate, channels,
+        samples, gain applied). Returns ``path``.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in _WRITE_FORMATS:
+            raise UsageError(f"{path}: cannot write {suffix or 'files without a suffix'!r} "
+                             f"audio; use one of {', '.join(_WRITE_FORMATS)}")
+        wave = signal.detach().to("cpu", torch.float64)
+        if wave.dim() == 3:
+            if wave.shape[0] != 1:
+                raise UsageError(f"save writes one signal; got a batch of {wave.shape[0]}")
+            wave = wave[0]
+        elif wave.dim() == 1:
+            wave = wave.unsqueeze(0)
+        if wave.dim() != 2 or wave.shape[1] == 0:
+            raise UsageError(f"expected a waveform (1, C, T), got shape {tuple(signal.shape)}")
+        if not torch.isfinite(wave).all():
+            raise UsageError(f"{path}: the waveform to save contains NaN or infinite values")
+        peak = float(wave.abs().max())
+        gain = 1.0
+        if self.peak is not None and peak > 0.0:
+            gain = self.peak / peak
+        data = (wave * gain).clamp(-1.0, 1.0).numpy().T.astype(np.float32)  # (T, C)
+        fmt, subtype = _WRITE_FORMATS[suffix]
+        import soundfile as sf
+
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), data, self.sample_rate, format=fmt, subtype=subtype)
+        if metadata is not None:
+            info = {"sample_rate": self.sample_rate, "channels": int(data.shape[1]),
+                    "samples": int(data.shape[0]),
+                    "duration_s": data.shape[0] / self.sample_rate, "gain": gain,
+                    "n_fft": self.n_fft, "hop_length": self.hop_length}
+            write_sidecar(path, {**dict(metadata), "audio": info})
+        return path
+
+    # -- model input -----------------------------------------------------------------------
+    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
+        """``log1p(|STFT(signal)|)`` of a waveform ``(N, C, T)``, differentiably.
+
+        Returns ``(N·C, n_fft // 2 + 1, 1 + T // hop_length)``: frequency bins as
+        channels, frames as the spatial axis. Finite, with finite gradients, on exact
+        silence. ``T`` must exceed ``n_fft // 2`` samples.
+        """
+        if signal.dim() != 3:
+            raise UsageError(f"expected a waveform (N, C, T), got shape {tuple(signal.shape)}")
+        if signal.shape[-1] <= self.n_fft // 2:
+            raise UsageError(f"signal of {signal.shape[-1]} samples is shorter than half an "
+                             f"STFT window ({self.n_fft // 2 + 1} samples needed)")
+        return log_magnitude(signal, n_fft=self.n_fft, hop_length=self.hop_length,
+                             eps=self.eps)
+
+    # -- optimisation --------------------------------------------------------------------
+    def noise(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu",
+              like: torch.Tensor | None = None) -> torch.Tensor:
+        """Gaussian white noise ``shape`` ``(N, C, T)`` to start waveform optimisation.
+
+        The standard deviation is :attr:`noise_std` if set, else the RMS of ``like`` (the
+        exemplar) clamped to [0.01, 0.1], else 0.05. Values are clipped to [-1, 1].
+        """
+        std = self.noise_std
+        if std is None:
+            if like is not None and like.numel():
+                rms = float(like.detach().float().pow(2).mean().sqrt())
+                std = min(max(rms, 0.01), 0.1)
+            else:
+                std = 0.05
+        rand = torch.randn(shape, generator=generator, device="cpu")
+        return (rand * std).clamp(-1.0, 1.0).to(device)

@@ -1,0 +1,273 @@
+"""Random-weight spectrogram feature extractors for audio textures.
+
+Both take the audio domain's model input ``(N, F, frames)`` (``F = n_fft // 2 + 1``
+log1p-magnitude frequency bins as channels, STFT frames as the one spatial axis) and
+convolve over time only, with frozen random weights drawn from ``config.seed``:
+
+``ulyanov``
+    One ``Conv1d`` with 4096 filters of width 11 frames, Xavier-normal weights with ReLU
+    gain, no bias, then ReLU (Ulyanov & Lebedev 2016, "Audio texture synthesis and style
+    transfer"). Layers ``conv`` (before the ReLU) and ``relu``; texture and content
+    default to ``relu``. Options: ``filters`` (4096), ``width`` (11 frames),
+    ``padding`` (``"zero"``).
+
+``multikernel``
+    Several independent single-layer random networks with different widths over time,
+    each ``Conv1d`` + ReLU (Antognini, Hoffman & Weiss 2019 found a bank of single-layer
+    nets of widths from a few to a few hundred frames better than one stacked net).
+    Layers ``w2, w4, …, w128`` (one per width); texture defaults to all of them, content
+    to ``w2, w4`` (the short kernels follow the content's timing closely, the long ones
+    would also copy its slow envelope). Options: ``widths`` ((2, 4, 8, 16, 32, 64, 128)
+    frames), ``filters`` (256 per width), ``padding`` (``"circular"``),
+    ``max_dense_width`` (16).
+
+    A dense kernel of 128 frames × 1025 bins × 256 filters costs 33 M multiply-adds per
+    frame, so widths above ``max_dense_width`` are computed at reduced resolution: the
+    input is first averaged over ``s = ceil(width / max_dense_width)`` frames (stride 1)
+    and then convolved with a kernel of ``max_dense_width`` taps dilated by ``s``. That
+    equals a dense kernel of ``s · max_dense_width`` frames whose taps are constant over
+    runs of ``s`` frames: the same span, a fraction of the cost. Set
+    ``max_dense_width`` to the widest width for exact dense kernels.
+
+Padding (option ``padding``): ``"zero"`` pads with zeros (silence in log1p magnitude),
+``"circular"`` wraps the frames around (every window is a real piece of the signal, so
+kernels wider than a short exemplar still see only sound), ``"valid"`` pads nothing
+(signals must then have at least as many frames as the widest kernel). Every mode but
+``"valid"`` gives one output per input frame and works for any number of frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from texsynth.domain import Domain
+from texsynth.errors import UsageError
+from texsynth.features import ExtractorConfig, FeatureExtractor
+
+__all__ = [
+    "PADDINGS",
+    "MultiKernelExtractor",
+    "UlyanovExtractor",
+    "multikernel_factory",
+    "ulyanov_factory",
+]
+
+PADDINGS = ("zero", "circular", "valid")
+
+
+def _input_channels(domain: Domain) -> int:
+    n_freqs = getattr(domain, "n_freqs", None)
+    if n_freqs is None:
+        n_fft = getattr(domain, "n_fft", None)
+        if n_fft is None:
+            raise UsageError(f"domain {domain.name!r} does not say how many frequency bins "
+                             "its model input has (no n_freqs / n_fft attribute)")
+        n_freqs = int(n_fft) // 2 + 1
+    return int(n_freqs)
+
+
+def _xavier_relu(shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Xavier-normal weights ``(out, in, k)`` scaled by the ReLU gain √2."""
+    out_ch, in_ch, k = shape
+    std = math.sqrt(2.0) * math.sqrt(2.0 / (in_ch * k + out_ch * k))
+    return torch.randn(shape, generator=generator) * std
+
+
+def _pad_time(x: torch.Tensor, total: int, mode: str) -> torch.Tensor:
+    """Pad ``(N, C, T)`` by ``total`` frames (left ``total // 2``) with ``mode``."""
+    if total <= 0 or mode == "valid":
+        return x
+    left, right = total // 2, total - total // 2
+    if mode == "zero":
+        return F.pad(x, (left, right))
+    frames = x.shape[-1]
+    index = torch.arange(-left, frames + right, device=x.device) % frames
+    return x.index_select(-1, index)
+
+
+def _check_options(options: dict[str, Any], allowed: Sequence[str], name: str) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(unknown)} for extractor {name!r}; "
+                         f"available: {', '.join(allowed)}")
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a positive integer, got {value!r}") from None
+    if number != value and not (isinstance(value, str) and value.strip().isdigit()):
+        if not isinstance(value, float) or not value.is_integer():
+            raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    if number < 1:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return number
+
+
+def _padding(value: Any) -> str:
+    text = str(value).lower()
+    if text not in PADDINGS:
+        raise UsageError(f"padding {value!r} is not one of {', '.join(PADDINGS)}")
+    return text
+
+
+class _TimeConv(nn.Module):
+    """One random conv over time, optionally on input smoothed over ``pool`` frames.
+
+    Receptive field ``span = pool · taps`` frames (``pool = 1``: a dense kernel).
+    """
+
+    def __init__(self, in_channels: int, filters: int, taps: int, pool: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.taps = taps
+        self.pool = pool
+        self.span = taps * pool
+        self.weight = nn.Parameter(_xavier_relu((filters, in_channels, taps), generator),
+                                   requires_grad=False)
+
+    def forward(self, x: torch.Tensor, padding: str) -> torch.Tensor:
+        if padding == "valid" and x.shape[-1] < self.span:
+            raise UsageError(
+                f"a kernel spanning {self.span} frames does not fit a signal of "
+                f"{x.shape[-1]} frames with padding 'valid'; use padding 'zero' or "
+                "'circular', smaller widths, or a longer signal")
+        x = _pad_time(x, self.span - 1, padding)
+        if self.pool > 1:
+            x = F.avg_pool1d(x, kernel_size=self.pool, stride=1)
+        return F.conv1d(x, self.weight, dilation=self.pool)
+
+
+class UlyanovExtractor(FeatureExtractor):
+    """One random ``Conv1d`` over time + ReLU (Ulyanov & Lebedev 2016).
+
+    Input ``(N, F, frames)``; output ``conv`` and ``relu`` maps ``(N, filters, frames')``
+    with ``frames' = frames`` (``zero``/``circular`` padding) or ``frames - width + 1``
+    (``valid``). Defaults: 4096 filters of width 11 frames, texture and content layer
+    ``relu``.
+    """
+
+    available_layers: tuple[str, ...] = ("conv", "relu")
+    default_texture_layers: tuple[str, ...] = ("relu",)
+    default_content_layers: tuple[str, ...] = ("relu",)
+    spatial_dims: ClassVar[int] = 1
+
+    def __init__(self, in_channels: int, *, filters: int = 4096, width: int = 11,
+                 padding: str = "zero", seed: int = 0,
+                 layers: Sequence[str] | None = None) -> None:
+        super().__init__(layers)
+        self.in_channels = in_channels
+        self.padding = _padding(padding)
+        generator = torch.Generator().manual_seed(seed)
+        self.conv = _TimeConv(in_channels, filters, width, 1, generator)
+
+    def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        _check_input(x, self.in_channels)
+        conv = self.conv(x, self.padding)
+        out: dict[str, torch.Tensor] = {}
+        if "conv" in layers:
+            out["conv"] = conv
+        if "relu" in layers:
+            out["relu"] = F.relu(conv)
+        return out
+
+
+class MultiKernelExtractor(FeatureExtractor):
+    """A bank of single-layer random nets, one per kernel width (Antognini et al. 2019).
+
+    Input ``(N, F, frames)``; layer ``w<width>`` is ``ReLU(conv_width(x))`` of shape
+    ``(N, filters, frames')`` (``frames' = frames`` unless padding is ``valid``). Each
+    width has its own weights; only the widths asked for are computed. Defaults: widths
+    2, 4, …, 128 frames (≈46 ms to ≈3 s at 22 050 Hz, hop 512), 256 filters each,
+    circular padding, all widths for texture, ``w2, w4`` for content.
+    """
+
+    spatial_dims: ClassVar[int] = 1
+    default_widths: ClassVar[tuple[int, ...]] = (2, 4, 8, 16, 32, 64, 128)
+
+    def __init__(self, in_channels: int, *, widths: Sequence[int] = default_widths,
+                 filters: int = 256, padding: str = "circular", max_dense_width: int = 16,
+                 seed: int = 0, layers: Sequence[str] | None = None) -> None:
+        widths = tuple(widths)
+        if not widths:
+            raise UsageError("multikernel needs at least one width")
+        if len(set(widths)) != len(widths):
+            raise UsageError(f"multikernel widths repeat: {widths}")
+        names = tuple(f"w{w}" for w in widths)
+        # Instance attributes shadow the class defaults before the base class checks layers.
+        self.available_layers = names
+        self.default_texture_layers = names
+        self.default_content_layers = tuple(n for n, w in zip(names, widths, strict=True)
+                                            if w <= 4) or names[:1]
+        super().__init__(layers)
+        self.in_channels = in_channels
+        self.widths = widths
+        self.padding = _padding(padding)
+        self.nets = nn.ModuleDict()
+        for index, (name, width) in enumerate(zip(names, widths, strict=True)):
+            generator = torch.Generator().manual_seed(seed * 1009 + index)
+            pool = max(1, math.ceil(width / max_dense_width))
+            taps = width if pool == 1 else max_dense_width
+            self.nets[name] = _TimeConv(in_channels, filters, taps, pool, generator)
+
+    def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        _check_input(x, self.in_channels)
+        net: Any
+        return {name: F.relu(net(x, self.padding))
+                for name in layers for net in [self.nets[name]]}
+
+
+def _check_input(x: torch.Tensor, channels: int) -> None:
+    if x.dim() != 3 or x.shape[1] != channels:
+        raise UsageError(f"expected spectrogram input (N, {channels}, frames), "
+                         f"got shape {tuple(x.shape)}")
+
+
+def ulyanov_factory(config: ExtractorConfig, domain: Domain) -> UlyanovExtractor:
+    """Build :class:`UlyanovExtractor` for ``domain`` from ``config``.
+
+    Options: ``filters`` (4096), ``width`` (11 frames), ``padding`` (``"zero"``).
+    """
+    options = dict(config.options)
+    _check_options(options, ("filters", "width", "padding"), "ulyanov")
+    if config.weights:
+        raise UsageError("extractor 'ulyanov' has random weights; it takes no weights file")
+    return UlyanovExtractor(
+        _input_channels(domain),
+        filters=_positive_int(options.get("filters", 4096), "filters"),
+        width=_positive_int(options.get("width", 11), "width"),
+        padding=str(options.get("padding", "zero")),
+        seed=config.seed, layers=config.layers)
+
+
+def multikernel_factory(config: ExtractorConfig, domain: Domain) -> MultiKernelExtractor:
+    """Build :class:`MultiKernelExtractor` for ``domain`` from ``config``.
+
+    Options: ``widths`` (list of frame counts, or a comma-separated string), ``filters``
+    (per width, 256), ``padding`` (``"circular"``), ``max_dense_width`` (16).
+    """
+    options = dict(config.options)
+    _check_options(options, ("widths", "filters", "padding", "max_dense_width"),
+                   "multikernel")
+    if config.weights:
+        raise UsageError("extractor 'multikernel' has random weights; it takes no weights "
+                         "file")
+    raw = options.get("widths", MultiKernelExtractor.default_widths)
+    if isinstance(raw, str):
+        raw = [part for part in raw.replace(" ", "").split(",") if part]
+    if isinstance(raw, int):
+        raw = [raw]
+    widths = tuple(_positive_int(w, "widths") for w in raw)
+    return MultiKernelExtractor(
+        _input_channels(domain), widths=widths,
+        filters=_positive_int(options.get("filters", 256), "filters"),
+        padding=str(options.get("padding", "circular")),
+        max_dense_width=_positive_int(options.get("max_dense_width", 16), "max_dense_width"),
+        seed=config.seed, layers=config.layers)

@@ -1,0 +1,26 @@
+"""texsynth hook implementations of the built-in audio plugin (entry point ``audio``)."""
+
+from __future__ import annotations
+
+import texsynth
+from texsynth.hookspecs import RegisterDomain, RegisterExtractor
+
+from .domain import AudioDomain
+from .extractors import multikernel_factory, ulyanov_factory
+
+
+@texsynth.hookimpl
+def texsynth_register_domains(register: RegisterDomain) -> None:
+    """Register the ``audio`` domain."""
+    register(AudioDomain)
+
+
+@texsynth.hookimpl
+def texsynth_register_extractors(register: RegisterExtractor) -> None:
+    """Register the random-weight spectrogram extractors ``ulyanov`` and ``multikernel``."""
+    register("ulyanov", ulyanov_factory, domains=("audio",),
+             description="one random Conv1d (4096 filters, width 11 frames) + ReLU over "
+                         "log1p STFT magnitudes (Ulyanov & Lebedev 2016)")
+    register("multikernel", multikernel_factory, domains=("audio",),
+             description="bank of single-layer random Conv1d nets of widths 2…128 frames "
+                         "(Antognini et al. 2019)")
