@@ -98,12 +98,13 @@ class Domain(ABC):
     output_suffixes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:  # noqa: B027
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         """Add this domain's own command-line options (e.g. a sample rate) to ``group``.
 
         Options must have ``default=None`` so they can be told apart from unset ones and
-        must not clash with other domains' options.
+        must not clash with other domains' options. The default adds none.
         """
+        return None
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> Domain:
