@@ -2,6 +2,11 @@
 # Lint, type-check and test texsynth and its plugins (the README's test command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Use the project's .venv when it exists and no other environment is active.
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
 ruff check .
 mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio
 set +e

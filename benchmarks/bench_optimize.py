@@ -1,0 +1,86 @@
+"""Seconds per optimisation step and peak memory of texture synthesis by optimisation.
+
+Each configuration runs in its own process (so its peak memory is its own): the exemplar
+``examples/data/bricks.png`` at the given size, L-BFGS, a few warm-up evaluations, then
+timed evaluations. One step is one loss + gradient evaluation.
+
+    python benchmarks/bench_optimize.py                 # CPU, writes RESULTS.md
+    python benchmarks/bench_optimize.py --device cuda --sizes 256 512 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import EXAMPLES, machine, peak_rss_mib, run_child, write_section  # noqa: E402
+
+
+def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float]:
+    import torch
+
+    import texsynth
+
+    timings: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick(step: int, loss: float, signal: torch.Tensor) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        timings.append(now - last[0])
+        last[0] = now
+
+    warmup = 2
+    texsynth.synthesize(EXAMPLES / "bricks.png", size=(size, size), extractor=extractor,
+                        steps=steps + warmup, seed=0, device=device, progress=False,
+                        callback=tick)
+    per_step = sum(timings[warmup:]) / max(1, len(timings) - warmup)
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    return {"seconds_per_step": per_step, "peak_rss_mib": peak_rss_mib(),
+            "gpu_peak_mib": gpu_peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--child", nargs=4, metavar=("EXTRACTOR", "SIZE", "STEPS", "DEVICE"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--extractors", nargs="+", default=["vgg19-random", "random-multiscale"])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.child:
+        ext, size, steps, device = args.child
+        print(json.dumps(child(ext, int(size), int(steps), device)))
+        return
+    rows = ["| extractor | size | s / step | peak memory (MiB) |", "|---|---|---|---|"]
+    for ext in args.extractors:
+        for size in args.sizes:
+            res = run_child(Path(__file__), [ext, str(size), str(args.steps), args.device])
+            if "error" in res:
+                rows.append(f"| {ext} | {size}² | error: {res['error']} | |")
+            else:
+                mem = res["gpu_peak_mib"] if args.device.startswith("cuda") else \
+                    res["peak_rss_mib"]
+                rows.append(f"| {ext} | {size}² | {res['seconds_per_step']:.3f} | {mem:.0f} |")
+            print(rows[-1], flush=True)
+    kind = "GPU memory allocated" if args.device.startswith("cuda") else "process peak RSS"
+    body = (f"Measured on: {machine()}, device `{args.device}`.\n"
+            f"One step = one loss + gradient evaluation (L-BFGS), exemplar `bricks.png`, "
+            f"mean of {args.steps} steps after 2 warm-up steps; memory is {kind}.\n"
+            f"Command: `python benchmarks/bench_optimize.py"
+            f"{' --device ' + args.device if args.device != 'cpu' else ''}`\n\n"
+            + "\n".join(rows))
+    if not args.no_write:
+        write_section(f"Optimisation ({args.device})", body)
+
+
+if __name__ == "__main__":
+    main()
