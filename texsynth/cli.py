@@ -99,8 +99,11 @@ def _layer_weights(items: Sequence[str] | None) -> dict[str, float] | None:
     return weights or None
 
 
-def _check_output(path: Path, domain: Domain, overwrite: bool) -> None:
+def _check_output(path: Path, domain: Domain, overwrite: bool,
+                  preview: str | None = None) -> None:
     domain.check_output(path)
+    if preview and type(domain).write_preview is Domain.write_preview:
+        raise UsageError(f"--preview: domain {domain.name!r} cannot draw previews")
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
     if path.is_dir():
@@ -153,7 +156,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     exemplars = [_check_input(Path(p)) for p in args.exemplar]
     domain = _pick_domain(manager, args, exemplars[0])
     out = Path(args.output)
-    _check_output(out, domain, args.overwrite)
+    _check_output(out, domain, args.overwrite, args.preview)
     if args.size and args.duration is not None:
         raise UsageError("give --size or --duration, not both")
     size = None
@@ -185,7 +188,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     styles = [_check_input(Path(p)) for p in args.style]
     domain = _pick_domain(manager, args, content)
     out = Path(args.output)
-    _check_output(out, domain, args.overwrite)
+    _check_output(out, domain, args.overwrite, args.preview)
     result = stylize(
         content, styles, domain=domain, content_weight=args.content_weight,
         style_weight=args.style_weight, extractor=args.extractor, weights=args.weights,
@@ -369,7 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.showwarning = _show_warning
             manager = get_plugin_manager()
             parser = build_parser(manager)
-            args = parser.parse_args(argv)
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # --help, --version or a usage error (already printed)
+                return exc.code if isinstance(exc.code, int) else 2
             handler: Handler | None = getattr(args, "handler", None)
             if handler is None:
                 parser.print_help(sys.stderr)
