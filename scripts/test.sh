@@ -8,7 +8,7 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
   . .venv/bin/activate
 fi
 ruff check .
-mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio
+mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio examples/timeseries/texsynth_timeseries
 set +e
 python -m pytest -q "$@"
 status=$?
