@@ -179,3 +179,54 @@ def test_trace_prints_hook_calls(monkeypatch: pytest.MonkeyPatch,
     PluginManager().losses()
     err = capsys.readouterr().err
     assert "texsynth_register_losses() -> plugin texsynth" in err
+
+
+def test_plugin_subcommand_runs_through_the_cli(texsynth_isolated_plugins: PluginManager,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    def hello(args):  # type: ignore[no-untyped-def]
+        print(f"hello {args.who}")
+        return 0
+
+    @texsynth.hookimpl
+    def texsynth_register_commands(subparsers):  # type: ignore[no-untyped-def]
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.add_argument("who")
+        parser.set_defaults(handler=hello)
+
+    texsynth_isolated_plugins.register(
+        types.SimpleNamespace(texsynth_register_commands=texsynth_register_commands),
+        name="greeter")
+    assert main(["hello", "world"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+
+
+def test_generator_registered_by_a_plugin_is_built(
+        texsynth_isolated_plugins: PluginManager) -> None:
+    from texsynth import Generator, GeneratorConfig
+
+    class Constant(Generator):
+        def make_noise(self, batch, size, *, generator=None, device="cpu"):  # type: ignore[no-untyped-def]
+            return [torch.zeros(batch, 1, *size, device=device)]
+
+        def forward(self, noise, content=None):  # type: ignore[no-untyped-def]
+            return noise[0] + self.bias
+
+        def __init__(self, config: GeneratorConfig) -> None:
+            super().__init__(config)
+            self.bias = nn.Parameter(torch.full((1,), 0.5))
+
+    @texsynth.hookimpl
+    def texsynth_register_generators(register):  # type: ignore[no-untyped-def]
+        register("constant", Constant, description="test")
+
+    texsynth_isolated_plugins.register(
+        types.SimpleNamespace(texsynth_register_generators=texsynth_register_generators),
+        name="gens")
+    gen = texsynth_isolated_plugins.create_generator(
+        GeneratorConfig(name="constant", spatial_dims=1, out_channels=1))
+    assert torch.equal(gen.sample(2, (5,)), torch.full((2, 1, 5), 0.5))
+    with pytest.raises(NotFoundError, match="constant"):
+        texsynth_isolated_plugins.create_generator(
+            GeneratorConfig(name="nope", spatial_dims=1, out_channels=1))
