@@ -250,31 +250,252 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- feed-forward generators ---------------------------------------------------------
+def _size_from_args(domain: Domain, args: argparse.Namespace) -> tuple[int, ...] | None:
+    if getattr(args, "size", None) and getattr(args, "duration", None) is not None:
+        raise UsageError("give --size or --duration, not both")
+    size = None
+    if getattr(args, "size", None):
+        size = domain.parse_size(args.size)
+    elif getattr(args, "duration", None) is not None:
+        if args.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {args.duration}")
+        size = domain.size_from_duration(args.duration)
+    if size is not None:
+        domain.check_size(size)
+    return size
+
+
+def _generator_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = _key_values(args.generator_option, "--generator-option")
+    if args.scales is not None:
+        options["num_scales"] = args.scales
+    if args.norm:
+        options["norm"] = args.norm
+    if args.generator_padding:
+        options["padding"] = args.generator_padding
+    return options
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_generator
+
+    manager = get_plugin_manager()
+    exemplars = [_check_input(Path(p)) for p in args.exemplar]
+    domain = _pick_domain(manager, args, exemplars[0])
+    out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory; give a checkpoint file name")
+    if out.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{out}: already exists; pass --resume to continue that run or "
+                         "--overwrite to start over")
+    content = None
+    if getattr(args, "content_dir", None):
+        content_dir = Path(args.content_dir)
+        if not content_dir.is_dir():
+            raise UsageError(f"{content_dir}: --content-dir is not a folder")
+        content = content_dir
+    size = _size_from_args(domain, args)
+    try:
+        result = train_generator(
+            exemplars, domain=domain, extractor=args.extractor, weights=args.weights,
+            extractor_options=_extractor_options(args), layers=args.layers,
+            layer_weights=_layer_weights(args.layer_weights),
+            texture_loss=args.loss, normalize=args.normalize, content=content,
+            content_layers=getattr(args, "content_layers", None),
+            content_weight=getattr(args, "content_weight", None),
+            style_weight=getattr(args, "style_weight", None),
+            generator_options=_generator_options(args) or None, size=size,
+            batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
+            lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed,
+            device=args.device, checkpoint=out, checkpoint_every=args.checkpoint_every,
+            resume=args.resume, progress=not args.quiet, manager=manager,
+        )
+    except KeyboardInterrupt:
+        print(f"texsynth: interrupted; checkpoint saved to {out} "
+              "(continue with the same command and --resume)", file=sys.stderr)
+        return 130
+    loss = result.losses[-1] if result.losses else float("nan")
+    _say(args, f"wrote {out} (step {result.step}, loss {loss:.4g}, seed "
+               f"{result.settings.get('seed')})")
+    return 0
+
+
+def _load_for_sampling(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Domain, Path]:
+    from .checkpoint import load_generator
+
+    manager = get_plugin_manager()
+    ckpt = _check_input(Path(args.checkpoint))
+    generator, meta = load_generator(ckpt, device=args.device, manager=manager)
+    info = manager.domains().get(str(meta.get("domain")))
+    if info is None:
+        manager.get_domain(str(meta.get("domain")))  # raises, listing known domains
+    assert info is not None
+    domain = info.domain_class.from_arguments(args)
+    return generator, meta, domain, ckpt
+
+
+def _numbered(out: Path, index: int, count: int) -> Path:
+    if count == 1:
+        return out
+    width = max(3, len(str(count)))
+    return out.with_name(f"{out.stem}_{index:0{width}d}{out.suffix}")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .checkpoint import sample
+
+    generator, meta, domain, ckpt = _load_for_sampling(args)
+    if generator.config.content_channels:
+        raise UsageError(f"{ckpt}: is a stylisation generator; use 'texsynth apply "
+                         f"{ckpt} CONTENT -o OUT'")
+    out = Path(args.output)
+    outputs = [_numbered(out, i + 1, args.count) for i in range(args.count)]
+    for path in outputs:
+        _check_output(path, domain, args.overwrite)
+    size = _size_from_args(domain, args) or tuple(meta["training"]["size"])
+    from .runtime import seed_everything
+
+    seed = seed_everything(args.seed)
+    signals = sample(generator, size, seed=seed, count=args.count)
+    for index, (path, signal) in enumerate(zip(outputs, signals, strict=True)):
+        settings = {"command": "sample", "checkpoint": str(ckpt), "seed": seed,
+                    "index": index, "size": domain.describe_size(tuple(size)),
+                    "domain": domain.name, "generator": generator.config.to_dict(),
+                    "trained_steps": meta.get("step"), "texsynth_version": __version__}
+        domain.save(signal.unsqueeze(0), path, metadata=settings)
+        _say(args, f"wrote {path}")
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from .checkpoint import sample
+
+    generator, meta, domain, ckpt = _load_for_sampling(args)
+    if not generator.config.content_channels:
+        raise UsageError(f"{ckpt}: is a texture generator without content input; use "
+                         f"'texsynth sample {ckpt} -o OUT'")
+    content_path = _check_input(Path(args.content))
+    out = Path(args.output)
+    _check_output(out, domain, args.overwrite)
+    content = domain.load(content_path)
+    from .runtime import seed_everything
+
+    seed = seed_everything(args.seed)
+    signal = sample(generator, seed=seed, content=content)
+    settings = {"command": "apply", "checkpoint": str(ckpt), "content": str(content_path),
+                "seed": seed, "domain": domain.name, "trained_steps": meta.get("step"),
+                "texsynth_version": __version__}
+    domain.save(signal, out, metadata=settings)
+    _say(args, f"wrote {out}")
+    return 0
+
+
+def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:
+    run = _add_output(parser, "checkpoint file to write (and to resume from)")
+    _add_domain_options(parser, manager, run)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run stored in the checkpoint OUT")
+    train = parser.add_argument_group("training")
+    train.add_argument("--iterations", type=_non_negative_int, default=2000, metavar="N",
+                       help="total training steps (default: 2000)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                       help="samples per step (default: 4)")
+    train.add_argument("--size", metavar="WxH", help="training size (default: the exemplar's)")
+    train.add_argument("--duration", type=_finite_float, metavar="SECONDS",
+                       help="training duration, for time domains such as sound")
+    train.add_argument("--lr", type=_finite_float, default=None,
+                       help="Adam learning rate (default: 0.01)")
+    train.add_argument("--lr-step", type=_positive_int, default=None, metavar="N",
+                       help="decay the learning rate every N steps (default: 1000)")
+    train.add_argument("--lr-decay", type=_finite_float, default=None, metavar="F",
+                       help="learning-rate decay factor (default: 0.7)")
+    train.add_argument("--checkpoint-every", type=_non_negative_int, default=100, metavar="N",
+                       help="write the checkpoint every N steps (default: 100)")
+    gen = parser.add_argument_group("generator")
+    gen.add_argument("--scales", type=_positive_int, default=None, metavar="K",
+                     help="noise scales of the pyramid (default: 6)")
+    gen.add_argument("--norm", choices=("batch", "instance"),
+                     help="normalisation (default: batch, as the paper)")
+    gen.add_argument("--generator-padding", choices=("circular", "reflect", "zeros"),
+                     help="generator padding (default: circular: outputs tile)")
+    gen.add_argument("--generator-option", action="append", metavar="KEY=VALUE",
+                     help="other generator option (repeatable)")
+    _add_features(parser)
+
+
+def _add_generator_commands(sub: argparse._SubParsersAction,
+                            manager: PluginManager | None) -> None:
+    trn = sub.add_parser("train", help="train a feed-forward texture generator",
+                         description="Train a multi-scale generator network on an exemplar "
+                                     "(Ulyanov et al. 2016); sample it with 'texsynth sample'.")
+    trn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
+    _add_training(trn, manager)
+    trn.set_defaults(handler=_cmd_train)
+
+    sty = sub.add_parser("train-stylizer", help="train a feed-forward stylisation generator",
+                         description="Train a generator that repaints any content with the "
+                                     "texture of STYLE; apply it with 'texsynth apply'.")
+    sty.add_argument("exemplar", nargs="+", metavar="STYLE", help="style/texture file(s)")
+    sty.add_argument("--content-dir", required=True, metavar="DIR",
+                     help="folder of content files to train on")
+    sty.add_argument("--content-weight", type=_non_negative_float, default=None, metavar="B",
+                     help="weight b of the content loss (default: 1)")
+    sty.add_argument("--style-weight", type=_non_negative_float, default=None, metavar="A",
+                     help="weight a of the texture loss (default: 1)")
+    sty.add_argument("--content-layers", type=_csv, metavar="L1,L2",
+                     help="content layers (default: the extractor's)")
+    _add_training(sty, manager)
+    sty.set_defaults(handler=_cmd_train)
+
+    smp = sub.add_parser("sample", help="sample textures from a trained generator",
+                         description="Sample textures of any size from a trained generator "
+                                     "in one pass.")
+    smp.add_argument("checkpoint", metavar="CKPT", help="checkpoint from 'texsynth train'")
+    smp.add_argument("--size", metavar="WxH", help="output size (default: the training size)")
+    smp.add_argument("--duration", type=_finite_float, metavar="SECONDS",
+                     help="output duration, for time domains such as sound")
+    smp.add_argument("-n", "--count", type=_positive_int, default=1, metavar="COUNT",
+                     help="number of samples; OUT_001, OUT_002 ... when more than one")
+    run = _add_output(smp)
+    _add_domain_options(smp, manager, run)
+    smp.set_defaults(handler=_cmd_sample)
+
+    app = sub.add_parser("apply", help="stylise content with a trained stylisation generator")
+    app.add_argument("checkpoint", metavar="CKPT", help="checkpoint from 'texsynth "
+                                                        "train-stylizer'")
+    app.add_argument("content", metavar="CONTENT", help="content file")
+    run = _add_output(app)
+    _add_domain_options(app, manager, run)
+    app.set_defaults(handler=_cmd_apply)
+
+
 # -- parser ------------------------------------------------------------------------------
-def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:
+def _add_output(parser: argparse.ArgumentParser, what: str = "output file; its suffix "
+                "picks the format") -> argparse._ArgumentGroup:
     run = parser.add_argument_group("run")
-    run.add_argument("-o", "--output", required=True, metavar="OUT",
-                     help="output file; its suffix picks the format")
+    run.add_argument("-o", "--output", required=True, metavar="OUT", help=what)
     run.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    run.add_argument("--domain", metavar="NAME",
-                     help="domain to use (default: picked from the input file's suffix)")
-    run.add_argument("--steps", type=_positive_int, default=300, metavar="N",
-                     help="loss evaluations (default: 300)")
-    run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
-                     help="optimiser (default: lbfgs)")
-    run.add_argument("--lr", type=_finite_float, default=None,
-                     help="learning rate (default: 1 for L-BFGS, 0.02 for Adam)")
     run.add_argument("--seed", type=_non_negative_int, default=None, metavar="S",
                      help="random seed (default: drawn at random and saved with the output)")
     run.add_argument("--device", default="auto", metavar="D",
                      help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
-                     help="also save OUT_stepNNNNN every N steps")
-    run.add_argument("--preview", metavar="PNG",
-                     help="write a picture of the inputs and the output side by side")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar or messages")
+    return run
 
+
+def _add_domain_options(parser: argparse.ArgumentParser, manager: PluginManager | None,
+                        run: argparse._ArgumentGroup) -> None:
+    run.add_argument("--domain", metavar="NAME",
+                     help="domain to use (default: picked from the input file's suffix)")
+    if manager is not None:
+        for info in sorted(manager.domains().values(), key=lambda i: i.name):
+            group = parser.add_argument_group(f"{info.name} domain")
+            info.domain_class.add_arguments(group)
+
+
+def _add_features(parser: argparse.ArgumentParser) -> None:
     feats = parser.add_argument_group("features and loss")
     feats.add_argument("--extractor", metavar="NAME",
                        help="feature extractor (default: the domain's; see 'texsynth plugins')")
@@ -296,10 +517,23 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",
                        help="Gram normalisation: by positions (hw, Gatys) or channels x "
                             "positions (chw, Johnson/Ulyanov; default)")
-    if manager is not None:
-        for info in sorted(manager.domains().values(), key=lambda i: i.name):
-            group = parser.add_argument_group(f"{info.name} domain")
-            info.domain_class.add_arguments(group)
+
+
+def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:
+    """Options of the optimisation commands (synthesize, stylize)."""
+    run = _add_output(parser)
+    _add_domain_options(parser, manager, run)
+    run.add_argument("--steps", type=_positive_int, default=300, metavar="N",
+                     help="loss evaluations (default: 300)")
+    run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                     help="optimiser (default: lbfgs)")
+    run.add_argument("--lr", type=_finite_float, default=None,
+                     help="learning rate (default: 1 for L-BFGS, 0.02 for Adam)")
+    run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
+                     help="also save OUT_stepNNNNN every N steps")
+    run.add_argument("--preview", metavar="PNG",
+                     help="write a picture of the inputs and the output side by side")
+    _add_features(parser)
 
 
 def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParser:
@@ -343,15 +577,10 @@ def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParse
     plg.add_argument("--json", action="store_true", help="machine-readable output")
     plg.set_defaults(handler=_cmd_plugins)
 
-    for register in _CORE_COMMANDS:
-        register(sub)
+    _add_generator_commands(sub, manager)
     if manager is not None:
         manager.add_commands(sub)
     return parser
-
-
-#: Functions ``f(subparsers)`` adding further core subcommands.
-_CORE_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,
