@@ -116,7 +116,8 @@ def main() -> None:
         stamps: list[tuple[float, float]] = []
         start = time.perf_counter()
 
-        def tick(step: int, loss: float, signal: torch.Tensor) -> None:
+        def tick(step: int, loss: float, signal: torch.Tensor,
+                 stamps: list[tuple[float, float]] = stamps, start: float = start) -> None:
             _sync(args.device)
             stamps.append((time.perf_counter() - start, loss))
 
