@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .checkpoint import load_generator
+from .checkpoint import sample as sample_generator
 from .domain import Domain, parse_size
 from .errors import (
     InputError,
@@ -40,6 +42,7 @@ from .losses import (
 from .optimize import OptimizationResult, TextureObjective, stylize, synthesize
 from .plugins import PluginManager, get_plugin_manager
 from .runtime import resolve_device, seed_everything
+from .train import TrainResult, train_generator
 
 __version__ = "0.1.0"
 
@@ -59,6 +62,7 @@ __all__ = [
     "TexsynthError",
     "TextureLoss",
     "TextureObjective",
+    "TrainResult",
     "UsageError",
     "WeightsUnavailableError",
     "__version__",
@@ -69,13 +73,16 @@ __all__ = [
     "gram_matrix",
     "hookimpl",
     "load",
+    "load_generator",
     "parse_size",
     "resolve_device",
+    "sample_generator",
     "save",
     "seed_everything",
     "stylize",
     "synthesize",
     "texture_loss",
+    "train_generator",
 ]
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .domain import Domain
 from .errors import UsageError
 from .features import ExtractorConfig, FeatureExtractor
-from .losses import ContentLoss, GramNormalization
+from .losses import ContentLoss, GramNormalization, content_loss
 from .plugins import PluginManager, get_plugin_manager
 from .runtime import resolve_device, seed_everything
 
@@ -115,7 +115,8 @@ class TextureObjective(nn.Module):
         texture_loss: registry name of the texture loss (``"gram"``).
         normalize: Gram normalisation (see :func:`texsynth.gram_matrix`).
         content: content signal ``(1, C, *spatial)`` for stylisation, or ``None``.
-        content_layers: layers whose maps are matched to the content.
+        content_layers: layers whose maps are matched to the content (the fixed one, or a
+            batch passed to :meth:`terms`).
         style_weight: α, weight of the texture loss.
         content_weight: β, weight of the content loss.
     """
@@ -133,7 +134,7 @@ class TextureObjective(nn.Module):
         self.domain = domain
         self.extractor = extractor
         self.texture_layers = tuple(texture_layers)
-        self.content_layers = tuple(content_layers) if content is not None else ()
+        self.content_layers = tuple(content_layers)
         self.style_weight = float(style_weight)
         self.content_weight = float(content_weight)
         dev = module_device(extractor)
@@ -157,20 +158,35 @@ class TextureObjective(nn.Module):
             self.content = ContentLoss({k: feats[k] for k in self.content_layers})
         self._all_layers = tuple(dict.fromkeys(self.texture_layers + self.content_layers))
 
-    def terms(self, signal: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch."""
+    def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None
+              ) -> dict[str, torch.Tensor]:
+        """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch.
+
+        ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
+        content given at construction: feed-forward stylisation has new content each batch.
+        """
         feats = self.extractor(self.domain.to_features_input(signal), layers=self._all_layers)
         texture = self.texture(feats)
         out = {"texture": texture, "total": self.style_weight * texture}
-        if self.content is not None:
-            content = self.content(feats)
-            out["content"] = content
-            out["total"] = out["total"] + self.content_weight * content
+        term: torch.Tensor | None = None
+        if content is not None:
+            if not self.content_layers:
+                raise UsageError("a content batch needs content layers")
+            with torch.no_grad():
+                targets = self.extractor(self.domain.to_features_input(content),
+                                         layers=self.content_layers)
+            term = content_loss(feats, targets)
+        elif self.content is not None:
+            term = self.content(feats)
+        if term is not None:
+            out["content"] = term
+            out["total"] = out["total"] + self.content_weight * term
         return out
 
-    def forward(self, signal: torch.Tensor) -> torch.Tensor:
-        """The weighted total loss (a scalar)."""
-        return self.terms(signal)["total"]
+    def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """The weighted total loss (a scalar); ``content`` as for :meth:`terms`."""
+        return self.terms(signal, content)["total"]
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -1,0 +1,371 @@
+"""Generator checkpoints: safetensors files that can be sampled from and resumed.
+
+A checkpoint is one `safetensors <https://huggingface.co/docs/safetensors>`_ file: tensors
+(generator weights, optimiser moments, RNG states, the loss history) plus a string
+metadata header. Nothing in it is ever unpickled, so a file from elsewhere cannot run
+code. The header holds (JSON where structured):
+
+* ``format`` = ``"texsynth-generator"`` and ``format_version`` (:data:`FORMAT_VERSION`),
+  ``texsynth_version``;
+* ``domain`` (the domain's registry name) and ``step``;
+* ``settings``: the run — ``seed``, ``extractor`` (:meth:`ExtractorConfig.to_dict`),
+  ``texture_layers``, ``content_layers``, ``loss`` (texture loss, Gram normalisation,
+  layer weights, style and content weights), ``generator``
+  (:meth:`GeneratorConfig.to_dict`) and ``training`` (size, batch, schedule ...);
+* ``optimizer``, ``scheduler``, ``rng``: ``state_dict()``-like trees whose tensors are
+  stored as tensors and referenced by name;
+* ``sha256``: a digest of every tensor, so damaged data is detected on load.
+
+Files are written atomically (:mod:`texsynth._io`). Reading a damaged, truncated,
+foreign, newer or wrong-domain file raises :class:`~texsynth.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from ._io import atomic_write_bytes
+from .errors import InputError, UsageError
+from .generators import Generator, GeneratorConfig
+from .plugins import PluginManager, get_plugin_manager
+from .runtime import resolve_device
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "build_generator",
+    "capture_rng_state",
+    "load_checkpoint",
+    "load_generator",
+    "restore_rng_state",
+    "sample",
+    "save_checkpoint",
+]
+
+#: Value of the ``format`` metadata key of every texsynth generator checkpoint.
+FORMAT = "texsynth-generator"
+#: Newest checkpoint layout this version writes and reads.
+FORMAT_VERSION = 1
+_GEN_PREFIX = "generator/"
+_LOSSES = "losses"
+_TAGS = ("__tensor__", "__ndarray__", "__tuple__", "__items__")
+
+
+@dataclass
+class Checkpoint:
+    """The content of a checkpoint file.
+
+    Attributes:
+        settings: JSON-serialisable run settings; must hold ``domain`` and ``generator``
+            (a :meth:`GeneratorConfig.to_dict`), and by convention ``seed``,
+            ``extractor``, ``texture_layers``, ``content_layers``, ``loss``, ``training``.
+        step: optimisation steps done.
+        generator_state: the generator's ``state_dict()``.
+        losses: loss after each step (``len == step`` for an uninterrupted history).
+        optimizer_state: ``optimizer.state_dict()`` or ``None``.
+        scheduler_state: ``scheduler.state_dict()`` or ``None``.
+        rng_state: RNG states (see :func:`capture_rng_state`) or ``None``.
+    """
+
+    settings: dict[str, Any]
+    step: int
+    generator_state: dict[str, torch.Tensor]
+    losses: list[float] = field(default_factory=list)
+    optimizer_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+
+    @property
+    def domain(self) -> str:
+        """Registry name of the domain the generator was trained for."""
+        return str(self.settings["domain"])
+
+    @property
+    def generator_config(self) -> GeneratorConfig:
+        """The config that rebuilds the generator."""
+        return GeneratorConfig.from_dict(self.settings["generator"])
+
+
+# -- RNG state ---------------------------------------------------------------------------
+def capture_rng_state(*, cuda: bool = False) -> dict[str, Any]:
+    """States of Python's ``random``, NumPy's global and PyTorch's CPU (and CUDA) RNGs."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if cuda and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (keys that are absent are left alone)."""
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- tree <-> (JSON, tensors) --------------------------------------------------------------
+def _encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """A JSON-able tree; tensors and arrays move to ``tensors`` and are referenced."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}/{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"{prefix}/{len(tensors)}"
+        raw = np.ascontiguousarray(obj).reshape(-1).view(np.uint8).copy()
+        tensors[key] = torch.from_numpy(raw)
+        return {"__ndarray__": key, "dtype": obj.dtype.str, "shape": list(obj.shape)}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(item, tensors, prefix) for item in obj]}
+    if isinstance(obj, list):
+        return [_encode(item, tensors, prefix) for item in obj]
+    if isinstance(obj, Mapping):
+        if all(isinstance(k, str) and k not in _TAGS for k in obj):
+            return {k: _encode(v, tensors, prefix) for k, v in obj.items()}
+        return {"__items__": [[_encode(k, tensors, prefix), _encode(v, tensors, prefix)]
+                              for k, v in obj.items()]}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
+
+
+def _decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(item, tensors) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__ndarray__" in obj:
+        raw = tensors[obj["__ndarray__"]].numpy().tobytes()
+        return np.frombuffer(raw, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+    if "__tuple__" in obj:
+        return tuple(_decode(item, tensors) for item in obj["__tuple__"])
+    if "__items__" in obj:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__items__"]}
+    return {k: _decode(v, tensors) for k, v in obj.items()}
+
+
+def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+# -- save / load ---------------------------------------------------------------------------
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (safetensors + JSON metadata)."""
+    from . import __version__
+
+    for key in ("domain", "generator"):
+        if key not in checkpoint.settings:
+            raise UsageError(f"checkpoint settings need a {key!r} entry")
+    tensors: dict[str, torch.Tensor] = {
+        _GEN_PREFIX + name: value.detach().cpu().contiguous().clone()
+        for name, value in checkpoint.generator_state.items()
+    }
+    tensors[_LOSSES] = torch.tensor(checkpoint.losses, dtype=torch.float64)
+    states = {}
+    for key, tree in (("optimizer", checkpoint.optimizer_state),
+                      ("scheduler", checkpoint.scheduler_state),
+                      ("rng", checkpoint.rng_state)):
+        states[key] = json.dumps(_encode(tree, tensors, key))
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "texsynth_version": __version__,
+        "domain": checkpoint.domain,
+        "step": str(int(checkpoint.step)),
+        "settings": json.dumps(checkpoint.settings, sort_keys=True),
+        **states,
+        "sha256": _digest(tensors),
+    }
+    return atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
+
+
+def _read_header(path: Path, data: bytes) -> dict[str, str]:
+    """The safetensors ``__metadata__`` of ``data``, checked to be a texsynth checkpoint."""
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        raise InputError(path, "not a texsynth checkpoint: it looks like a PyTorch pickle "
+                               "(torch.save) file, which texsynth never unpickles")
+    if len(data) < 8:
+        raise InputError(path, f"not a texsynth checkpoint (only {len(data)} bytes)")
+    length = int.from_bytes(data[:8], "little")
+    if length > len(data) - 8:
+        raise InputError(path, "not a texsynth checkpoint, or truncated: its safetensors "
+                               "header runs past the end of the file")
+    try:
+        header = json.loads(data[8:8 + length])
+    except (UnicodeDecodeError, ValueError):
+        raise InputError(path, "not a texsynth checkpoint, or corrupt: no readable "
+                               "safetensors header") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(path, "not a texsynth checkpoint (a file without texsynth "
+                               "generator metadata)")
+    version = meta.get("format_version", "")
+    if not str(version).isdigit():
+        raise InputError(path, f"corrupt checkpoint: bad format version {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise InputError(path, f"checkpoint format version {version} is newer than this "
+                               f"texsynth reads ({FORMAT_VERSION}); upgrade texsynth")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, domain: str | None = None) -> Checkpoint:
+    """Read and verify a checkpoint; tensors are on the CPU.
+
+    Args:
+        path: the checkpoint file.
+        domain: if given, the domain name the checkpoint must have been trained for.
+
+    Raises:
+        InputError: the file is missing, unreadable, truncated, corrupt (checksum), not a
+            texsynth checkpoint, of a newer format, or for another domain.
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise InputError(file, "no such checkpoint file") from None
+    except OSError as exc:
+        raise InputError(file, f"cannot read checkpoint: {exc.strerror or exc}") from None
+    meta = _read_header(file, data)
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # the Rust error type is not exported stably
+        raise InputError(file, f"truncated or corrupt checkpoint data ({exc})") from None
+    if meta.get("sha256") != _digest(tensors):
+        raise InputError(file, "corrupt checkpoint: tensor data does not match its checksum")
+    try:
+        settings = json.loads(meta["settings"])
+        states = {key: _decode(json.loads(meta[key]), tensors)
+                  for key in ("optimizer", "scheduler", "rng")}
+        step = int(meta["step"])
+        GeneratorConfig.from_dict(settings["generator"])
+        trained_for = str(meta["domain"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(file, f"corrupt checkpoint metadata ({type(exc).__name__}: "
+                               f"{exc})") from None
+    if domain is not None and trained_for != domain:
+        raise InputError(file, f"is a checkpoint for domain {trained_for!r}, "
+                               f"not {domain!r}")
+    generator_state = {name[len(_GEN_PREFIX):]: value for name, value in tensors.items()
+                       if name.startswith(_GEN_PREFIX)}
+    losses = tensors[_LOSSES].tolist() if _LOSSES in tensors else []
+    return Checkpoint(settings={**settings, "domain": trained_for}, step=step,
+                      generator_state=generator_state, losses=losses,
+                      optimizer_state=states["optimizer"],
+                      scheduler_state=states["scheduler"], rng_state=states["rng"])
+
+
+def build_generator(checkpoint: Checkpoint, path: str | os.PathLike[str], *,
+                    manager: PluginManager | None = None) -> Generator:
+    """A generator with ``checkpoint``'s config and weights (on the CPU, train mode)."""
+    manager = manager or get_plugin_manager()
+    generator = manager.create_generator(checkpoint.generator_config)
+    try:
+        generator.load_state_dict(checkpoint.generator_state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(path, f"generator weights do not fit its config ({first})") from None
+    return generator
+
+
+def load_generator(path: str | os.PathLike[str], *, device: str | torch.device | None = "cpu",
+                   domain: str | None = None, manager: PluginManager | None = None
+                   ) -> tuple[Generator, dict[str, Any]]:
+    """Load a trained generator for sampling.
+
+    Args:
+        path: a checkpoint written by :func:`texsynth.train.train_generator`.
+        device: where to put the generator (``"auto"``, ``"cpu"``, ``"cuda"`` ...).
+        domain: if given, the domain name the checkpoint must be for.
+        manager: plugin manager used to build the generator architecture.
+
+    Returns:
+        ``(generator, metadata)``: the generator in eval mode, and the run settings plus
+        ``step`` and ``losses``.
+    """
+    checkpoint = load_checkpoint(path, domain=domain)
+    generator = build_generator(checkpoint, path, manager=manager)
+    generator.to(resolve_device(device)).eval()
+    metadata = {**checkpoint.settings, "step": checkpoint.step, "losses": checkpoint.losses}
+    return generator, metadata
+
+
+def sample(checkpoint_or_generator: str | os.PathLike[str] | Generator,
+           size: tuple[int, ...] | None = None, *, seed: int | None = 0, count: int = 1,
+           content: torch.Tensor | None = None, device: str | torch.device | None = None,
+           manager: PluginManager | None = None) -> torch.Tensor:
+    """Draw ``count`` signals from a trained generator.
+
+    Args:
+        checkpoint_or_generator: a checkpoint path or a :class:`Generator`.
+        size: spatial extents in tensor order (``(H, W)`` or ``(T,)``); defaults to the
+            content's extents for stylisation generators.
+        seed: seed of the noise (the same seed and size give the same signals); ``None``
+            draws a fresh one.
+        count: number of signals.
+        content: ``(1 or count, C, *size)`` content signal for stylisation generators.
+        device: device to run on (a generator passed in is moved there); default:
+            the generator's own (the CPU for a path).
+        manager: plugin manager used to build the generator from a path.
+
+    Returns:
+        ``(count, C, *size)`` on the CPU. Batch-norm generators run in eval mode (running
+        statistics); a generator passed in gets its previous mode back afterwards.
+    """
+    if isinstance(checkpoint_or_generator, Generator):
+        generator = checkpoint_or_generator
+    else:
+        generator, _ = load_generator(checkpoint_or_generator, device=device or "cpu",
+                                      manager=manager)
+    if device is not None:
+        generator.to(resolve_device(device))
+    if count < 1:
+        raise UsageError(f"count must be at least 1, got {count}")
+    if size is None:
+        if content is None:
+            raise UsageError("a size is needed to sample a texture generator")
+        size = tuple(content.shape[2:])
+    rng = torch.Generator()
+    if seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(int(seed))
+    dev = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            noise = generator.make_noise(count, tuple(size), generator=rng, device=dev)
+            out = generator(noise, content.to(dev) if content is not None else None)
+    finally:
+        generator.train(was_training)
+    return out.cpu()

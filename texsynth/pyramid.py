@@ -1,0 +1,307 @@
+"""Multi-scale generator of Ulyanov et al. ("Texture Networks", 2016), over 1 or 2 axes.
+
+The network turns a pyramid of ``K`` noise tensors into a signal::
+
+    z_{K-1} ─block─▶ up×2 ─norm─┐
+    z_{K-2} ─block──────────norm─┴─concat─block─▶ up×2 ─norm─┐
+      ...                                                   ...
+    z_0     ─block──────────────────────────────────────norm─┴─concat─block─▶ 1×1 conv ─▶ range
+
+* scale ``k`` (0 = finest) has extent ``ceil(size / 2**k)`` along every axis; its noise has
+  ``noise_channels`` channels drawn uniformly from [0, 1) as in the authors' code;
+* every *block* is conv 3 → norm → LeakyReLU, conv 3 → norm → LeakyReLU,
+  conv 1 → norm → LeakyReLU; the branch of one scale has ``channels`` (8) maps;
+* branches are joined coarse to fine by nearest ×2 upsampling (cropped to the finer
+  extent when it is odd), normalisation of both inputs and channel concatenation, so the
+  width grows by ``channels`` per joined scale (8, 16, ..., 8·K);
+* a final 1×1 convolution maps to the signal's channels and a scaled sigmoid maps the
+  result into ``value_range`` (the domain's range, e.g. [0, 1] for images).
+
+The defaults follow the authors' ``pyramid`` model (six scales with ratios 32 … 1,
+8 filters per branch, uniform noise with 3 channels, LeakyReLU with slope 0.01, batch
+normalisation). ``norm="instance"`` gives the instance normalisation of *Improved Texture
+Networks* (Ulyanov et al. 2017), which also removes the train/eval difference of batch
+normalisation (batch norm uses running statistics in eval mode, i.e. when sampling).
+
+**Stylisation.** With ``content_channels > 0`` (registered as ``pyramid-stylize``), the
+content signal, downsampled by area averaging to each scale's extent, is concatenated with
+that scale's noise, as in Ulyanov et al.'s stylisation network.
+
+**Sizes and tileability.** Any extent larger than ``2**(K-1)`` can be generated (the
+coarsest scale needs at least 2 positions for normalisation and padding), whatever the
+training size. With ``padding="circular"`` (the default) every convolution sees its scale
+as a torus, so the output wraps around without a seam and the network cannot learn
+positions from the borders. When an extent is a multiple of ``2**(K-1)`` the construction
+is exactly equivariant to circular shifts by ``2**(K-1)`` and the wrap is statistically
+like any interior position. For other extents the ×2 upsampling of a coarse scale is
+cropped by one position where the finer extent is odd: the wrap stays continuous (the
+last coarse cell meets the first, as on the coarse torus) but that one cell is half as
+wide, a small irregularity of the grid rather than a seam. ``reflect`` and ``zeros``
+padding give outputs that do not tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UsageError
+from .generators import Generator, GeneratorConfig
+
+__all__ = ["DEFAULT_OPTIONS", "PyramidGenerator", "create_pyramid", "create_pyramid_stylize",
+           "scale_sizes"]
+
+#: Options of the ``pyramid`` generators and their defaults (see the module docstring).
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "num_scales": 6,          # authors' code: ratios 32, 16, 8, 4, 2, 1
+    "channels": 8,            # filters per branch (paper: 8)
+    "noise_channels": 3,      # authors' code: 3 uniform noise channels per scale
+    "noise": "uniform",       # "uniform" in [0, 1) (authors) or "normal"
+    "padding": "circular",    # "circular", "reflect" or "zeros"
+    "norm": "batch",          # "batch" (2016 paper) or "instance" (Improved TN, 2017)
+    "negative_slope": 0.01,   # LeakyReLU slope (Torch's nn.LeakyReLU default)
+    "value_range": [0.0, 1.0],  # output range; the trainer passes the domain's
+}
+_PADDINGS = ("circular", "reflect", "zeros")
+_NORMS = ("batch", "instance")
+_NOISES = ("uniform", "normal")
+
+
+def _resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown pyramid generator option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(DEFAULT_OPTIONS)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    for key in ("num_scales", "channels", "noise_channels"):
+        value = opts[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"generator option {key} must be a positive integer, got {value!r}")
+    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", _NOISES)):
+        if opts[key] not in allowed:
+            raise UsageError(f"generator option {key}={opts[key]!r}; use one of "
+                             f"{', '.join(allowed)}")
+    low, high = (float(v) for v in opts["value_range"])
+    if not low < high:
+        raise UsageError(f"generator option value_range must be [low, high] with low < high, "
+                         f"got {opts['value_range']!r}")
+    opts["value_range"] = [low, high]
+    opts["negative_slope"] = float(opts["negative_slope"])
+    return opts
+
+
+def scale_sizes(size: Sequence[int], num_scales: int) -> list[tuple[int, ...]]:
+    """Spatial extents of every scale, finest first: ``ceil(size / 2**k)`` per axis.
+
+    >>> scale_sizes((37, 64), 3)
+    [(37, 64), (19, 32), (10, 16)]
+    """
+    return [tuple(math.ceil(int(s) / 2**k) for s in size) for k in range(num_scales)]
+
+
+class _Layers:
+    """Conv/norm factories for one number of spatial dims."""
+
+    def __init__(self, dims: int, padding: str, norm: str, slope: float) -> None:
+        if dims not in (1, 2):
+            raise UsageError(f"the pyramid generator supports 1 or 2 spatial dims, got {dims}")
+        self.conv_class: type[nn.Module] = nn.Conv1d if dims == 1 else nn.Conv2d
+        self.padding = padding
+        self.norm_class: type[nn.Module]
+        if norm == "batch":
+            self.norm_class = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
+        else:
+            self.norm_class = nn.InstanceNorm1d if dims == 1 else nn.InstanceNorm2d
+        self.slope = slope
+
+    def norm(self, channels: int) -> nn.Module:
+        if self.norm_class in (nn.InstanceNorm1d, nn.InstanceNorm2d):
+            return self.norm_class(channels, affine=True)
+        return self.norm_class(channels)
+
+    def block(self, in_channels: int, out_channels: int) -> nn.Sequential:
+        """conv 3 → norm → act, conv 3 → norm → act, conv 1 → norm → act (no conv bias:
+        the norm's shift replaces it)."""
+        layers: list[nn.Module] = []
+        for index, kernel in enumerate((3, 3, 1)):
+            source = in_channels if index == 0 else out_channels
+            layers += [
+                self.conv_class(source, out_channels, kernel, padding=kernel // 2,
+                                padding_mode=self.padding, bias=False),
+                self.norm(out_channels),
+                nn.LeakyReLU(self.slope),
+            ]
+        return nn.Sequential(*layers)
+
+
+class _Join(nn.Module):
+    """Normalise the upsampled coarse maps and the new branch, concatenate, run a block."""
+
+    def __init__(self, layers: _Layers, coarse_channels: int, branch_channels: int) -> None:
+        super().__init__()
+        self.norm_coarse = layers.norm(coarse_channels)
+        self.norm_branch = layers.norm(branch_channels)
+        self.block = layers.block(coarse_channels + branch_channels,
+                                  coarse_channels + branch_channels)
+
+    def forward(self, coarse: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat([self.norm_coarse(coarse), self.norm_branch(branch)], dim=1)
+        out: torch.Tensor = self.block(joined)
+        return out
+
+
+def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Keep the first ``size`` positions of every spatial axis."""
+    index = (slice(None), slice(None), *(slice(0, s) for s in size))
+    return x[index]
+
+
+class PyramidGenerator(Generator):
+    """Ulyanov et al.'s multi-scale texture (and stylisation) generator.
+
+    Built from a :class:`~texsynth.GeneratorConfig`; ``config.options`` takes the keys of
+    :data:`DEFAULT_OPTIONS` and is stored back fully resolved, so a checkpoint names every
+    setting. ``config.spatial_dims`` picks Conv1d (1) or Conv2d (2).
+
+    Shapes: :meth:`make_noise` returns ``K`` tensors ``(N, noise_channels, *size_k)`` with
+    ``size_k = ceil(size / 2**k)``; :meth:`forward` maps them (and, when
+    ``content_channels > 0``, a content signal ``(N or 1, content_channels, *size)``) to
+    ``(N, out_channels, *size)`` within ``value_range``.
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        opts = _resolve_options(config.options)
+        config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
+                                 out_channels=config.out_channels,
+                                 content_channels=config.content_channels, options=opts)
+        super().__init__(config)
+        if config.out_channels < 1 or config.content_channels < 0:
+            raise UsageError(f"bad generator channels: out {config.out_channels}, "
+                             f"content {config.content_channels}")
+        self.num_scales: int = opts["num_scales"]
+        self.noise_channels: int = opts["noise_channels"]
+        self.noise_kind: str = opts["noise"]
+        self.low, self.high = opts["value_range"]
+        width: int = opts["channels"]
+        layers = _Layers(config.spatial_dims, opts["padding"], opts["norm"],
+                         opts["negative_slope"])
+        in_channels = self.noise_channels + config.content_channels
+        #: ``branches[k]`` processes the inputs of scale ``k`` (0 = finest).
+        self.branches = nn.ModuleList(layers.block(in_channels, width)
+                                      for _ in range(self.num_scales))
+        #: ``joins[k]`` merges the upsampled scales ``> k`` (``width·(K-1-k)`` maps) with
+        #: branch ``k``.
+        self.joins = nn.ModuleList(_Join(layers, width * (self.num_scales - 1 - k), width)
+                                   for k in range(self.num_scales - 1))
+        self.to_signal = layers.conv_class(width * self.num_scales, config.out_channels, 1)
+
+    # -- sizes ------------------------------------------------------------------------
+    def min_extent(self) -> int:
+        """Smallest extent this generator can produce along any axis (``2**(K-1) + 1``)."""
+        return 2 ** (self.num_scales - 1) + 1
+
+    def scale_sizes(self, size: Sequence[int]) -> list[tuple[int, ...]]:
+        """Extents of every scale for an output of ``size``, finest first (checked)."""
+        size = tuple(int(s) for s in size)
+        if len(size) != self.config.spatial_dims:
+            raise UsageError(f"the generator makes signals with {self.config.spatial_dims} "
+                             f"spatial axes; got size {size}")
+        low = self.min_extent()
+        if any(s < low for s in size):
+            raise UsageError(
+                f"size {size} is too small for a {self.num_scales}-scale generator: every "
+                f"extent must be at least {low} (2**(K-1) + 1) so that the coarsest scale "
+                "has 2 positions"
+            )
+        return scale_sizes(size, self.num_scales)
+
+    # -- Generator interface -------------------------------------------------------------
+    def make_noise(self, batch: int, size: tuple[int, ...], *,
+                   generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """``K`` noise tensors ``(batch, noise_channels, *ceil(size / 2**k))``, finest first.
+
+        Noise is drawn on ``generator``'s device (the CPU by default, so a seed gives the
+        same noise whatever ``device`` is) and then moved to ``device``.
+        """
+        if batch < 1:
+            raise UsageError(f"batch must be at least 1, got {batch}")
+        source = generator.device if generator is not None else torch.device("cpu")
+        draw = torch.rand if self.noise_kind == "uniform" else torch.randn
+        return [draw((batch, self.noise_channels, *extent), generator=generator,
+                     device=source).to(device)
+                for extent in self.scale_sizes(size)]
+
+    def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Signals ``(N, out_channels, *size)`` from :meth:`make_noise` output.
+
+        Args:
+            noise: ``K`` tensors, finest first, as returned by :meth:`make_noise`.
+            content: for stylisation generators, ``(N or 1, content_channels, *size)``
+                with ``size`` the finest noise extent; must be ``None`` otherwise.
+        """
+        sizes = self._check_inputs(noise, content)
+        batch = noise[0].shape[0]
+        if content is not None and content.shape[0] != batch:
+            content = content.expand(batch, *content.shape[1:])
+        out: torch.Tensor | None = None
+        for k in reversed(range(self.num_scales)):
+            inputs = noise[k]
+            if content is not None:
+                scaled = content if k == 0 else F.interpolate(content, size=sizes[k],
+                                                              mode="area")
+                inputs = torch.cat([inputs, scaled.to(inputs.dtype)], dim=1)
+            branch: torch.Tensor = self.branches[k](inputs)
+            if out is None:
+                out = branch
+            else:
+                up = _crop(F.interpolate(out, scale_factor=2.0, mode="nearest"), sizes[k])
+                out = self.joins[k](up, branch)
+        assert out is not None
+        logits: torch.Tensor = self.to_signal(out)
+        return self.low + (self.high - self.low) * torch.sigmoid(logits)
+
+    def _check_inputs(self, noise: list[torch.Tensor], content: torch.Tensor | None
+                      ) -> list[tuple[int, ...]]:
+        if len(noise) != self.num_scales:
+            raise UsageError(f"expected {self.num_scales} noise tensors, got {len(noise)}")
+        sizes = self.scale_sizes(noise[0].shape[2:])
+        for k, (tensor, extent) in enumerate(zip(noise, sizes, strict=True)):
+            if tuple(tensor.shape[2:]) != extent or tensor.shape[1] != self.noise_channels:
+                raise UsageError(f"noise tensor {k} has shape {tuple(tensor.shape)}, expected "
+                                 f"(N, {self.noise_channels}, {', '.join(map(str, extent))})")
+        wanted = self.config.content_channels
+        if wanted and content is None:
+            raise UsageError("this stylisation generator needs a content signal")
+        if content is not None:
+            if not wanted:
+                raise UsageError("this texture generator takes no content signal")
+            if content.shape[1] != wanted or tuple(content.shape[2:]) != sizes[0]:
+                raise UsageError(f"content has shape {tuple(content.shape)}, expected "
+                                 f"(N, {wanted}, {', '.join(map(str, sizes[0]))})")
+            if content.shape[0] not in (1, noise[0].shape[0]):
+                raise UsageError(f"content batch {content.shape[0]} differs from the noise "
+                                 f"batch {noise[0].shape[0]}")
+        return sizes
+
+
+def create_pyramid(config: GeneratorConfig) -> PyramidGenerator:
+    """Factory registered as ``pyramid`` (a texture generator unless the config asks for
+    content channels)."""
+    return PyramidGenerator(config)
+
+
+def create_pyramid_stylize(config: GeneratorConfig) -> PyramidGenerator:
+    """Factory registered as ``pyramid-stylize``: content channels default to the output's."""
+    if config.content_channels == 0:
+        config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
+                                 out_channels=config.out_channels,
+                                 content_channels=config.out_channels,
+                                 options=dict(config.options))
+    return PyramidGenerator(config)
