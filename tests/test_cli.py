@@ -113,12 +113,13 @@ def _truncated_png(path: Path) -> Path:
         (lambda d: d, [], "is a directory"),
         (None, ["--size", "0x0"], "positive"),
         (None, ["--size", "big"], "WxH"),
+        (None, ["--size", "100000x100000"], "--no-memory-check"),
         (None, ["--extractor", "nope"], "available:"),
         (None, ["--device", "toaster"], "unknown device"),
         (None, ["--layers", "relu9_9"], "unknown layer"),
     ],
     ids=["missing", "not-an-image", "truncated", "1x1", "directory", "size-0x0", "size-text",
-         "unknown-extractor", "unknown-device", "unknown-layer"],
+         "size-huge", "unknown-extractor", "unknown-device", "unknown-layer"],
 )
 def test_bad_inputs_give_one_line_and_exit_2(make, extra, expected, bricks: Path,  # type: ignore[no-untyped-def]
                                              tmp_path: Path,

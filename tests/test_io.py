@@ -23,9 +23,13 @@ def test_atomic_write_replaces_whole_file_with_usual_permissions(tmp_path: Path)
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "keep.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("writer died")
+    def write_half_then_die() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer died")
+
+    with pytest.raises(RuntimeError):
+        write_half_then_die()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 

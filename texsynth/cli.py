@@ -174,7 +174,8 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         layer_weights=_layer_weights(args.layer_weights), texture_loss=args.loss,
         normalize=args.normalize, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
         init=args.init, seed=args.seed, device=args.device, progress=not args.quiet,
-        save_every=args.save_every, output=out, manager=manager,
+        save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
+        manager=manager,
     )
     return _finish(args, domain, result.signal, result.settings, out,
                    [(Path(p).name, domain.load(Path(p))) for p in exemplars[:3]])
@@ -197,7 +198,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         texture_loss=args.loss, normalize=args.normalize, steps=args.steps,
         optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed,
         device=args.device, progress=not args.quiet, save_every=args.save_every,
-        output=out, manager=manager,
+        output=out, memory_check=not args.no_memory_check, manager=manager,
     )
     inputs = [(content.name, domain.load(content))] + [
         (Path(p).name, domain.load(Path(p))) for p in styles[:2]]
@@ -533,6 +534,8 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
                      help="also save OUT_stepNNNNN every N steps")
     run.add_argument("--preview", metavar="PNG",
                      help="write a picture of the inputs and the output side by side")
+    run.add_argument("--no-memory-check", action="store_true",
+                     help="skip the memory estimate made before the run")
     _add_features(parser)
 
 

@@ -29,6 +29,7 @@ from .errors import UsageError
 from .features import ExtractorConfig, FeatureExtractor
 from .losses import ContentLoss, GramNormalization, content_loss
 from .plugins import PluginManager, get_plugin_manager
+from .resources import check_fits, check_signal_fits, estimate_optimization_bytes
 from .runtime import resolve_device, seed_everything
 
 __all__ = [
@@ -357,6 +358,17 @@ def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
     return start.clone()
 
 
+def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int, ...],
+                  device: torch.device) -> None:
+    """Measure one evaluation on a small probe and refuse runs that cannot fit."""
+    probe_extent = max(128, 4 * domain.min_extent())
+    if all(e <= probe_extent for e in shape[2:]):
+        return  # small enough that the run itself is the cheapest check
+    estimate = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
+                                           device=device)
+    check_fits(estimate, device, what=f"optimisation at {domain.describe_size(shape[2:])}")
+
+
 def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | None,
                       settings: dict[str, Any], user: StepCallback | None
                       ) -> StepCallback | None:
@@ -398,6 +410,7 @@ def synthesize(
     callback: StepCallback | None = None,
     save_every: int = 0,
     output: str | os.PathLike[str] | None = None,
+    memory_check: bool = True,
     manager: PluginManager | None = None,
 ) -> OptimizationResult:
     """Synthesise a new texture of any size from one or more exemplars.
@@ -425,6 +438,8 @@ def synthesize(
         save_every: with ``output``, save ``<stem>_stepNNNNN<suffix>`` every N steps.
         output: final output path (used for intermediate names only; nothing is written
             here unless ``save_every`` is set; use ``domain.save`` for the result).
+        memory_check: estimate the memory needed first and refuse (with
+            :class:`~texsynth.ResourceError`) what cannot fit.
         manager: plugin manager (default: the process-wide one).
 
     Returns:
@@ -441,9 +456,14 @@ def synthesize(
     channels = signals[0].shape[1]
     extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
     dom.check_size(extents)
+    shape = (1, channels, *extents)
+    if memory_check:
+        check_signal_fits(shape, dev, what=f"synthesis at {dom.describe_size(extents)}")
     objective = TextureObjective(dom, net, signals, texture_layers=tex,
                                  layer_weights=layer_weights, texture_loss=texture_loss,
                                  normalize=normalize, manager=manager)
+    if memory_check:
+        _check_memory(objective, dom, shape, dev)
     start = _init_signal(init, dom, (1, channels, *extents), content=None,
                          exemplar=signals[0], seed=used_seed).to(dev)
     settings = {
@@ -498,6 +518,7 @@ def stylize(
     callback: StepCallback | None = None,
     save_every: int = 0,
     output: str | os.PathLike[str] | None = None,
+    memory_check: bool = True,
     manager: PluginManager | None = None,
 ) -> OptimizationResult:
     """Repaint ``content`` with the texture of ``style``: minimise α·L_texture + β·L_content.
@@ -517,11 +538,16 @@ def stylize(
                          f"{style_signals[0].shape[1]}")
     extents = tuple(content_signal.shape[2:])
     dom.check_size(extents, what="content size")
+    if memory_check:
+        check_signal_fits(tuple(content_signal.shape), dev,
+                          what=f"stylisation at {dom.describe_size(extents)}")
     objective = TextureObjective(dom, net, style_signals, texture_layers=tex,
                                  layer_weights=layer_weights, texture_loss=texture_loss,
                                  normalize=normalize, content=content_signal,
                                  content_layers=con, style_weight=style_weight,
                                  content_weight=content_weight, manager=manager)
+    if memory_check:
+        _check_memory(objective, dom, tuple(content_signal.shape), dev)
     start = _init_signal(init, dom, tuple(content_signal.shape), content=content_signal,
                          exemplar=style_signals[0], seed=used_seed).to(dev)
     settings = {
