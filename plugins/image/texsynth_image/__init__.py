@@ -1,0 +1,30 @@
+"""texsynth's built-in image plugin: the ``image`` domain and its feature extractors.
+
+* :class:`ImageDomain` — RGB images in [0, 1], read and written with Pillow;
+* ``random-multiscale`` (:class:`RandomMultiscaleExtractor`, the default) — one layer
+  of random filters at sizes 3-55 px, FFT convolution, no download;
+* ``vgg19`` / ``vgg19-random`` (:class:`VGG19Extractor`) — VGG19 with ImageNet or
+  seeded random weights.
+
+Registered through the ``texsynth`` entry point ``image = "texsynth_image.hooks"``.
+"""
+
+from __future__ import annotations
+
+from .domain import IMAGENET_MEAN, IMAGENET_STD, ImageDomain, read_metadata
+from .multiscale import RandomMultiscaleExtractor, build_random_multiscale, fft_conv2d
+from .vgg import VGG19_LAYERS, VGG19Extractor, build_vgg19, build_vgg19_random
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VGG19_LAYERS",
+    "ImageDomain",
+    "RandomMultiscaleExtractor",
+    "VGG19Extractor",
+    "build_random_multiscale",
+    "build_vgg19",
+    "build_vgg19_random",
+    "fft_conv2d",
+    "read_metadata",
+]

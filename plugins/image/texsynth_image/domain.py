@@ -1,0 +1,357 @@
+"""The ``image`` domain: RGB images as ``(N, 3, H, W)`` float tensors in [0, 1].
+
+Reading goes through Pillow and accepts any mode Pillow opens (palette, grey, grey with
+alpha, RGBA, CMYK, 16-bit grey, float, ...); everything becomes 8-bit-equivalent RGB in
+[0, 1]. EXIF orientation is applied, transparency is dropped (with a one-line warning)
+and animated files contribute their first frame. Every problem with a file is an
+:class:`~texsynth.errors.InputError` that names the file and says what is wrong.
+
+Writing is atomic (:func:`texsynth._io.atomic_path`). PNG files carry the run's settings
+as JSON in a ``tEXt`` chunk keyed ``"texsynth"`` (read back with :func:`read_metadata`);
+other formats get a ``<file>.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from texsynth._io import atomic_path
+from texsynth.domain import Domain, SignalWriter, write_sidecar
+from texsynth.errors import InputError, UsageError
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "METADATA_KEY",
+    "ImageDomain",
+    "read_metadata",
+]
+
+#: Per-channel mean and standard deviation of ImageNet (RGB, values in [0, 1]); the
+#: normalisation torchvision's pretrained VGG19 expects.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Key of the PNG ``tEXt`` chunk holding the JSON settings.
+METADATA_KEY = "texsynth"
+
+#: Suffix → Pillow format name, for the formats this domain reads and writes.
+_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+#: Extra keyword arguments for ``Image.save`` per format.
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"quality": 95},
+}
+#: Modes that carry an alpha channel (``"P"`` may carry one as ``transparency`` info).
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+#: Exceptions Pillow raises for damaged data while decoding.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+                  IndexError, TypeError)
+
+
+def _note(path: Path, text: str) -> None:
+    """Emit a one-line warning about ``path`` (shown by the CLI as ``warning: ...``)."""
+    warnings.warn(f"{path}: {text}", UserWarning, stacklevel=3)
+
+
+def _check_readable(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a non-empty, readable regular file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except PermissionError:
+        raise InputError(path, "cannot be read: permission denied") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an image file")
+    if info.st_size == 0:
+        raise InputError(path, "is empty (0 bytes)")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise InputError(path, "cannot be read: permission denied") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _too_large(path: Path, pixels: int) -> InputError:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return InputError(
+        path,
+        f"image is too large ({pixels:,} pixels; the limit is {limit:,}) and is refused "
+        "as a possible decompression bomb; downscale it first",
+    )
+
+
+def _pixels_from_message(text: str) -> int | None:
+    """Pillow's decompression-bomb messages start ``Image size (N pixels) exceeds ...``."""
+    head = text.split("pixels", 1)[0]
+    digits = "".join(ch for ch in head.split("(")[-1] if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def _open_first_frame(path: Path) -> Image.Image:
+    """Open ``path``, fully decode its first frame and apply EXIF orientation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except UnidentifiedImageError:
+            raise InputError(path, "is not an image file Pillow can read (unknown format)"
+                             ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_large(path, _pixels_from_message(str(exc)) or 0) from None
+        except PermissionError:
+            raise InputError(path, "cannot be read: permission denied") from None
+        except _DECODE_ERRORS as exc:
+            raise InputError(path, f"is corrupt or not a supported image ({exc})") from None
+    with img:
+        width, height = img.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and width * height > limit:
+            raise _too_large(path, width * height)
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        try:
+            img.seek(0)
+            img.load()
+        except _DECODE_ERRORS as exc:
+            raise InputError(path, f"image data is truncated or corrupt ({exc})") from None
+        if frames > 1:
+            _note(path, f"animated image with {frames} frames; using the first frame only")
+        try:
+            oriented = ImageOps.exif_transpose(img)
+        except (*_DECODE_ERRORS, KeyError, AttributeError) as exc:
+            _note(path, f"EXIF orientation could not be read and was ignored ({exc})")
+            oriented = img.copy()
+        # exif_transpose returns ``img`` itself when there is nothing to do; copy so the
+        # result outlives the ``with`` block that closes the file.
+        return oriented.copy() if oriented is img else oriented
+
+
+def _rgb_array(img: Image.Image, path: Path) -> np.ndarray:
+    """Convert a decoded image of any mode to a float32 ``(H, W, 3)`` array in [0, 1]."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit (or 32-bit integer) grey: Pillow's RGB conversion would clip to 255.
+        values = np.asarray(img).astype(np.float32)
+        scale = 65535.0 if (mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
+        grey = np.clip(values / scale, 0.0, 1.0)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        values = np.asarray(img).astype(np.float32)
+        peak = float(np.nanmax(values)) if values.size else 0.0
+        grey = np.clip(np.nan_to_num(values / (255.0 if peak > 1.0 else 1.0)), 0.0, 1.0)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = img.mode
+    if mode in _ALPHA_MODES:
+        alpha = np.asarray(img.getchannel(mode[-1]))
+        if alpha.size and int(alpha.min()) < 255:
+            _note(path, "has transparency; the alpha channel is ignored")
+        if mode in ("La", "RGBa"):  # premultiplied in-memory modes
+            img = img.convert("RGBA")
+    try:
+        rgb = img.convert("RGB")
+    except ValueError as exc:
+        raise InputError(path, f"image mode {mode!r} cannot be converted to RGB ({exc})"
+                         ) from None
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings texsynth stored with an image, or ``None`` if there are none.
+
+    PNG files are read from their ``"texsynth"`` text chunk; other formats from the
+    ``<file>.json`` sidecar written beside them.
+
+    Raises:
+        InputError: the file cannot be read or its stored metadata is not valid JSON.
+    """
+    target = Path(path)
+    _check_readable(target)
+    text: str | None = None
+    if target.suffix.lower() == ".png":
+        try:
+            with Image.open(target) as img:
+                chunks = getattr(img, "text", None) or {}
+                value = chunks.get(METADATA_KEY)
+                text = value if isinstance(value, str) else None
+        except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+            raise InputError(target, f"is not a readable PNG ({exc})") from None
+    if text is None:
+        sidecar = target.with_name(target.name + ".json")
+        if not sidecar.is_file():
+            return None
+        try:
+            text = sidecar.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(sidecar, f"cannot be read ({exc})") from None
+        target = sidecar
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(target, f"stored texsynth metadata is not valid JSON ({exc})"
+                         ) from None
+    if not isinstance(data, dict):
+        raise InputError(target, "stored texsynth metadata is not a JSON object")
+    return data
+
+
+class ImageDomain(Domain):
+    """RGB images: signals ``(N, 3, H, W)``, float, values in [0, 1].
+
+    The extractor input is the ImageNet-normalised signal
+    ``(x - mean) / std`` with mean ``(0.485, 0.456, 0.406)`` and std
+    ``(0.229, 0.224, 0.225)``, which is what torchvision's VGG19 weights were trained on.
+    The default extractor, ``random-multiscale``, needs no download.
+    """
+
+    name: ClassVar[str] = "image"
+    spatial_dims: ClassVar[int] = 2
+    suffixes: ClassVar[tuple[str, ...]] = tuple(_FORMATS)
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    description: ClassVar[str] = (
+        "RGB images in [0, 1] (PNG, JPEG, BMP, GIF, TIFF, WebP) read and written with Pillow"
+    )
+    default_extractor: ClassVar[str] = "random-multiscale"
+
+    #: Half-width of the uniform noise around the exemplar's mean colour used by
+    #: :meth:`noise` (in signal units, i.e. fractions of full scale).
+    noise_spread: ClassVar[float] = 0.1
+
+    def load(self, path: Path) -> torch.Tensor:
+        """Read an image file into a float32 signal ``(1, 3, H, W)`` in [0, 1].
+
+        Raises:
+            InputError: the file is missing, a directory, unreadable, empty, not an
+                image, truncated or corrupt, too large (decompression-bomb guard) or
+                smaller than :meth:`min_extent` pixels on a side.
+        """
+        target = Path(path)
+        _check_readable(target)
+        img = _open_first_frame(target)
+        width, height = img.size
+        low = self.min_extent()
+        if width < low or height < low:
+            raise InputError(target, f"image is only {width}x{height} pixels; it must be at "
+                                     f"least {low} pixels on each side")
+        array = _rgb_array(img, target)
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        return tensor.unsqueeze(0).contiguous().float()
+
+    def save(self, signal: torch.Tensor, path: Path, *,
+             metadata: Mapping[str, Any] | None = None) -> Path:
+        """Write a signal ``(1, 3, H, W)`` or ``(3, H, W)`` (also 1 channel) as 8-bit.
+
+        Values are clamped to [0, 1] and rounded to 0..255. The format follows the
+        suffix. ``metadata`` goes into a PNG ``tEXt`` chunk (key ``"texsynth"``) or, for
+        other formats, into ``<path>.json``. The write is atomic. Returns ``path``.
+
+        Raises:
+            UsageError: unknown suffix, or a signal that is not one RGB/grey image.
+        """
+        target = Path(path)
+        suffix = target.suffix.lower()
+        if suffix not in _FORMATS:
+            raise UsageError(
+                f"cannot write {os.fspath(target)!r}: unsupported image suffix "
+                f"{suffix or '(none)'!r}; use one of {', '.join(_FORMATS)}"
+            )
+        image = _to_pil(signal)
+        fmt = _FORMATS[suffix]
+        options = dict(_SAVE_OPTIONS.get(fmt, {}))
+        meta_text = (json.dumps(dict(metadata), sort_keys=True, default=str)
+                     if metadata is not None else None)
+        if fmt == "PNG" and meta_text is not None:
+            info = PngInfo()
+            info.add_text(METADATA_KEY, meta_text)
+            options["pnginfo"] = info
+        with atomic_path(target) as tmp:
+            image.save(tmp, format=fmt, **options)
+        if fmt != "PNG" and metadata is not None:
+            write_sidecar(target, json.loads(meta_text or "{}"))
+        return target
+
+    def open_writer(self, path: Path, size: Sequence[int], channels: int, *,
+                    metadata: Mapping[str, Any] | None = None) -> SignalWriter:
+        """Stream ``.png`` files row band by row band (:mod:`texsynth_image.png_stream`,
+        same pixels and metadata chunk as :meth:`save`); other formats are assembled in
+        memory and saved (the base class's writer)."""
+        if Path(path).suffix.lower() != ".png":
+            return super().open_writer(path, size, channels, metadata=metadata)
+        from .png_stream import PngStreamWriter
+
+        text = ({METADATA_KEY: json.dumps(dict(metadata), sort_keys=True, default=str)}
+                if metadata is not None else None)
+        return PngStreamWriter(path, size, channels, text=text)
+
+    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation of ``(N, 3, H, W)`` signals; differentiable."""
+        if signal.dim() != 4 or signal.shape[1] != 3:
+            raise UsageError(f"image signals must be (N, 3, H, W), got {tuple(signal.shape)}")
+        mean = torch.tensor(IMAGENET_MEAN, dtype=signal.dtype, device=signal.device)
+        std = torch.tensor(IMAGENET_STD, dtype=signal.dtype, device=signal.device)
+        return (signal - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+    def noise(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu",
+              like: torch.Tensor | None = None) -> torch.Tensor:
+        """Start image ``shape = (N, 3, H, W)``: uniform noise around a mean colour.
+
+        With an exemplar ``like`` ``(1, 3, h, w)`` the noise is centred on its
+        per-channel mean with half-width :attr:`noise_spread` (0.1), so the
+        optimisation begins at the right colour and brightness (statistics that
+        zero-mean random filters barely see). Without one it is centred on grey.
+        The result is clamped to [0, 1].
+        """
+        if like is not None and like.dim() >= 2 and like.shape[1] == shape[1]:
+            centre = like.detach().float().cpu().mean(
+                dim=tuple(d for d in range(like.dim()) if d != 1))
+            centre = centre.view(1, -1, *([1] * (len(shape) - 2)))
+        else:
+            centre = torch.full((1, shape[1], *([1] * (len(shape) - 2))), 0.5)
+        rand = torch.rand(shape, generator=generator, device="cpu")
+        start = (centre + (rand * 2 - 1) * self.noise_spread).clamp(*self.value_range)
+        return start.to(device)
+
+
+def _to_pil(signal: torch.Tensor) -> Image.Image:
+    """Turn one signal ``(1, C, H, W)`` / ``(C, H, W)`` (C = 3 or 1) into an 8-bit image."""
+    data = signal.detach()
+    if data.dim() == 4:
+        if data.shape[0] != 1:
+            raise UsageError(f"can save one image at a time, got a batch of {data.shape[0]}")
+        data = data[0]
+    if data.dim() != 3 or data.shape[0] not in (1, 3):
+        raise UsageError(f"an image signal must be (1, 3, H, W) or (3, H, W), got shape "
+                         f"{tuple(signal.shape)}")
+    pixels = (data.float().cpu().nan_to_num(0.0).clamp(0.0, 1.0) * 255.0).round()
+    array = pixels.to(torch.uint8).permute(1, 2, 0).numpy()
+    if array.shape[2] == 1:
+        return Image.fromarray(np.ascontiguousarray(array[:, :, 0]))
+    return Image.fromarray(np.ascontiguousarray(array))
