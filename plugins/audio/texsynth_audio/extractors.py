@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from texsynth.domain import Domain
@@ -99,13 +99,17 @@ def _check_options(options: dict[str, Any], allowed: Sequence[str], name: str) -
 
 
 def _positive_int(value: Any, what: str) -> int:
-    try:
+    """``value`` as an int >= 1 (ints, integral floats and digit strings are accepted)."""
+    if isinstance(value, bool):
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{what} must be a positive integer, got {value!r}") from None
-    if number != value and not (isinstance(value, str) and value.strip().isdigit()):
-        if not isinstance(value, float) or not value.is_integer():
-            raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
     if number < 1:
         raise UsageError(f"{what} must be a positive integer, got {value!r}")
     return number
@@ -202,7 +206,7 @@ class MultiKernelExtractor(FeatureExtractor):
             raise UsageError(f"multikernel widths repeat: {widths}")
         names = tuple(f"w{w}" for w in widths)
         # Instance attributes shadow the class defaults before the base class checks layers.
-        self.available_layers = names
+        self.available_layers = (*names, "all")
         self.default_texture_layers = names
         self.default_content_layers = tuple(n for n, w in zip(names, widths, strict=True)
                                             if w <= 4) or names[:1]
@@ -219,9 +223,18 @@ class MultiKernelExtractor(FeatureExtractor):
 
     def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         _check_input(x, self.in_channels)
-        net: Any
-        return {name: F.relu(net(x, self.padding))
-                for name in layers for net in [self.nets[name]]}
+        wanted = tuple(self.nets) if "all" in layers else layers
+        maps: dict[str, torch.Tensor] = {}
+        for name in wanted:
+            net = self.nets[name]
+            assert isinstance(net, _TimeConv)
+            maps[name] = F.relu(net(x, self.padding))
+        out = {name: maps[name] for name in layers if name != "all"}
+        if "all" in layers:
+            frames = min(m.shape[-1] for m in maps.values())
+            parts = [m[..., (m.shape[-1] - frames) // 2:][..., :frames] for m in maps.values()]
+            out["all"] = torch.cat(parts, dim=1)
+        return out
 
 
 def _check_input(x: torch.Tensor, channels: int) -> None:
