@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny test tensors gain nothing from threads, and on a shared 2-core machine two threads
+# can make a step many times slower.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TEXSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -77,7 +78,10 @@ def _key_values(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     """Parse ``["a=1", "b=x"]`` into ``{"a": 1, "b": "x"}`` (values as JSON when they parse)."""
     result: dict[str, Any] = {}
     for item in items or []:
-        for part in _csv(item):
+        # Split on commas that start a new NAME=, so JSON lists like sizes=[3,5] survive.
+        for part in (p.strip() for p in re.split(r",(?=\s*[A-Za-z_][\w.-]*\s*=)", item)):
+            if not part:
+                continue
             key, sep, raw = part.partition("=")
             if not sep or not key.strip():
                 raise UsageError(f"{what} {part!r} is not of the form NAME=VALUE")
@@ -343,8 +347,30 @@ def _numbered(out: Path, index: int, count: int) -> Path:
     return out.with_name(f"{out.stem}_{index:0{width}d}{out.suffix}")
 
 
+def _sample_tile(args: argparse.Namespace, generator: Any, size: tuple[int, ...]) -> int:
+    """Tile extent for ``texsynth sample`` (0: in one piece): ``--tile``, or automatic
+    tiles above :data:`texsynth.tiled.AUTO_TILE_POSITIONS` output positions."""
+    import math
+
+    from .tiled import AUTO_TILE_POSITIONS, default_tile, tiling_problem
+
+    problem = tiling_problem(generator)
+    if args.tile is not None:
+        if args.tile and problem is not None:
+            raise UsageError(f"--tile: {problem}")
+        return int(args.tile)
+    if math.prod(size) <= AUTO_TILE_POSITIONS:
+        return 0
+    if problem is not None:
+        warnings.warn(f"sampling {'x'.join(map(str, reversed(size)))} in one piece, which "
+                      f"may need much memory: {problem}", UserWarning, stacklevel=2)
+        return 0
+    return default_tile(len(size))
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .checkpoint import sample
+    from .tiled import sample_tiled
 
     generator, meta, domain, ckpt = _load_for_sampling(args)
     if generator.config.content_channels:
@@ -354,17 +380,25 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     outputs = [_numbered(out, i + 1, args.count) for i in range(args.count)]
     for path in outputs:
         _check_output(path, domain, args.overwrite)
-    size = _size_from_args(domain, args) or tuple(meta["training"]["size"])
+    size = tuple(_size_from_args(domain, args) or meta["training"]["size"])
+    tile = _sample_tile(args, generator, size)
     from .runtime import seed_everything
 
     seed = seed_everything(args.seed)
-    signals = sample(generator, size, seed=seed, count=args.count)
-    for index, (path, signal) in enumerate(zip(outputs, signals, strict=True)):
+    signals = sample(generator, size, seed=seed, count=args.count) if not tile else None
+    for index, path in enumerate(outputs):
         settings = {"command": "sample", "checkpoint": str(ckpt), "seed": seed,
-                    "index": index, "size": domain.describe_size(tuple(size)),
+                    "index": index, "size": domain.describe_size(size),
                     "domain": domain.name, "generator": generator.config.to_dict(),
                     "trained_steps": meta.get("step"), "texsynth_version": __version__}
-        domain.save(signal.unsqueeze(0), path, metadata=settings)
+        if signals is not None:
+            domain.save(signals[index].unsqueeze(0), path, metadata=settings)
+        else:  # tile by tile, streamed to the file where the domain can
+            settings["tile"] = tile
+            with domain.open_writer(path, size, generator.config.out_channels,
+                                    metadata=settings) as writer:
+                sample_tiled(generator, size, seed=seed, index=index, tile=tile,
+                             sink=writer.write, progress=not args.quiet)
         _say(args, f"wrote {path}")
     return 0
 
@@ -458,6 +492,11 @@ def _add_generator_commands(sub: argparse._SubParsersAction,
                      help="output duration, for time domains such as sound")
     smp.add_argument("-n", "--count", type=_positive_int, default=1, metavar="COUNT",
                      help="number of samples; OUT_001, OUT_002 ... when more than one")
+    smp.add_argument("--tile", type=_non_negative_int, default=None, metavar="N",
+                     help="make the output in tiles of N positions per axis (same result; "
+                          "streamed to OUT where the format allows, e.g. PNG, so memory does "
+                          "not grow with --size); 0: in one piece (default: tiles of 512x512 "
+                          "above 1024x1024)")
     run = _add_output(smp)
     _add_domain_options(smp, manager, run)
     smp.set_defaults(handler=_cmd_sample)

@@ -224,15 +224,17 @@ def run_optimization(
     """Minimise ``loss_fn(signal)`` over the signal; return the result and loss history.
 
     ``steps`` counts loss evaluations (one forward and backward pass each), for both
-    optimisers, so runs of the same ``steps`` cost the same. L-BFGS uses a strong-Wolfe
-    line search: without one, PyTorch's L-BFGS takes tiny first steps and skips history
-    updates when the loss is small, and stalls. ``project`` maps the
-    variable back onto valid signals after each update.
+    optimisers, so runs of the same ``steps`` cost the same. The signal with the lowest
+    loss seen is returned (the last iterate can be worse after a bad line-search step).
+    L-BFGS uses a strong-Wolfe line search: without one, PyTorch's L-BFGS takes tiny
+    first steps and skips history updates when the loss is small, and stalls.
+    ``project`` maps the variable back onto valid signals after each update.
     """
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
     x = signal.detach().clone().requires_grad_(True)
     losses: list[float] = []
+    best: list[Any] = [math.inf, None]
     bar = tqdm(total=steps, desc=description, disable=not progress, unit="step",
                dynamic_ncols=True, leave=False)
 
@@ -249,6 +251,9 @@ def run_optimization(
         loss.backward()
         value = float(loss.detach())
         losses.append(value)
+        if value < best[0]:  # keep the best iterate: L-BFGS may end on a worse one
+            best[0] = value
+            best[1] = x.detach().clone()
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4g}")
         if callback is not None:
@@ -280,8 +285,9 @@ def run_optimization(
             raise UsageError(f"unknown optimizer {optimizer!r}; use lbfgs or adam")
     finally:
         bar.close()
+    final = best[1] if best[1] is not None else x.detach()
     with torch.no_grad():
-        result = project(x) if project is not None else x.detach()
+        result = project(final) if project is not None else final
     return result.detach(), losses[:steps]
 
 
