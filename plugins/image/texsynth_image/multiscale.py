@@ -138,10 +138,12 @@ class _SpectralConv(torch.autograd.Function):
         start = 0
         for chunk in chunks:
             stop = start + int(chunk.shape[1])
-            maps = torch.fft.irfft2(_mix(x_spec, chunk), s=(height, width))
             if crop:
-                maps = maps[..., crop: height - crop, crop: width - crop]
-            out[:, start:stop] = maps
+                maps = torch.fft.irfft2(_mix(x_spec, chunk), s=(height, width))
+                out[:, start:stop] = maps[..., crop: height - crop, crop: width - crop]
+            else:  # straight into the output, no copy
+                torch.fft.irfft2(_mix(x_spec, chunk), s=(height, width),
+                                 out=out[:, start:stop])
             start = stop
         if relu:
             out.clamp_min_(0.0)
@@ -156,7 +158,7 @@ class _SpectralConv(torch.autograd.Function):
         chunks: tuple[torch.Tensor, ...] = ctx.chunks
         if relu:
             (out,) = ctx.saved_tensors
-            grad = grad.masked_fill(out <= 0, 0.0)
+            grad = torch.ops.aten.threshold_backward(grad, out, 0.0)  # ReLU's own
         if crop:
             full = grad.new_zeros(grad.shape[0], grad.shape[1], height, width)
             full[..., crop: height - crop, crop: width - crop] = grad
@@ -398,10 +400,10 @@ def build_random_multiscale(config: ExtractorConfig, domain: Domain
     unit-norm filters each, circular padding, ReLU; texture layers ``k3 … k55``,
     content layers ``k3, k5, k7``; filters seeded by ``config.seed``. Options:
     ``sizes`` (odd ints; a list, or ``"3:5:7"`` on the command line), ``filters`` (one
-    int or one per size), ``padding`` (``circular``: tileable output, the default;
-    ``valid``: better for exemplars that do not tile, whose wrapped edges would
-    otherwise add seams to the statistics), ``method`` (``auto``/``fft``/``direct``),
-    ``direct_max``. Takes no weights file.
+    int or one per size), ``padding`` (``circular``, the default: the output tiles;
+    ``valid``: statistics leave out positions whose window wraps around, an option for
+    exemplars that do not tile, though on such a one (bark) both looked alike),
+    ``method`` (``auto``/``fft``/``direct``), ``direct_max``. Takes no weights file.
     """
     del domain
     if config.weights:
