@@ -310,6 +310,27 @@ class ImageDomain(Domain):
                 if metadata is not None else None)
         return PngStreamWriter(path, size, channels, text=text)
 
+    def write_preview(self, items: list[tuple[str, torch.Tensor]], path: Path) -> Path:
+        """Labelled images ``(1, 3, H, W)`` side by side on white, written atomically as
+        PNG (e.g. exemplar | output for ``--preview``)."""
+        from PIL import ImageDraw
+
+        gap, label_height = 8, 14
+        images = [(label, Image.fromarray(_to_uint8(signal))) for label, signal in items]
+        width = sum(img.width for _, img in images) + gap * (len(images) + 1)
+        height = max(img.height for _, img in images) + label_height + 2 * gap
+        sheet = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(sheet)
+        x = gap
+        for label, img in images:
+            draw.text((x, gap // 2), label[:48], fill=(40, 40, 40))
+            sheet.paste(img, (x, gap + label_height))
+            x += img.width + gap
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            sheet.save(tmp, format="PNG")
+        return target
+
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
         """ImageNet normalisation of ``(N, 3, H, W)`` signals; differentiable."""
         if signal.dim() != 4 or signal.shape[1] != 3:
@@ -355,3 +376,9 @@ def _to_pil(signal: torch.Tensor) -> Image.Image:
     if array.shape[2] == 1:
         return Image.fromarray(np.ascontiguousarray(array[:, :, 0]))
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _to_uint8(signal: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8."""
+    data = signal.detach().cpu().float().reshape(-1, *signal.shape[-2:])[:3]
+    return (data.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
