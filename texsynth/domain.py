@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +24,7 @@ import torch
 from ._io import atomic_write_text
 from .errors import UsageError
 
-__all__ = ["Domain", "parse_size", "write_sidecar"]
+__all__ = ["Domain", "SignalWriter", "parse_size", "write_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
@@ -70,6 +72,97 @@ def write_sidecar(path: Path, metadata: Mapping[str, Any]) -> Path:
     sidecar = path.with_name(path.name + ".json")
     atomic_write_text(sidecar, json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
     return sidecar
+
+
+class SignalWriter(ABC):
+    """Writes one signal to a file block by block (see :meth:`Domain.open_writer`).
+
+    Blocks ``(C, *extent)`` arrive through :meth:`write` with their ``offset`` (tensor
+    order) and must not overlap; :meth:`close` finishes the file and moves it into place
+    atomically; :meth:`abort` drops it. Used as a context manager, leaving the ``with``
+    block normally closes the writer and leaving it by an exception aborts it, so no
+    partial file (and no temporary file) is ever left behind.
+
+    Attributes:
+        path: the final file.
+        size: extents of the whole signal (tensor order).
+        channels: channels of the signal.
+    """
+
+    def __init__(self, path: Path, size: Sequence[int], channels: int) -> None:
+        self.path = Path(path)
+        self.size = tuple(int(s) for s in size)
+        self.channels = int(channels)
+        if self.channels < 1 or not self.size or any(s < 1 for s in self.size):
+            raise UsageError(f"cannot write a signal of {channels} channels and size "
+                             f"{self.size}")
+
+    def check_block(self, block: torch.Tensor, offset: Sequence[int]) -> tuple[int, ...]:
+        """Raise :class:`UsageError` unless ``block`` ``(C, *extent)`` fits at ``offset``;
+        return the block's extents."""
+        extent = tuple(block.shape[1:])
+        if block.dim() != len(self.size) + 1 or block.shape[0] != self.channels:
+            raise UsageError(f"a block must be ({self.channels}, *extent) with "
+                             f"{len(self.size)} spatial axes, got {tuple(block.shape)}")
+        if len(offset) != len(self.size) or any(
+                o < 0 or o + e > s for o, e, s in zip(offset, extent, self.size, strict=True)):
+            raise UsageError(f"block of extent {extent} at offset {tuple(offset)} lies outside "
+                             f"the signal of size {self.size}")
+        return extent
+
+    @abstractmethod
+    def write(self, block: torch.Tensor, offset: Sequence[int]) -> None:
+        """Store ``block`` ``(C, *extent)`` (values in the domain's range) at ``offset``."""
+
+    @abstractmethod
+    def close(self) -> Path:
+        """Finish the file (every position must have been written); return its path."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything written so far; nothing is left on disk. Safe to call twice."""
+
+    def __enter__(self) -> SignalWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _AssemblingWriter(SignalWriter):
+    """Fallback of :meth:`Domain.open_writer`: assembles the signal, then :meth:`Domain.save`."""
+
+    def __init__(self, domain: Domain, path: Path, size: Sequence[int], channels: int,
+                 metadata: Mapping[str, Any] | None) -> None:
+        super().__init__(path, size, channels)
+        self.domain = domain
+        self.metadata = dict(metadata) if metadata is not None else None
+        self.signal: torch.Tensor | None = torch.zeros(1, self.channels, *self.size)
+        self.written = 0
+
+    def write(self, block: torch.Tensor, offset: Sequence[int]) -> None:
+        extent = self.check_block(block, offset)
+        if self.signal is None:
+            raise UsageError(f"{self.path}: the writer is closed")
+        window = tuple(slice(o, o + e) for o, e in zip(offset, extent, strict=True))
+        self.signal[0][(slice(None), *window)] = block.detach().float().cpu()
+        self.written += math.prod(extent)
+
+    def close(self) -> Path:
+        if self.signal is None:
+            raise UsageError(f"{self.path}: the writer is closed")
+        signal, self.signal = self.signal, None
+        if self.written != math.prod(self.size):
+            raise UsageError(f"{self.path}: {self.written} of {math.prod(self.size)} "
+                             "positions were written; nothing saved")
+        return self.domain.save(signal, self.path, metadata=self.metadata)
+
+    def abort(self) -> None:
+        self.signal = None
 
 
 class Domain(ABC):
@@ -147,6 +240,20 @@ class Domain(ABC):
         ``metadata`` (JSON-serialisable settings) is stored inside the file where the
         format allows, otherwise beside it. Returns the path written.
         """
+
+    def open_writer(self, path: Path, size: Sequence[int], channels: int, *,
+                    metadata: Mapping[str, Any] | None = None) -> SignalWriter:
+        """A :class:`SignalWriter` that writes a signal of ``size`` (tensor order) and
+        ``channels`` to ``path`` block by block, with ``metadata`` as :meth:`save` stores it.
+
+        Used by tiled sampling so that outputs larger than memory can be written. The
+        default assembles the whole signal in memory and calls :meth:`save` on
+        :meth:`~SignalWriter.close` (memory grows with the size). Domains whose formats
+        can be written incrementally override this to stream: the image domain writes PNGs
+        row band by row band; a sound domain can append blocks in time order with
+        ``soundfile.SoundFile(...).write`` to a temporary file renamed on close.
+        """
+        return _AssemblingWriter(self, Path(path), size, channels, metadata)
 
     @abstractmethod
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:

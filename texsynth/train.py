@@ -16,6 +16,10 @@ Runs are checkpointed (:mod:`texsynth.checkpoint`) every ``checkpoint_every`` st
 the end, and when interrupted by Ctrl-C or SIGTERM; ``resume=True`` continues a run from
 its checkpoint with the same optimiser, schedule and random streams, so the loss curve
 goes on as if the run had never stopped.
+
+Under ``torchrun`` the same call trains data-parallel over the processes
+(:mod:`texsynth.distributed`): ``batch_size`` is the global batch, split evenly, and the
+run computes what one process would with that batch.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (
     Checkpoint,
     build_generator,
@@ -333,6 +338,10 @@ def train_generator(
         callback: ``callback(step, loss, generator)`` after every step.
         manager: plugin manager (default: the process-wide one).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel: see
+    :mod:`texsynth.distributed` (``batch_size`` must be a multiple of the number of
+    processes; only rank 0 writes the checkpoint and shows progress).
+
     Returns:
         :class:`TrainResult`; its generator is in eval mode.
 
@@ -352,6 +361,8 @@ def train_generator(
         raise UsageError("at least one exemplar is needed")
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     stylising = content is not None
+    dist = distributed.setup(device)  # does nothing outside torchrun
+    device = dist.device or device
     given = {
         "training.size": list(size) if size is not None else None,
         "training.batch_size": batch_size, "training.lr": lr, "training.lr_step": lr_step,
@@ -394,7 +405,8 @@ def train_generator(
     else:
         dom, net, ext_config, tex, con, used_seed, dev = _prepare(
             domain=domain, path_hint=items[0], extractor=extractor, texture_layers=layers,
-            content_layers=content_layers, stylising=stylising, seed=seed, device=device,
+            content_layers=content_layers, stylising=stylising, seed=dist.agree_seed(seed),
+            device=device,
             weights=weights, extractor_options=extractor_options, manager=manager)
         training = {
             "batch_size": batch_size or DEFAULTS["batch_size"],
@@ -425,6 +437,7 @@ def train_generator(
     dom.check_size(extents, what="training size")
     if training["batch_size"] < 1:
         raise UsageError(f"batch_size must be at least 1, got {training['batch_size']}")
+    dist.shard(int(training["batch_size"]))  # the global batch must split evenly
     contents = _ContentSet(content, dom) if content is not None else None
 
     # The generator: rebuilt from the checkpoint, or new with weights drawn from the seed.
@@ -439,6 +452,7 @@ def train_generator(
         torch.manual_seed(used_seed)
         gen = manager.create_generator(gen_config)
     gen.to(dev).train()
+    model = dist.wrap(gen)  # DistributedDataParallel under torchrun, else gen itself
 
     objective = TextureObjective(
         dom, net, signals, texture_layers=tex, layer_weights=loss_settings["layer_weights"],
@@ -470,6 +484,7 @@ def train_generator(
         "exemplar_sha256": digests,
         "content": contents.describe() if contents is not None else None,
         "device": str(dev),
+        "processes": dist.world_size,
     })
     settings: dict[str, Any] = {
         "command": "train",
@@ -484,7 +499,7 @@ def train_generator(
     }
 
     def save() -> None:
-        if ckpt_path is None:
+        if ckpt_path is None or not dist.is_main:
             return
         rng_state = capture_rng_state(cuda=dev.type == "cuda")
         rng_state["stream"] = rng.get_state()
@@ -494,27 +509,29 @@ def train_generator(
             rng_state=rng_state))
 
     bar = tqdm(total=iterations, initial=min(step, iterations), desc="train", unit="step",
-               disable=not progress, dynamic_ncols=True, leave=False)
+               disable=not progress or not dist.is_main, dynamic_ncols=True, leave=False)
     saved_at = step if previous is not None else -1
     in_step = False
     try:
         with _DeferredSignals(ckpt_path is not None) as deferred:
             while step < iterations:
                 in_step = True
-                noise = gen.make_noise(int(training["batch_size"]), extents, generator=rng,
-                                       device=dev)
-                batch_content = (contents.batch(int(training["batch_size"]), extents, rng)
+                # Every rank draws the global batch from the same stream and keeps its slice.
+                batch = int(training["batch_size"])
+                noise = dist.local(gen.make_noise(batch, extents, generator=rng, device=dev),
+                                   batch)
+                batch_content = (dist.local(contents.batch(batch, extents, rng), batch)
                                  .to(dev) if contents is not None else None)
-                loss = objective(gen(noise, batch_content), batch_content)
-                if not torch.isfinite(loss):
-                    raise UsageError(f"the loss became {loss.item()} at step {step + 1}; "
+                loss = objective(model(noise, batch_content), batch_content)
+                value = dist.mean(loss)  # the global batch's loss, on every rank
+                if not math.isfinite(value):
+                    raise UsageError(f"the loss became {value} at step {step + 1}; "
                                      "lower the learning rate or the loss weights")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                value = float(loss.detach())
                 losses.append(value)
                 in_step = False
                 bar.update(1)
@@ -524,6 +541,8 @@ def train_generator(
                 if checkpoint_every and step % checkpoint_every == 0:
                     save()
                     saved_at = step
+                if deferred.enabled:  # every rank stops after the same step
+                    deferred.pending = dist.agree_signal(deferred.pending)
                 if deferred.pending is not None:
                     save()
                     saved_at = step
@@ -536,6 +555,8 @@ def train_generator(
         raise
     finally:
         bar.close()
+        dist.unwrap(gen)
+        dist.close()
 
     gen.eval()
     settings["step"] = step

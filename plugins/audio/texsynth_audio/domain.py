@@ -15,15 +15,20 @@ Model input
 
 Files
     Read with soundfile (WAV, FLAC, OGG/Vorbis), mixed down to mono by averaging the
-    channels unless ``keep_channels=True``, and resampled to the working rate with
-    librosa (soxr). An exemplar that is exact digital silence (every sample zero) is
-    refused: its spectrogram is constant and there is no texture to learn.
+    channels unless ``keep_channels=True``, and resampled to the working rate with soxr
+    (high quality; the resampler of ``librosa.resample(res_type="soxr_hq")``). A file
+    that is exact digital silence (every sample zero) is refused: its spectrogram is
+    constant and there is no texture to learn. Silent stretches inside a file are fine.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 
 from texsynth._io import atomic_path
-from texsynth.domain import Domain, write_sidecar
+from texsynth.domain import Domain, SignalWriter, write_sidecar
 from texsynth.errors import InputError, UsageError
 
 from .stft import DEFAULT_EPS, frame_count, log_magnitude
@@ -72,6 +77,7 @@ class AudioDomain(Domain):
     description: ClassVar[str] = ("sound files (WAV, FLAC, OGG) as waveforms; models see "
                                   "log1p STFT magnitudes")
     default_extractor: ClassVar[str] = "multikernel"
+    output_suffixes: ClassVar[tuple[str, ...]] = tuple(_WRITE_FORMATS)
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512,
                  *, keep_channels: bool = False, peak: float | None = 0.98,
@@ -94,6 +100,32 @@ class AudioDomain(Domain):
         self.peak = peak
         self.noise_std = noise_std
         self.eps = float(eps)
+
+    # -- command line ----------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """``--sample-rate``, ``--n-fft``, ``--hop-length``, ``--keep-channels``, ``--peak``."""
+        group.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                           help="working sample rate; inputs are resampled to it "
+                                "(default 22050)")
+        group.add_argument("--n-fft", type=int, default=None, metavar="N",
+                           help="STFT window in samples (default 2048)")
+        group.add_argument("--hop-length", type=int, default=None, metavar="N",
+                           help="STFT hop in samples (default 512)")
+        group.add_argument("--keep-channels", action="store_const", const=True, default=None,
+                           help="keep stereo/multichannel sound instead of mixing to mono")
+        group.add_argument("--peak", type=float, default=None, metavar="P",
+                           help="peak level outputs are normalised to (default 0.98)")
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> AudioDomain:
+        """Build the domain from :meth:`add_arguments`' options (unset ones: defaults)."""
+        kwargs: dict[str, Any] = {}
+        for name in ("sample_rate", "n_fft", "hop_length", "keep_channels", "peak"):
+            value = getattr(args, name, None)
+            if value is not None:
+                kwargs[name] = value
+        return cls(**kwargs)
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -181,15 +213,26 @@ class AudioDomain(Domain):
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0)
 
     def _resample(self, samples: np.ndarray, rate: int, path: Path) -> np.ndarray:
-        """Resample ``(channels, frames)`` from ``rate`` Hz to :attr:`sample_rate` Hz."""
-        import librosa
+        """Resample ``(channels, frames)`` from ``rate`` Hz to :attr:`sample_rate` Hz.
 
+        Uses soxr's high-quality resampler, the one behind
+        ``librosa.resample(res_type="soxr_hq")``, called directly because importing
+        librosa takes seconds; librosa is the fallback where soxr is missing.
+        """
         if samples.shape[1] < 2:
             raise InputError(path, f"is too short to resample: {samples.shape[1]} sample(s) "
                              f"at {rate} Hz")
-        out = librosa.resample(samples, orig_sr=rate, target_sr=self.sample_rate,
-                               res_type="soxr_hq", axis=-1)
-        return np.asarray(out, dtype=np.float32)
+        try:
+            import soxr
+        except ImportError:  # pragma: no cover - soxr comes with librosa
+            import librosa
+
+            out = librosa.resample(samples, orig_sr=rate, target_sr=self.sample_rate,
+                                   res_type="soxr_hq", axis=-1)
+            return np.asarray(out, dtype=np.float32)
+        out = soxr.resample(np.ascontiguousarray(samples.T), rate, self.sample_rate,
+                            quality="HQ")
+        return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
 
     def save(self, signal: torch.Tensor, path: Path, *,
              metadata: Mapping[str, Any] | None = None) -> Path:
@@ -217,23 +260,50 @@ class AudioDomain(Domain):
             raise UsageError(f"expected a waveform (1, C, T), got shape {tuple(signal.shape)}")
         if not torch.isfinite(wave).all():
             raise UsageError(f"{path}: the waveform to save contains NaN or infinite values")
-        peak = float(wave.abs().max())
-        gain = 1.0
-        if self.peak is not None and peak > 0.0:
-            gain = self.peak / peak
+        gain = self._gain(float(wave.abs().max()))
         data = (wave * gain).clamp(-1.0, 1.0).numpy().T.astype(np.float32)  # (T, C)
         fmt, subtype = _WRITE_FORMATS[suffix]
         import soundfile as sf
 
         with atomic_path(path) as tmp:
             sf.write(str(tmp), data, self.sample_rate, format=fmt, subtype=subtype)
-        if metadata is not None:
-            info = {"sample_rate": self.sample_rate, "channels": int(data.shape[1]),
-                    "samples": int(data.shape[0]),
-                    "duration_s": data.shape[0] / self.sample_rate, "gain": gain,
-                    "n_fft": self.n_fft, "hop_length": self.hop_length}
-            write_sidecar(path, {**dict(metadata), "audio": info})
+        self._write_sidecar(path, metadata, channels=data.shape[1], samples=data.shape[0],
+                            gain=gain)
         return path
+
+    def _gain(self, peak: float) -> float:
+        """Scale that brings ``peak`` to :attr:`peak` (1 for silence or ``peak=None``)."""
+        if self.peak is None or not peak > 0.0:
+            return 1.0
+        return self.peak / peak
+
+    def _write_sidecar(self, path: Path, metadata: Mapping[str, Any] | None, *,
+                       channels: int, samples: int, gain: float) -> None:
+        if metadata is None:
+            return
+        info = {"sample_rate": self.sample_rate, "channels": int(channels),
+                "samples": int(samples), "duration_s": samples / self.sample_rate,
+                "gain": gain, "n_fft": self.n_fft, "hop_length": self.hop_length}
+        write_sidecar(path, {**dict(metadata), "audio": info})
+
+    def open_writer(self, path: Path, size: Sequence[int], channels: int, *,
+                    metadata: Mapping[str, Any] | None = None) -> SignalWriter:
+        """A writer that takes a waveform in blocks ``(C, samples)`` with bounded memory.
+
+        Blocks go to a float32 scratch file beside ``path``; :meth:`~SignalWriter.close`
+        peak-normalises as :meth:`save` does and writes the final file block by block
+        (atomically, with the sidecar).
+        """
+        self.check_output(Path(path))
+        return _AudioWriter(self, Path(path), size, channels, metadata)
+
+    def write_preview(self, items: list[tuple[str, torch.Tensor]], path: Path) -> Path:
+        """Spectrograms of labelled waveforms side by side in a PNG (see
+        :func:`texsynth_audio.spectrogram.save_spectrogram_comparison`)."""
+        from .spectrogram import save_spectrogram_comparison
+
+        return save_spectrogram_comparison(items, path, rate=self.sample_rate,
+                                           n_fft=self.n_fft, hop=self.hop_length)
 
     # -- model input -----------------------------------------------------------------------
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
@@ -269,3 +339,71 @@ class AudioDomain(Domain):
                 std = 0.05
         rand = torch.randn(shape, generator=generator, device="cpu")
         return (rand * std).clamp(-1.0, 1.0).to(device)
+
+
+class _AudioWriter(SignalWriter):
+    """Block writer of :meth:`AudioDomain.open_writer` (float32 scratch memmap, then
+    a peak-normalised second pass into the final format)."""
+
+    #: Samples per block of the second pass.
+    BLOCK = 1 << 16
+
+    def __init__(self, domain: AudioDomain, path: Path, size: Sequence[int], channels: int,
+                 metadata: Mapping[str, Any] | None) -> None:
+        super().__init__(path, size, channels)
+        if len(self.size) != 1:
+            raise UsageError(f"audio has one axis (samples); got size {self.size}")
+        self.domain = domain
+        self.metadata = dict(metadata) if metadata is not None else None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.f32",
+                                    dir=self.path.parent)
+        os.close(fd)
+        self._scratch: Path | None = Path(name)
+        self._data: np.memmap[Any, np.dtype[np.float32]] | None = np.memmap(
+            name, dtype=np.float32, mode="w+", shape=(self.size[0], self.channels))
+        self.written = 0
+
+    def write(self, block: torch.Tensor, offset: Sequence[int]) -> None:
+        extent = self.check_block(block, offset)
+        if self._data is None:
+            raise UsageError(f"{self.path}: the writer is closed")
+        values = block.detach().to("cpu", torch.float32)
+        if not torch.isfinite(values).all():
+            raise UsageError(f"{self.path}: a block contains NaN or infinite values")
+        start = int(offset[0])
+        self._data[start:start + extent[0]] = values.numpy().T
+        self.written += extent[0]
+
+    def close(self) -> Path:
+        import soundfile as sf
+
+        data = self._data
+        if data is None:
+            raise UsageError(f"{self.path}: the writer is closed")
+        try:
+            if self.written != self.size[0]:
+                raise UsageError(f"{self.path}: {self.written} of {self.size[0]} samples "
+                                 "were written; nothing saved")
+            total = self.size[0]
+            peak = max(float(np.abs(data[i:i + self.BLOCK]).max())
+                       for i in range(0, total, self.BLOCK))
+            gain = self.domain._gain(peak)
+            fmt, subtype = _WRITE_FORMATS[self.path.suffix.lower()]
+            with atomic_path(self.path) as tmp, sf.SoundFile(
+                    str(tmp), mode="w", samplerate=self.domain.sample_rate,
+                    channels=self.channels, format=fmt, subtype=subtype) as out:
+                for i in range(0, total, self.BLOCK):
+                    out.write(np.clip(data[i:i + self.BLOCK] * gain, -1.0, 1.0))
+            self.domain._write_sidecar(self.path, self.metadata, channels=self.channels,
+                                       samples=total, gain=gain)
+        finally:
+            self.abort()
+        return self.path
+
+    def abort(self) -> None:
+        self._data = None
+        if self._scratch is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._scratch.unlink()
+            self._scratch = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -279,3 +280,74 @@ def test_noise(domain, shared_audio):
     assert torch.equal(noise, again)
     assert float(AudioDomain(noise_std=0.02).noise((1, 1, 22050)).std()) == pytest.approx(
         0.02, rel=0.05)
+
+
+# -- command line, previews and block writing -----------------------------------------------
+def test_command_line_options():
+    parser = argparse.ArgumentParser()
+    AudioDomain.add_arguments(parser.add_argument_group("audio"))
+    dom = AudioDomain.from_arguments(parser.parse_args([]))
+    assert (dom.sample_rate, dom.n_fft, dom.hop_length, dom.keep_channels) == (
+        22050, 2048, 512, False)
+    dom = AudioDomain.from_arguments(parser.parse_args(
+        ["--sample-rate", "16000", "--n-fft", "1024", "--hop-length", "256",
+         "--keep-channels", "--peak", "0.5"]))
+    assert (dom.sample_rate, dom.n_fft, dom.hop_length, dom.keep_channels, dom.peak) == (
+        16000, 1024, 256, True, 0.5)
+    assert dom.n_freqs == 513
+    assert AudioDomain.from_arguments(argparse.Namespace()).sample_rate == 22050
+
+
+def test_check_output(domain, tmp_path):
+    for suffix in (".wav", ".flac", ".ogg"):
+        domain.check_output(tmp_path / f"x{suffix}")
+    with pytest.raises(UsageError, match="mp3"):
+        domain.check_output(tmp_path / "x.mp3")
+
+
+def test_write_preview(domain, tmp_path):
+    wave = torch.rand(1, 1, 8192) - 0.5
+    path = domain.write_preview([("a", wave), ("b", wave * 0.1)], tmp_path / "p.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_block_writer(domain, tmp_path, suffix, monkeypatch):
+    from texsynth_audio import domain as domain_module
+
+    monkeypatch.setattr(domain_module._AudioWriter, "BLOCK", 1000)
+    wave = (torch.rand(2, 5000) - 0.5) * 4  # peak 2: must be scaled, not clipped
+    path = tmp_path / f"blocks{suffix}"
+    with domain.open_writer(path, (5000,), 2, metadata={"k": 1}) as writer:
+        writer.write(wave[:, 3000:], (3000,))  # any order
+        writer.write(wave[:, :3000], (0,))
+    data, rate = sf.read(path)
+    assert rate == 22050
+    assert data.shape == (5000, 2)
+    expected = (wave * (0.98 / wave.abs().max())).numpy().T
+    np.testing.assert_allclose(data, expected, atol=2e-4)
+    assert json.loads((tmp_path / f"blocks{suffix}.json").read_text())["k"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"blocks{suffix}",
+                                                          f"blocks{suffix}.json"]
+
+
+def test_block_writer_incomplete_or_failing_leaves_nothing(domain, tmp_path):
+    path = tmp_path / "part.wav"
+    writer = domain.open_writer(path, (5000,), 1)
+    writer.write(torch.zeros(1, 100), (0,))
+    with pytest.raises(UsageError, match="100 of 5000"):
+        writer.close()
+
+    def fail_midway() -> None:
+        with domain.open_writer(path, (5000,), 1) as writer:
+            writer.write(torch.zeros(1, 100), (0,))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_midway()
+    writer = domain.open_writer(path, (50,), 1)
+    with pytest.raises(UsageError, match="outside"):
+        writer.write(torch.zeros(1, 100), (0,))
+    writer.abort()
+    writer.abort()  # safe twice
+    assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,7 @@ def test_ulyanov_defaults(domain):
     net = _build("ulyanov", domain)
     assert isinstance(net, UlyanovExtractor)
     assert net.spatial_dims == 1
-    assert net.available_layers == ("conv", "relu")
+    assert net.available_layers == ("spectrum", "conv", "relu")
     assert net.default_texture_layers == ("relu",)
     assert net.conv.weight.shape == (4096, 1025, 11)
     assert not any(p.requires_grad for p in net.parameters())
@@ -61,41 +61,68 @@ def test_ulyanov_options_and_valid_padding(domain):
 def test_multikernel_layers_and_shapes(domain):
     net = _build("multikernel", domain, options={"filters": 16})
     assert isinstance(net, MultiKernelExtractor)
-    assert net.available_layers == ("w2", "w4", "w8", "w16", "w32", "w64", "w128")
-    assert net.default_texture_layers == net.available_layers
+    widths = ("w2", "w4", "w8", "w16", "w32", "w64", "w128")
+    assert net.available_layers == ("spectrum", *widths, "all")
+    assert net.default_texture_layers == ("spectrum", "all")
     assert net.default_content_layers == ("w2", "w4")
-    assert net.layers == net.available_layers
+    assert net.layers == ("spectrum", "all")
     x = torch.rand(1, 1025, 30)  # fewer frames than the widest kernel
-    out = net(x)
+    out = net(x, layers=net.available_layers)
     assert set(out) == set(net.available_layers)
-    for maps in out.values():
-        assert maps.shape == (1, 16, 30)
-        assert (maps >= 0).all()
+    assert torch.equal(out["spectrum"], x)
+    assert out["all"].shape == (1, 16 * len(widths), 30)
+    for name in widths:
+        assert out[name].shape == (1, 16, 30)
+        assert (out[name] >= 0).all()
     only = net(x, layers=("w8",))
     assert set(only) == {"w8"}
 
 
-@pytest.mark.parametrize("padding", ["zero", "circular"])
+@pytest.mark.parametrize("padding", ["zeros", "zero", "reflect", "circular"])
 def test_multikernel_kernel_wider_than_signal(domain, padding):
     net = _build("multikernel", domain,
                  options={"filters": 8, "widths": [2, 64], "padding": padding})
-    out = net(torch.rand(1, 1025, 5))
+    out = net(torch.rand(1, 1025, 5), layers=("w2", "w64"))
     assert out["w64"].shape == (1, 8, 5)
     assert torch.isfinite(out["w64"]).all()
+
+
+def test_multikernel_joint_layer(domain):
+    net = _build("multikernel", domain, options={"filters": 8, "widths": [2, 8]},
+                 layers=("all",))
+    x = torch.rand(1, 1025, 12)
+    out = net(x)
+    assert set(out) == {"all"}
+    assert out["all"].shape == (1, 16, 12)
+    both = net(x, layers=("w2", "w8", "all"))
+    torch.testing.assert_close(both["all"], torch.cat([both["w2"], both["w8"]], dim=1))
+
+
+def test_reflect_padding_mirrors_frames(domain):
+    from texsynth_audio.extractors import _pad_time
+
+    x = torch.arange(3.0).reshape(1, 1, 3)
+    assert _pad_time(x, 6, "reflect").flatten().tolist() == [1, 2, 1, 0, 1, 2, 1, 0, 1]
+    assert _pad_time(x, 4, "circular").flatten().tolist() == [1, 2, 0, 1, 2, 0, 1]
+    assert _pad_time(x, 2, "zeros").flatten().tolist() == [0, 0, 1, 2, 0]
+    with pytest.raises(UsageError, match="padding"):
+        _build("multikernel", domain, options={"padding": "mirror"})
 
 
 def test_multikernel_valid_padding_reports_too_short(domain):
     net = _build("multikernel", domain,
                  options={"filters": 8, "widths": "2,64", "padding": "valid"})
-    assert net(torch.rand(1, 1025, 70))["w64"].shape == (1, 8, 7)
+    out = net(torch.rand(1, 1025, 70), layers=("w2", "w64", "all"))
+    assert out["w64"].shape == (1, 8, 7)
+    assert out["all"].shape == (1, 16, 7)  # widths cropped to their common centre
     with pytest.raises(UsageError, match="64 frames"):
-        net(torch.rand(1, 1025, 10))
+        net(torch.rand(1, 1025, 10), layers=("w64",))
 
 
 def test_multikernel_reduced_resolution_matches_a_blocky_dense_kernel(domain):
     net = _build("multikernel", domain,
                  options={"filters": 4, "widths": [8], "max_dense_width": 2,
-                          "padding": "zero"})
+                          "padding": "zeros"})
     conv = net.nets["w8"]
     assert (conv.taps, conv.pool, conv.span) == (2, 4, 8)
     # Equivalent dense kernel: each tap repeated over 4 frames, divided by 4.
@@ -103,7 +130,7 @@ def test_multikernel_reduced_resolution_matches_a_blocky_dense_kernel(domain):
     x = torch.rand(1, 1025, 40)
     padded = torch.nn.functional.pad(x, (3, 4))
     expected = torch.relu(torch.nn.functional.conv1d(padded, dense))
-    torch.testing.assert_close(net(x)["w8"], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(net(x, layers=("w8",))["w8"], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_seeded_and_layer_selection(domain):
