@@ -44,7 +44,7 @@ def test_sigkill_never_leaves_a_broken_checkpoint(exemplar: Path, tmp_path: Path
     for attempt in range(3):
         proc = subprocess.Popen(_train_cmd(exemplar, ckpt, 400, resume=attempt > 0),
                                 env=env, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         start_mtime = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
         while time.monotonic() < deadline:  # wait until this attempt has written once
             if ckpt.exists() and ckpt.stat().st_mtime_ns != start_mtime:

@@ -317,6 +317,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"texsynth: interrupted; checkpoint saved to {out} "
               "(continue with the same command and --resume)", file=sys.stderr)
         return 130
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return 0
     loss = result.losses[-1] if result.losses else float("nan")
     _say(args, f"wrote {out} (step {result.step}, loss {loss:.4g}, seed "
                f"{result.settings.get('seed')})")

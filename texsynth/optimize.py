@@ -370,8 +370,11 @@ def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int,
     probe_extent = max(128, 4 * domain.min_extent())
     if all(e <= probe_extent for e in shape[2:]):
         return  # small enough that the run itself is the cheapest check
-    estimate = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
-                                           device=device)
+    try:
+        estimate = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
+                                               device=device)
+    except UsageError:
+        return  # the probe is too small for this extractor; the run reports its own errors
     check_fits(estimate, device, what=f"optimisation at {domain.describe_size(shape[2:])}")
 
 
