@@ -49,7 +49,10 @@ def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--child", nargs=4, metavar=("EXTRACTOR", "SIZE", "STEPS", "DEVICE"))
+    parser.add_argument("--child", nargs=5,
+                        metavar=("EXTRACTOR", "SIZE", "STEPS", "DEVICE", "THREADS"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in each run (default: torch's choice)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--extractors", nargs="+", default=["vgg19-random", "random-multiscale"])
     parser.add_argument("--steps", type=int, default=5)
@@ -57,13 +60,18 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     if args.child:
-        ext, size, steps, device = args.child
+        ext, size, steps, device, threads = args.child
+        if int(threads) > 0:
+            import torch
+
+            torch.set_num_threads(int(threads))
         print(json.dumps(child(ext, int(size), int(steps), device)))
         return
     rows = ["| extractor | size | s / step | peak memory (MiB) |", "|---|---|---|---|"]
     for ext in args.extractors:
         for size in args.sizes:
-            res = run_child(Path(__file__), [ext, str(size), str(args.steps), args.device])
+            res = run_child(Path(__file__), [ext, str(size), str(args.steps), args.device,
+                                             str(args.threads)])
             if "error" in res:
                 rows.append(f"| {ext} | {size}² | error: {res['error']} | |")
             else:
@@ -72,11 +80,11 @@ def main() -> None:
                 rows.append(f"| {ext} | {size}² | {res['seconds_per_step']:.3f} | {mem:.0f} |")
             print(rows[-1], flush=True)
     kind = "GPU memory allocated" if args.device.startswith("cuda") else "process peak RSS"
-    body = (f"Measured on: {machine()}, device `{args.device}`.\n"
+    threads = f"{args.threads} torch thread(s) per run" if args.threads else "torch's threads"
+    body = (f"Measured on: {machine()}, device `{args.device}`, {threads}.\n"
             f"One step = one loss + gradient evaluation (L-BFGS), exemplar `bricks.png`, "
             f"mean of {args.steps} steps after 2 warm-up steps; memory is {kind}.\n"
-            f"Command: `python benchmarks/bench_optimize.py"
-            f"{' --device ' + args.device if args.device != 'cpu' else ''}`\n\n"
+            f"Command: `python benchmarks/bench_optimize.py {' '.join(sys.argv[1:])}`\n\n"
             + "\n".join(rows))
     if not args.no_write:
         write_section(f"Optimisation ({args.device})", body)
