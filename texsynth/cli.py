@@ -439,7 +439,7 @@ def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None
                        help="samples per step (default: 4)")
     train.add_argument("--size", metavar="WxH", help="training size (default: the exemplar's)")
     train.add_argument("--duration", type=_finite_float, metavar="SECONDS",
-                       help="training duration, for time domains such as sound")
+                       help="training duration, for time domains")
     train.add_argument("--lr", type=_finite_float, default=None,
                        help="Adam learning rate (default: 0.01)")
     train.add_argument("--lr-step", type=_positive_int, default=None, metavar="N",
@@ -490,7 +490,7 @@ def _add_generator_commands(sub: argparse._SubParsersAction,
     smp.add_argument("checkpoint", metavar="CKPT", help="checkpoint from 'texsynth train'")
     smp.add_argument("--size", metavar="WxH", help="output size (default: the training size)")
     smp.add_argument("--duration", type=_finite_float, metavar="SECONDS",
-                     help="output duration, for time domains such as sound")
+                     help="output duration, for time domains")
     smp.add_argument("-n", "--count", type=_positive_int, default=1, metavar="COUNT",
                      help="number of samples; OUT_001, OUT_002 ... when more than one")
     smp.add_argument("--tile", type=_non_negative_int, default=None, metavar="N",
@@ -594,7 +594,7 @@ def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParse
     syn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
     syn.add_argument("--size", metavar="WxH", help="output size (default: the exemplar's)")
     syn.add_argument("--duration", type=_finite_float, metavar="SECONDS",
-                     help="output duration, for time domains such as sound")
+                     help="output duration, for time domains")
     syn.add_argument("--init", default="noise", metavar="noise|FILE",
                      help="start from noise (default) or a file")
     _add_common(syn, manager)

@@ -1,7 +1,8 @@
 """The :class:`Domain` interface: what a kind of signal (image, sound, ...) must provide.
 
 A *signal* is what a person sees or hears, as a float tensor of shape
-``(N, C, *spatial)``: images ``(N, 3, H, W)`` in [0, 1], audio ``(N, C, T)`` in [-1, 1].
+``(N, C, *spatial)``, e.g. ``(N, 3, H, W)`` in [0, 1] for a 2-D domain, ``(N, C, T)``
+in [-1, 1] for a 1-D (time) domain.
 Optimisation variables and generator outputs live in signal space, so every result is a
 valid signal. The domain maps a signal to the input its feature extractors expect with
 :meth:`Domain.to_features_input`, which must be differentiable.
@@ -173,7 +174,7 @@ class Domain(ABC):
 
     Attributes:
         name: unique registry name, e.g. ``"image"``.
-        spatial_dims: number of spatial axes of the signal (2 for images, 1 for audio).
+        spatial_dims: number of spatial axes of the signal (2 for pictures, 1 for time).
         suffixes: lower-case file suffixes this domain reads, used to pick the domain
             from a path (``(".png", ".jpg")``).
         value_range: the closed interval valid signal values lie in.
@@ -249,9 +250,8 @@ class Domain(ABC):
         Used by tiled sampling so that outputs larger than memory can be written. The
         default assembles the whole signal in memory and calls :meth:`save` on
         :meth:`~SignalWriter.close` (memory grows with the size). Domains whose formats
-        can be written incrementally override this to stream: the image domain writes PNGs
-        row band by row band; a sound domain can append blocks in time order with
-        ``soundfile.SoundFile(...).write`` to a temporary file renamed on close.
+        can be written incrementally override this to stream (e.g. PNG row bands, or
+        blocks appended in time order to a temporary file renamed on close).
         """
         return _AssemblingWriter(self, Path(path), size, channels, metadata)
 

@@ -78,7 +78,7 @@ class FeatureExtractor(nn.Module):
     default_texture_layers: tuple[str, ...] = ()
     #: Layer used for the content loss when none is named.
     default_content_layers: tuple[str, ...] = ()
-    #: Number of spatial axes of the input (2 for images, 1 for audio).
+    #: Number of spatial axes of the input (2 for pictures, 1 for time).
     spatial_dims: ClassVar[int] = 2
 
     def __init__(self, layers: Sequence[str] | None = None) -> None:

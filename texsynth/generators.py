@@ -18,7 +18,7 @@ class GeneratorConfig:
 
     Attributes:
         name: registry name of the architecture (e.g. ``"pyramid"``).
-        spatial_dims: 2 for images (Conv2d), 1 for audio (Conv1d over time).
+        spatial_dims: 2 for pictures (Conv2d), 1 for time series (Conv1d).
         out_channels: channels of the signal produced.
         content_channels: channels of the content input (0 for pure texture generators).
         options: architecture-specific settings (scales, widths, padding, norm ...).

@@ -55,7 +55,7 @@ __all__ = [
 #: are no slower.
 AUTO_TILE_POSITIONS = 1024 * 1024
 #: Positions per tile by default: 512² for images (a few hundred MiB of activations for
-#: the default six-scale generator), 2**18 samples for sound.
+#: the default six-scale generator), 2**18 positions in 1-D.
 DEFAULT_TILE_POSITIONS = 512 * 512
 
 #: ``sink(block, offset)``: receives one tile ``(C, *extent)`` at ``offset`` (tensor order).
