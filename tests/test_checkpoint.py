@@ -256,3 +256,17 @@ def test_bad_metadata_json(saved: tuple[Path, PyramidGenerator, Checkpoint]) -> 
     path = saved[0]
     _rewrite_metadata(path, settings="{not json")
     _assert_input_error(path, "corrupt checkpoint metadata")
+
+
+def test_header_length_starting_like_a_pickle_still_loads(tmp_path: Path) -> None:
+    """A safetensors header whose length's low byte is 0x80 is not mistaken for a pickle."""
+    from texsynth import checkpoint as ck
+
+    meta = {"format": ck.FORMAT, "format_version": str(ck.FORMAT_VERSION), "pad": ""}
+    for pad in range(400):
+        meta["pad"] = "x" * pad
+        data = safetensors.torch.save({"w": torch.zeros(1)}, metadata=meta)
+        if data[0] == 0x80:
+            break
+    assert data[0] == 0x80
+    assert ck._read_header(tmp_path / "x.ckpt", data)["format"] == ck.FORMAT

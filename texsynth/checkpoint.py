@@ -210,18 +210,24 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
 
 def _read_header(path: Path, data: bytes) -> dict[str, str]:
     """The safetensors ``__metadata__`` of ``data``, checked to be a texsynth checkpoint."""
-    if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise InputError(path, "not a texsynth checkpoint: it looks like a PyTorch pickle "
-                               "(torch.save) file, which texsynth never unpickles")
+    # A pickle (0x80) or zip (PK) signature is only reported once the file has failed to
+    # parse as safetensors: a safetensors header length can start with those bytes too.
+    pickle_like = data[:2] == b"PK" or data[:1] == b"\x80"
+    pickle_error = InputError(path, "not a texsynth checkpoint: it looks like a PyTorch "
+                                    "pickle (torch.save) file, which texsynth never unpickles")
     if len(data) < 8:
         raise InputError(path, f"not a texsynth checkpoint (only {len(data)} bytes)")
     length = int.from_bytes(data[:8], "little")
     if length > len(data) - 8:
+        if pickle_like:
+            raise pickle_error
         raise InputError(path, "not a texsynth checkpoint, or truncated: its safetensors "
                                "header runs past the end of the file")
     try:
         header = json.loads(data[8:8 + length])
     except (UnicodeDecodeError, ValueError):
+        if pickle_like:
+            raise pickle_error from None
         raise InputError(path, "not a texsynth checkpoint, or corrupt: no readable "
                                "safetensors header") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
