@@ -6,9 +6,12 @@ Ulyanov & Lebedev's original code: optimise the model input, the log1p-magnitude
 spectrogram ``S`` of shape ``(C, n_fft // 2 + 1, frames)``, directly with the same
 extractor and texture loss (projected onto ``S >= 0`` after every step), then turn
 ``|X| = expm1(S)`` into a waveform with Griffin-Lim (``torchaudio.transforms.GriffinLim``,
-``power=1``, momentum 0.99, random initial phase).
+``power=1``, momentum 0.99, random initial phase). An optimised spectrogram is rarely
+exactly the STFT of a signal, and Griffin-Lim's overlap-add then loses energy, so the
+waveform is finally scaled to the optimised spectrogram's energy (and down again if it
+would exceed [-1, 1]).
 
-The command line's ``--phase griffin-lim`` maps to :func:`synthesize_magnitude`.
+From Python: :func:`synthesize_magnitude` (the command line uses waveform optimisation).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from texsynth.plugins import PluginManager, get_plugin_manager
 from texsynth.runtime import resolve_device, seed_everything
 
 from .domain import AudioDomain
+from .stft import magnitude as stft_magnitude
 
 __all__ = ["griffin_lim", "synthesize_magnitude"]
 
@@ -158,7 +162,15 @@ def synthesize_magnitude(
         description="synthesize (magnitude)")
     magnitude = torch.expm1(spec.clamp_min(0.0))
     wave = griffin_lim(magnitude, length=samples, n_fft=dom.n_fft,
-                       hop_length=dom.hop_length, n_iter=griffin_lim_iters).cpu()
+                       hop_length=dom.hop_length, n_iter=griffin_lim_iters)
+    # An optimised spectrogram is rarely the STFT of any signal, and Griffin-Lim's
+    # overlap-add then loses energy: restore the optimised spectrogram's energy.
+    with torch.no_grad():
+        found = stft_magnitude(wave, n_fft=dom.n_fft, hop_length=dom.hop_length)
+        energy = float(found.pow(2).sum())
+        if energy > 0:
+            wave = wave * math.sqrt(float(magnitude.pow(2).sum()) / energy)
+    wave = wave.cpu()
     peak = float(wave.abs().max()) if wave.numel() else 0.0
     if peak > 1.0:
         wave = wave / peak
