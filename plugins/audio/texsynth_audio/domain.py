@@ -182,6 +182,8 @@ class AudioDomain(Domain):
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             detail = " ".join(str(exc).split())
+            if detail.startswith("Error opening") and "': " in detail:
+                detail = detail.rsplit("': ", 1)[1]  # the path is named already
             raise InputError(path, "is not a sound file soundfile can read "
                              f"(WAV, FLAC, OGG): {detail}") from None
         except (OSError, ValueError, TypeError) as exc:

@@ -22,5 +22,5 @@ def texsynth_register_extractors(register: RegisterExtractor) -> None:
              description="one random Conv1d (4096 filters, width 11 frames) + ReLU over "
                          "log1p STFT magnitudes (Ulyanov & Lebedev 2016)")
     register("multikernel", multikernel_factory, domains=("audio",),
-             description="bank of single-layer random Conv1d nets of widths 2…128 frames "
-                         "(Antognini et al. 2019)")
+             description="single-layer random Conv1d nets of widths 2…128 frames, one joint "
+                         "Gram, plus the log-spectrum's Gram (after Antognini et al. 2019)")

@@ -103,10 +103,8 @@ def test_stereo_synthesis_keeps_channels(shared_audio, tmp_path):
 def test_stylize_speech_with_rain(domain, shared_audio):
     content = _clip(domain, shared_audio("speech_espeak.wav"), 0.75)
     style = _clip(domain, shared_audio("rain.wav"), 0.75)
-    # memory_check=False: the core's memory probe runs the content loss on a shorter probe
-    # signal than the content (reported to the core; remove once fixed).
     result = texsynth.stylize(content, style, domain=domain, extractor_options=SMALL,
-                              steps=10, seed=0, progress=False, memory_check=False)
+                              steps=10, seed=0, progress=False)
     assert result.signal.shape == content.shape
     assert result.settings["content_layers"] == ["w2", "w4"]
     assert result.losses[-1] < result.losses[0]
