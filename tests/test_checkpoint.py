@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from texsynth.pyramid import PyramidGenerator
 #: Only the core's registrations: these tests need no plugin.
 CORE = PluginManager(load_entry_points=False)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_state(content: int = 0) -> tuple[PyramidGenerator, torch.optim.Optimizer,

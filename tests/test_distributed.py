@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,13 +40,6 @@ if not (torch.distributed.is_available() and torch.distributed.is_gloo_available
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                 "MASTER_PORT", "GROUP_RANK", "TORCHELASTIC_RUN_ID")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
@@ -162,7 +154,7 @@ def test_batch_norm_uses_global_batch_statistics(tmp_path: Path) -> None:
     script = tmp_path / "bn_check.py"
     script.write_text(_BATCH_NORM_SCRIPT)
     torchrun([str(script), str(tmp_path / "bn.pt")], tmp_path)
-    result = torch.load(tmp_path / "bn.pt")
+    result = torch.load(tmp_path / "bn.pt", weights_only=True)
     losses, state = _reference_batch_norm_run()
     assert result["losses"] == pytest.approx(losses, rel=1e-9)
     assert "GlobalBatchNorm" not in result["types"]  # unwrapped after training

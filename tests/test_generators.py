@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,15 +10,6 @@ from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
 from texsynth.pyramid import DEFAULT_OPTIONS, PyramidGenerator, scale_sizes
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is fastest, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(dims: int = 2, channels: int = 3, content: int = 0, seed: int = 0,

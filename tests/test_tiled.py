@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,6 @@ from texsynth.tiled import sample_tiled, tile_regions, tiling_problem
 
 PIL = pytest.importorskip("PIL.Image")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained(norm: str = "batch", dims: int = 2, scales: int = 4, seed: int = 0,

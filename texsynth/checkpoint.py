@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors_bytes
 
 from ._io import atomic_write_bytes
 from .errors import InputError, UsageError
@@ -263,7 +264,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, domain: str | None = None) 
         raise InputError(file, f"cannot read checkpoint: {exc.strerror or exc}") from None
     meta = _read_header(file, data)
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors_bytes(data)
     except Exception as exc:  # the Rust error type is not exported stably
         raise InputError(file, f"truncated or corrupt checkpoint data ({exc})") from None
     if meta.get("sha256") != _digest(tensors):
