@@ -158,17 +158,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     domain = _pick_domain(manager, args, exemplars[0])
     out = Path(args.output)
     _check_output(out, domain, args.overwrite, args.preview)
-    if args.size and args.duration is not None:
-        raise UsageError("give --size or --duration, not both")
-    size = None
-    if args.size:
-        size = domain.parse_size(args.size)
-    elif args.duration is not None:
-        if args.duration <= 0:
-            raise UsageError(f"--duration must be positive, got {args.duration}")
-        size = domain.size_from_duration(args.duration)
-    if size is not None:
-        domain.check_size(size)
+    size = _size_from_args(domain, args)
     result = synthesize(
         exemplars, domain=domain, size=size, extractor=args.extractor, weights=args.weights,
         extractor_options=_extractor_options(args), layers=args.layers,
