@@ -22,13 +22,18 @@ from torch import nn
 import texsynth
 from texsynth import Domain, ExtractorConfig, FeatureExtractor, PluginManager, UsageError
 from texsynth.checkpoint import load_checkpoint, sample
+from texsynth.domain import Representation
 from texsynth.train import train_generator
 
 PIL = pytest.importorskip("PIL.Image")
 
-DATA = Path("/work/shared/data/images")
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TEXSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: Real exemplars: ../shared/data/images, else the copies shipped in examples/data.
+DATA = next((d for d in (SHARED / "images", REPO / "examples" / "data")
+             if (d / "grass.png").exists()), SHARED / "images")
 GRASS = DATA / "grass.png"
-if not GRASS.exists():  # pragma: no cover - the shared data is part of the workspace
+if not GRASS.exists():  # pragma: no cover - examples/data ships a copy
     pytest.skip(f"{GRASS} is missing", allow_module_level=True)
 
 
@@ -89,14 +94,55 @@ class ToyExtractor(FeatureExtractor):
         return out
 
 
+class PreferringDomain(ToyDomain):
+    """The toy domain with preferred settings (:meth:`Domain.defaults`)."""
+
+    name = "toy-preferring"
+    suffixes = (".toypref",)
+
+    def defaults(self) -> dict[str, Any]:
+        return {"steps": 3, "style_weight": 5.0, "train_size": (24, 24),
+                "generator_options": {"num_scales": 2}}
+
+
+class Logit(Representation):
+    """Optimise logits of the signal; decode with a sigmoid."""
+
+    name = "logit"
+
+    def encode(self, signal: torch.Tensor) -> torch.Tensor:
+        return torch.logit(signal.clamp(0.01, 0.99)).detach()
+
+    def to_features_input(self, variable: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(variable) - 0.5) / 0.25
+
+    def decode(self, variable: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
+        assert tuple(variable.shape[2:]) == extents
+        return torch.sigmoid(variable)
+
+    def settings(self) -> dict[str, Any]:
+        return {"squash": "sigmoid"}
+
+
+class LogitDomain(ToyDomain):
+    name = "toy-logit"
+    suffixes = (".toylogit",)
+
+    def representation(self) -> Representation | None:
+        return Logit()
+
+
 class ToyPlugin:
     @texsynth.hookimpl
     def texsynth_register_domains(self, register: Any) -> None:
         register(ToyDomain)
+        register(PreferringDomain)
+        register(LogitDomain)
 
     @texsynth.hookimpl
     def texsynth_register_extractors(self, register: Any) -> None:
-        register("toy-random", lambda config, domain: ToyExtractor(config), domains=["toy"])
+        register("toy-random", lambda config, domain: ToyExtractor(config),
+                 domains=["toy", "toy-preferring", "toy-logit"])
 
 
 
@@ -310,3 +356,46 @@ def test_stylisation_rejects_content_smaller_than_the_crops(
         toy: PluginManager, grass: torch.Tensor) -> None:
     with pytest.raises(texsynth.InputError, match="smaller than the training size"):
         tiny(toy, grass, content=torch.rand(2, 3, 20, 20), iterations=1)
+
+
+def test_domain_defaults_fill_in_what_is_not_given(toy: PluginManager,
+                                                   grass: torch.Tensor) -> None:
+    result = tiny(toy, grass, domain="toy-preferring", size=None, generator_options=None,
+                  iterations=1)
+    assert result.settings["generator"]["options"]["num_scales"] == 2
+    assert result.settings["training"]["size"] == [24, 24]  # the 64² exemplar, cropped
+    given = tiny(toy, grass, domain="toy-preferring", size=(32, 32), iterations=1,
+                 generator_options={"num_scales": 3})
+    assert given.settings["generator"]["options"]["num_scales"] == 3
+    assert given.settings["training"]["size"] == [32, 32]
+    small = grass[..., :20, :20]  # smaller than the preferred crop: used whole
+    assert tiny(toy, small, domain="toy-preferring", size=None, generator_options=None,
+                iterations=0).settings["training"]["size"] == [20, 20]
+
+    synth = texsynth.synthesize(grass, domain="toy-preferring", size=(24, 24), seed=0,
+                                progress=False, manager=toy)
+    assert synth.settings["steps"] == 3
+    assert len(synth.losses) <= 3
+    styled = texsynth.stylize(grass, grass, domain="toy-preferring", steps=1, seed=0,
+                              progress=False, manager=toy)
+    assert (styled.settings["style_weight"], styled.settings["content_weight"]) == (5.0, 1.0)
+    plain = texsynth.stylize(grass, grass, domain="toy", steps=1, seed=0, progress=False,
+                             manager=toy)
+    assert (plain.settings["style_weight"], plain.settings["content_weight"]) == (1000.0, 1.0)
+
+
+def test_optimisation_in_a_domain_representation(toy: PluginManager,
+                                                 grass: torch.Tensor, tmp_path: Path) -> None:
+    seen: list[tuple[int, ...]] = []
+    result = texsynth.synthesize(grass, domain="toy-logit", size=(24, 24), steps=8, seed=0,
+                                 progress=False, manager=toy,
+                                 callback=lambda step, loss, x: seen.append(tuple(x.shape)))
+    assert result.signal.shape == (1, 3, 24, 24)
+    assert float(result.signal.min()) > 0.0 and float(result.signal.max()) < 1.0
+    assert result.losses[-1] < result.losses[0]
+    assert result.settings["representation"] == {"name": "logit", "squash": "sigmoid"}
+    assert seen and seen[0] == (1, 3, 24, 24)
+    # Stylisation starts from the content's variable.
+    styled = texsynth.stylize(grass, grass, domain="toy-logit", steps=2, seed=0,
+                              progress=False, manager=toy)
+    assert styled.signal.shape == grass.shape

@@ -327,6 +327,9 @@ def _load_for_sampling(args: argparse.Namespace) -> tuple[Any, dict[str, Any], D
     if info is None:
         manager.get_domain(str(meta.get("domain")))  # raises, listing known domains
     assert info is not None
+    for key, value in dict(meta.get("domain_config") or {}).items():
+        if getattr(args, key, None) is None:  # e.g. the sample rate it was trained at
+            setattr(args, key, value)
     domain = info.domain_class.from_arguments(args)
     return generator, meta, domain, ckpt
 
@@ -427,7 +430,9 @@ def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None
                        help="total training steps (default: 2000)")
     train.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                        help="samples per step (default: 4)")
-    train.add_argument("--size", metavar="WxH", help="training size (default: the exemplar's)")
+    train.add_argument("--size", metavar="WxH",
+                       help="training size (default: the exemplar's, or the domain's crop "
+                            "size if smaller)")
     train.add_argument("--duration", type=_finite_float, metavar="SECONDS",
                        help="training duration, for time domains")
     train.add_argument("--lr", type=_finite_float, default=None,
@@ -440,7 +445,8 @@ def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None
                        help="write the checkpoint every N steps (default: 100)")
     gen = parser.add_argument_group("generator")
     gen.add_argument("--scales", type=_positive_int, default=None, metavar="K",
-                     help="noise scales of the pyramid (default: 6)")
+                     help="noise scales of the pyramid (default: the domain's; 6 for "
+                          "images)")
     gen.add_argument("--norm", choices=("batch", "instance"),
                      help="normalisation (default: batch, as the paper)")
     gen.add_argument("--generator-padding", choices=("circular", "reflect", "zeros"),
@@ -554,8 +560,8 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     """Options of the optimisation commands (synthesize, stylize)."""
     run = _add_output(parser)
     _add_domain_options(parser, manager, run)
-    run.add_argument("--steps", type=_positive_int, default=300, metavar="N",
-                     help="loss evaluations (default: 300)")
+    run.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                     help="loss evaluations (default: the domain's; 300 for images)")
     run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                      help="optimiser (default: lbfgs)")
     run.add_argument("--lr", type=_finite_float, default=None,
@@ -595,10 +601,11 @@ def build_parser(manager: PluginManager | None = None) -> argparse.ArgumentParse
                                      "from the content.")
     sty.add_argument("content", metavar="CONTENT", help="content file")
     sty.add_argument("style", nargs="+", metavar="STYLE", help="style/texture file(s)")
-    sty.add_argument("--content-weight", type=_non_negative_float, default=1.0, metavar="B",
-                     help="weight b of the content loss (default: 1)")
-    sty.add_argument("--style-weight", type=_non_negative_float, default=1000.0, metavar="A",
-                     help="weight a of the texture loss (default: 1000)")
+    sty.add_argument("--content-weight", type=_non_negative_float, default=None, metavar="B",
+                     help="weight b of the content loss (default: the domain's; 1)")
+    sty.add_argument("--style-weight", type=_non_negative_float, default=None, metavar="A",
+                     help="weight a of the texture loss (default: the domain's; 1000 for "
+                          "images)")
     sty.add_argument("--content-layers", type=_csv, metavar="L1,L2",
                      help="content layers (default: the extractor's)")
     sty.add_argument("--init", default="content", metavar="content|noise|FILE",

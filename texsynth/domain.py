@@ -5,7 +5,9 @@ A *signal* is what a person sees or hears, as a float tensor of shape
 in [-1, 1] for a 1-D (time) domain.
 Optimisation variables and generator outputs live in signal space, so every result is a
 valid signal. The domain maps a signal to the input its feature extractors expect with
-:meth:`Domain.to_features_input`, which must be differentiable.
+:meth:`Domain.to_features_input`, which must be differentiable. A domain may instead offer
+a :class:`Representation` (:meth:`Domain.representation`): optimisation then works on that
+variable (e.g. a magnitude spectrogram) and decodes it into a signal at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from ._io import atomic_write_text
 from .errors import UsageError
 
-__all__ = ["Domain", "SignalWriter", "parse_size", "write_sidecar"]
+__all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "write_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
@@ -166,6 +168,43 @@ class _AssemblingWriter(SignalWriter):
         self.signal = None
 
 
+class Representation(ABC):
+    """A variable other than the signal that optimisation can work on.
+
+    Some domains synthesise better (or only) in a representation that is not the signal
+    itself, e.g. a sound's magnitude spectrogram, whose phase is recovered afterwards.
+    :func:`texsynth.synthesize` and :func:`texsynth.stylize` then start from
+    :meth:`encode` of their start signal, feed :meth:`to_features_input` of the variable
+    to the extractor, apply :meth:`project` after every step and :meth:`decode` the
+    result into a signal. Exemplar and content statistics are still computed from
+    signals with :meth:`Domain.to_features_input`, so the two maps must agree on
+    ``to_features_input(encode(signal)) == domain.to_features_input(signal)``.
+    """
+
+    #: Short name recorded in the run's settings (``"representation"``).
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def encode(self, signal: torch.Tensor) -> torch.Tensor:
+        """The variable of a signal ``(1, C, *spatial)``, detached (any shape)."""
+
+    @abstractmethod
+    def to_features_input(self, variable: torch.Tensor) -> torch.Tensor:
+        """Differentiable map from the variable to extractor input."""
+
+    def project(self, variable: torch.Tensor) -> torch.Tensor:
+        """Map the variable back onto its valid set after a step (default: unchanged)."""
+        return variable
+
+    @abstractmethod
+    def decode(self, variable: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
+        """The signal ``(1, C, *extents)`` (within the domain's value range) of a variable."""
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-serialisable settings recorded with the result (default: none)."""
+        return {}
+
+
 class Domain(ABC):
     """A kind of signal: its files, its value range and its map to model input.
 
@@ -190,6 +229,37 @@ class Domain(ABC):
     default_extractor: ClassVar[str] = ""
     #: Suffixes :meth:`save` can write; empty means the same as :attr:`suffixes`.
     output_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def defaults(self) -> dict[str, Any]:
+        """Settings this domain works best with, used where the caller gives none.
+
+        Recognised keys (all optional; the core's own defaults apply to missing ones):
+
+        * ``"steps"``: optimisation steps of ``synthesize``/``stylize`` (core: 300);
+        * ``"style_weight"``, ``"content_weight"``: α and β of stylisation (core: 1000, 1);
+        * ``"train_size"``: extents of feed-forward training crops, used when the exemplar
+          is larger (core: the exemplar's size);
+        * ``"generator_options"``: options of the generator architecture, e.g.
+          ``{"num_scales": 11}`` (explicit options override them one by one).
+
+        The default returns ``{}``; a time domain might ask for more steps and deeper
+        generators than pictures need.
+        """
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Settings that change what a signal means (e.g. a sample rate), JSON-serialisable.
+
+        Training records them in the checkpoint, and ``texsynth sample``/``apply`` use them
+        for every one of this domain's command-line options that is not given (so keys
+        should be the ``dest`` names of :meth:`add_arguments`' options). Default: none.
+        """
+        return {}
+
+    def representation(self) -> Representation | None:
+        """What optimisation works on: ``None`` (the default) for the signal itself, or a
+        :class:`Representation` chosen by this domain's settings."""
+        return None
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:

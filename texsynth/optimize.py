@@ -166,7 +166,13 @@ class TextureObjective(nn.Module):
         ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
         content given at construction: feed-forward stylisation has new content each batch.
         """
-        feats = self.extractor(self.domain.to_features_input(signal), layers=self._all_layers)
+        return self.input_terms(self.domain.to_features_input(signal), content)
+
+    def input_terms(self, model_input: torch.Tensor, content: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """:meth:`terms` from extractor input (what :meth:`Domain.to_features_input` or a
+        :class:`~texsynth.domain.Representation` gives) instead of a signal."""
+        feats = self.extractor(model_input, layers=self._all_layers)
         texture = self.texture(feats)
         out = {"texture": texture, "total": self.style_weight * texture}
         term: torch.Tensor | None = None
@@ -340,6 +346,11 @@ def _prepare(
     return dom, net.to(dev), config, tex, con, used_seed, dev
 
 
+def _steps(steps: int | None, domain: Domain) -> int:
+    """``steps``, or the domain's preferred number of steps, or 300."""
+    return int(steps if steps is not None else domain.defaults().get("steps", 300))
+
+
 def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
                  shape: tuple[int, ...], *, content: torch.Tensor | None,
                  exemplar: torch.Tensor, seed: int) -> torch.Tensor:
@@ -379,7 +390,8 @@ def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int,
 
 
 def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | None,
-                      settings: dict[str, Any], user: StepCallback | None
+                      settings: dict[str, Any], user: StepCallback | None,
+                      decode: Callable[[torch.Tensor], torch.Tensor] | None = None
                       ) -> StepCallback | None:
     if not every or out is None:
         return user
@@ -390,11 +402,46 @@ def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | 
     def save(step: int, loss: float, signal: torch.Tensor) -> None:
         if step % every == 0:
             path = target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
-            domain.save(domain.clamp(signal.cpu()), path,
+            current = decode(signal) if decode is not None else signal
+            domain.save(domain.clamp(current.cpu()), path,
                         metadata={**settings, "step": step, "loss": loss})
         if user is not None:
             user(step, loss, signal)
     return save
+
+
+def _optimize(domain: Domain, objective: TextureObjective, start: torch.Tensor,
+              extents: tuple[int, ...], settings: dict[str, Any], *, steps: int,
+              optimizer: OptimizerName, lr: float | None, progress: bool,
+              callback: StepCallback | None, save_every: int,
+              output: str | os.PathLike[str] | None) -> OptimizationResult:
+    """Run the optimisation of ``synthesize``/``stylize`` from the signal ``start``, on the
+    signal or on the domain's :class:`~texsynth.domain.Representation`."""
+    description = str(settings["command"])
+    rep = domain.representation()
+    if rep is None:
+        result, losses = run_optimization(
+            start, objective, steps=steps, optimizer=optimizer, lr=lr, project=domain.clamp,
+            progress=progress, description=description,
+            callback=_checkpoint_saver(domain, save_every, output, settings, callback))
+    else:
+        settings["representation"] = {"name": rep.name, **rep.settings()}
+
+        def decode(variable: torch.Tensor) -> torch.Tensor:
+            return domain.clamp(rep.decode(variable, extents))
+
+        def loss(variable: torch.Tensor) -> torch.Tensor:
+            return objective.input_terms(rep.to_features_input(variable))["total"]
+
+        found, losses = run_optimization(
+            rep.encode(start).to(start.device), loss, steps=steps, optimizer=optimizer,
+            lr=lr, project=rep.project, progress=progress,
+            description=f"{description} ({rep.name})",
+            callback=_checkpoint_saver(domain, save_every, output, settings, callback,
+                                       decode))
+        result = decode(found)
+    settings["final_loss"] = losses[-1] if losses else math.nan
+    return OptimizationResult(signal=result.detach().cpu(), losses=losses, settings=settings)
 
 
 def synthesize(
@@ -409,7 +456,7 @@ def synthesize(
     layer_weights: Mapping[str, float] | None = None,
     texture_loss: str = "gram",
     normalize: GramNormalization = "chw",
-    steps: int = 300,
+    steps: int | None = None,
     optimizer: OptimizerName = "lbfgs",
     lr: float | None = None,
     init: str | torch.Tensor | os.PathLike[str] = "noise",
@@ -436,14 +483,16 @@ def synthesize(
         layer_weights: ``{layer: weight}``.
         texture_loss: registered texture-loss name.
         normalize: Gram normalisation (``"hw"``, ``"chw"``, ``"none"``).
-        steps: loss evaluations.
+        steps: loss evaluations (default: the domain's, see :meth:`Domain.defaults`, else
+            300).
         optimizer: ``"lbfgs"`` or ``"adam"``.
         lr: learning rate (L-BFGS default 1, Adam default 0.02).
         init: ``"noise"``, a signal tensor or a file to start from.
         seed: seed for noise and random weights; drawn at random when ``None``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
         progress: show a tqdm bar with the loss.
-        callback: ``callback(step, loss, signal)`` after each evaluation.
+        callback: ``callback(step, loss, signal)`` after each evaluation (the variable of
+            the domain's representation instead of the signal when it has one).
         save_every: with ``output``, save ``<stem>_stepNNNNN<suffix>`` every N steps.
         output: final output path (used for intermediate names only; nothing is written
             here unless ``save_every`` is set; use ``domain.save`` for the result).
@@ -461,6 +510,7 @@ def synthesize(
         domain=domain, path_hint=items[0], extractor=extractor, texture_layers=layers,
         content_layers=None, stylising=False, seed=seed, device=device, weights=weights,
         extractor_options=extractor_options, manager=manager)
+    steps = _steps(steps, dom)
     signals = [_as_signal(item, dom) for item in items]
     channels = signals[0].shape[1]
     extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
@@ -492,14 +542,9 @@ def synthesize(
         "seed": used_seed,
         "device": str(dev),
     }
-    result, losses = run_optimization(
-        start, objective, steps=steps, optimizer=optimizer, lr=lr, project=dom.clamp,
-        progress=progress,
-        callback=_checkpoint_saver(dom, save_every, output, settings, callback),
-        description="synthesize",
-    )
-    settings["final_loss"] = losses[-1] if losses else math.nan
-    return OptimizationResult(signal=result.cpu(), losses=losses, settings=settings)
+    return _optimize(dom, objective, start, extents, settings, steps=steps,
+                     optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                     save_every=save_every, output=output)
 
 
 def stylize(
@@ -507,8 +552,8 @@ def stylize(
     style: SignalSource | Sequence[SignalSource],
     *,
     domain: Domain | str | None = None,
-    content_weight: float = 1.0,
-    style_weight: float = 1000.0,
+    content_weight: float | None = None,
+    style_weight: float | None = None,
     extractor: str | ExtractorConfig | None = None,
     weights: str | os.PathLike[str] | None = None,
     extractor_options: Mapping[str, Any] | None = None,
@@ -517,7 +562,7 @@ def stylize(
     layer_weights: Mapping[str, float] | None = None,
     texture_loss: str = "gram",
     normalize: GramNormalization = "chw",
-    steps: int = 300,
+    steps: int | None = None,
     optimizer: OptimizerName = "lbfgs",
     lr: float | None = None,
     init: str | torch.Tensor | os.PathLike[str] = "content",
@@ -532,14 +577,21 @@ def stylize(
 ) -> OptimizationResult:
     """Repaint ``content`` with the texture of ``style``: minimise α·L_texture + β·L_content.
 
-    ``style_weight`` is α and ``content_weight`` is β; the output has the content's size.
-    Other arguments are as for :func:`synthesize`; ``init`` defaults to ``"content"``.
+    ``style_weight`` is α and ``content_weight`` is β (defaults: the domain's, see
+    :meth:`Domain.defaults`, else 1000 and 1); the output has the content's size. Other
+    arguments are as for :func:`synthesize`; ``init`` defaults to ``"content"``.
     """
     styles = _sources(style)
     dom, net, config, tex, con, used_seed, dev = _prepare(
         domain=domain, path_hint=content, extractor=extractor, texture_layers=layers,
         content_layers=content_layers, stylising=True, seed=seed, device=device,
         weights=weights, extractor_options=extractor_options, manager=manager)
+    steps = _steps(steps, dom)
+    preferred = dom.defaults()
+    style_weight = float(style_weight if style_weight is not None
+                         else preferred.get("style_weight", 1000.0))
+    content_weight = float(content_weight if content_weight is not None
+                           else preferred.get("content_weight", 1.0))
     content_signal = _as_signal(content, dom)
     style_signals = [_as_signal(item, dom) for item in styles]
     if content_signal.shape[1] != style_signals[0].shape[1]:
@@ -580,11 +632,6 @@ def stylize(
         "seed": used_seed,
         "device": str(dev),
     }
-    result, losses = run_optimization(
-        start, objective, steps=steps, optimizer=optimizer, lr=lr, project=dom.clamp,
-        progress=progress,
-        callback=_checkpoint_saver(dom, save_every, output, settings, callback),
-        description="stylize",
-    )
-    settings["final_loss"] = losses[-1] if losses else math.nan
-    return OptimizationResult(signal=result.cpu(), losses=losses, settings=settings)
+    return _optimize(dom, objective, start, extents, settings, steps=steps,
+                     optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                     save_every=save_every, output=output)

@@ -257,6 +257,15 @@ def _check_resume(path: Path, stored: dict[str, Any], given: dict[str, Any]) -> 
                          "resume=False to start over")
 
 
+def _default_size(domain: Domain, exemplar: torch.Tensor) -> tuple[int, ...]:
+    """The exemplar's extents, capped per axis by the domain's preferred crop size."""
+    extents = tuple(int(e) for e in exemplar.shape[2:])
+    crop = domain.defaults().get("train_size")
+    if crop is None:
+        return extents
+    return tuple(min(e, int(c)) for e, c in zip(extents, crop, strict=True))
+
+
 def train_generator(
     exemplar: torch.Tensor | str | os.PathLike[str]
     | Sequence[torch.Tensor | str | os.PathLike[str]],
@@ -314,8 +323,10 @@ def train_generator(
         generator: registered architecture; default ``"pyramid"`` (``"pyramid-stylize"``
             with content).
         generator_options: architecture options (see :data:`texsynth.pyramid.DEFAULT_OPTIONS`;
-            ``value_range`` defaults to the domain's).
-        size: training extents in tensor order; default: the exemplar's.
+            ``value_range`` and the domain's ``generator_options`` from
+            :meth:`Domain.defaults` fill in what is not given).
+        size: training extents in tensor order; default: the exemplar's, capped by the
+            domain's ``train_size`` (:meth:`Domain.defaults`).
         batch_size: samples per step (default 4; the paper used 16).
         iterations: total steps of the run (a resumed run continues up to this number).
         lr: Adam learning rate. Default 0.01: Ulyanov et al. used 0.1, but with the
@@ -431,7 +442,7 @@ def train_generator(
         raise UsageError(f"{ckpt_path}: the checkpoint was trained on a different exemplar; "
                          "pass the same exemplar, or resume=False to start over")
     if previous is None:
-        extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
+        extents = tuple(size) if size is not None else _default_size(dom, signals[0])
         training["size"] = list(extents)
     extents = tuple(int(e) for e in training["size"])
     dom.check_size(extents, what="training size")
@@ -444,7 +455,9 @@ def train_generator(
     if previous is not None:
         gen = build_generator(previous, ckpt_path or "", manager=manager)
     else:
-        options = {"value_range": list(dom.value_range), **dict(generator_options or {})}
+        options = {"value_range": list(dom.value_range),
+                   **dict(dom.defaults().get("generator_options", {})),
+                   **dict(generator_options or {})}
         gen_config = GeneratorConfig(
             name=generator or ("pyramid-stylize" if stylising else "pyramid"),
             spatial_dims=dom.spatial_dims, out_channels=channels,
@@ -489,6 +502,7 @@ def train_generator(
     settings: dict[str, Any] = {
         "command": "train",
         "domain": dom.name,
+        "domain_config": _jsonable(dom.config()),
         "seed": used_seed,
         "extractor": ext_config.to_dict(),
         "texture_layers": list(tex),

@@ -119,7 +119,8 @@ def test_griffin_lim_option(domain, shared_audio):
     assert float(result.signal.abs().max()) <= 1.0
     assert float(result.signal.abs().max()) > 0.0
     assert result.losses[-1] < 0.1 * result.losses[0]
-    assert result.settings["phase"] == "griffin-lim"
+    assert result.settings["representation"] == {"name": "griffin-lim",
+                                                 "griffin_lim_iters": 8}
     json.dumps(result.settings)
     with pytest.raises(UsageError, match="too small"):
         synthesize_magnitude(exemplar, domain=domain, size=(100,), steps=1, progress=False)
