@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +120,28 @@ class DomainContract:
         sum(gram_matrix(m).sum() for m in feats.values()).backward()  # type: ignore[union-attr]
         assert signal.grad is not None and torch.isfinite(signal.grad).all()
         assert signal.grad.abs().sum() > 0
+
+    def test_preferences_and_config_are_well_formed(self, domain: Domain) -> None:
+        known = {"steps", "style_weight", "content_weight", "train_size",
+                 "generator_options"}
+        preferred = domain.defaults()
+        assert set(preferred) <= known, f"unknown defaults: {set(preferred) - known}"
+        if "train_size" in preferred:
+            assert len(preferred["train_size"]) == domain.spatial_dims
+        config = domain.config()
+        json.dumps(config)  # stored in checkpoints
+        assert isinstance(config, dict)
+
+    def test_representation_round_trip(self, domain: Domain, sample_path: Path) -> None:
+        rep = domain.representation()
+        if rep is None:
+            return  # optimisation works on the signal itself
+        signal = domain.load(sample_path)
+        variable = rep.encode(signal)
+        assert torch.allclose(rep.to_features_input(variable), domain.to_features_input(signal),
+                              atol=1e-4), "to_features_input(encode(s)) must match the domain's"
+        decoded = rep.decode(rep.project(variable), tuple(signal.shape[2:]))
+        assert decoded.shape == signal.shape
 
     def test_short_synthesis_lowers_the_loss(self, domain: Domain, sample_path: Path,
                                              extractor_name: str) -> None:

@@ -44,7 +44,7 @@ def test_trained_generator_loops_without_a_click(rain_clip: Path, tmp_path: Path
     ckpt = tmp_path / "rain.ckpt"
     _train(rain_clip, ckpt, capsys, "--duration", "0.3")
     generator, meta = load_generator(ckpt)
-    # The audio domain's defaults: 11 noise scales (a receptive field of ~0.3 s).
+    # The audio domain's defaults: 11 noise scales (each sample sees about ±0.56 s).
     assert meta["generator"]["options"]["num_scales"] == 11
     assert meta["generator"]["spatial_dims"] == 1
     assert meta["training"]["size"] == [6615]
