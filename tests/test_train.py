@@ -399,3 +399,42 @@ def test_optimisation_in_a_domain_representation(toy: PluginManager,
     styled = texsynth.stylize(grass, grass, domain="toy-logit", steps=2, seed=0,
                               progress=False, manager=toy)
     assert styled.signal.shape == grass.shape
+
+
+def test_batch_gram_matches_the_mean_gram_of_the_batch(toy: PluginManager,
+                                                       grass: torch.Tensor) -> None:
+    from texsynth.losses import gram_matrix
+    from texsynth.optimize import TextureObjective
+
+    domain = toy.get_domain("toy")
+    net = toy.create_extractor(ExtractorConfig("toy-random", seed=0), domain)
+    batch = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0)) \
+        * torch.tensor([0.4, 1.0, 0.7]).view(3, 1, 1, 1)  # samples with different Grams
+    per_sample = TextureObjective(domain, net, [grass], texture_layers=("relu1", "relu2"),
+                                  manager=toy)
+    pooled = TextureObjective(domain, net, [grass], texture_layers=("relu1", "relu2"),
+                              batch_gram=True, manager=toy)
+    feats = net(domain.to_features_input(batch), layers=("relu1", "relu2"))
+    targets = per_sample.texture.target_grams()
+    expected = sum(float((gram_matrix(feats[k]).mean(0) - targets[k][0]).pow(2).sum())
+                   for k in ("relu1", "relu2"))
+    assert float(pooled(batch)) == pytest.approx(expected, rel=1e-4)
+    # The per-sample loss adds the spread of the samples' Grams: it is larger.
+    spread = sum(float((gram_matrix(feats[k]) - gram_matrix(feats[k]).mean(0)).pow(2)
+                       .sum((1, 2)).mean()) for k in ("relu1", "relu2"))
+    assert float(per_sample(batch)) == pytest.approx(expected + spread, rel=1e-4)
+    assert spread > 0.05 * expected
+    # One sample: the same either way.
+    assert float(pooled(batch[:1])) == pytest.approx(float(per_sample(batch[:1])), rel=1e-5)
+
+
+def test_batch_gram_training_is_recorded_and_resumed(toy: PluginManager, grass: torch.Tensor,
+                                                     tmp_path: Path) -> None:
+    ckpt = tmp_path / "pooled.ckpt"
+    first = tiny(toy, grass, batch_gram=True, iterations=2, checkpoint=ckpt)
+    assert first.settings["loss"]["batch_gram"] is True
+    assert first.losses[-1] < first.losses[0]
+    resumed = tiny(toy, grass, iterations=3, checkpoint=ckpt, resume=True)
+    assert resumed.step == 3 and resumed.settings["loss"]["batch_gram"] is True
+    with pytest.raises(UsageError, match="batch_gram"):
+        tiny(toy, grass, batch_gram=False, iterations=4, checkpoint=ckpt, resume=True)

@@ -293,7 +293,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             exemplars, domain=domain, extractor=args.extractor, weights=args.weights,
             extractor_options=_extractor_options(args), layers=args.layers,
             layer_weights=_layer_weights(args.layer_weights),
-            texture_loss=args.loss, normalize=args.normalize, content=content,
+            texture_loss=args.loss, normalize=args.normalize, batch_gram=args.batch_gram,
+            content=content,
             content_layers=getattr(args, "content_layers", None),
             content_weight=getattr(args, "content_weight", None),
             style_weight=getattr(args, "style_weight", None),
@@ -443,6 +444,9 @@ def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None
                        help="learning-rate decay factor (default: 0.7)")
     train.add_argument("--checkpoint-every", type=_non_negative_int, default=100, metavar="N",
                        help="write the checkpoint every N steps (default: 100)")
+    train.add_argument("--batch-gram", action=argparse.BooleanOptionalAction, default=None,
+                       help="match the Gram matrix of the whole batch instead of each "
+                            "sample's (less pull towards fine grain; default: off)")
     gen = parser.add_argument_group("generator")
     gen.add_argument("--scales", type=_positive_int, default=None, metavar="K",
                      help="noise scales of the pyramid (default: the domain's; 6 for "

@@ -120,6 +120,12 @@ class TextureObjective(nn.Module):
             batch passed to :meth:`terms`).
         style_weight: α, weight of the texture loss.
         content_weight: β, weight of the content loss.
+        batch_gram: match the Gram matrix of the whole batch (all samples' positions
+            together, i.e. the mean of their Grams) instead of every sample's. The loss
+            per sample, ``E‖G(x) − T‖² = ‖E G(x) − T‖² + Var G(x)``, also penalises how
+            much a sample's Gram varies, which pushes feed-forward generators towards
+            fine-grained textures whose Grams vary least; over a batch of ``B`` that
+            term shrinks ``B``-fold.
     """
 
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
@@ -128,7 +134,7 @@ class TextureObjective(nn.Module):
                  texture_loss: str = "gram", normalize: GramNormalization = "chw",
                  content: torch.Tensor | None = None,
                  content_layers: Sequence[str] = (), style_weight: float = 1.0,
-                 content_weight: float = 1.0,
+                 content_weight: float = 1.0, batch_gram: bool = False,
                  manager: PluginManager | None = None) -> None:
         super().__init__()
         manager = manager or get_plugin_manager()
@@ -138,6 +144,7 @@ class TextureObjective(nn.Module):
         self.content_layers = tuple(content_layers)
         self.style_weight = float(style_weight)
         self.content_weight = float(content_weight)
+        self.batch_gram = bool(batch_gram)
         dev = module_device(extractor)
         with torch.no_grad():
             maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
@@ -173,7 +180,12 @@ class TextureObjective(nn.Module):
         """:meth:`terms` from extractor input (what :meth:`Domain.to_features_input` or a
         :class:`~texsynth.domain.Representation` gives) instead of a signal."""
         feats = self.extractor(model_input, layers=self._all_layers)
-        texture = self.texture(feats)
+        if self.batch_gram and model_input.shape[0] > 1:
+            # (N, C, *spatial) -> (1, C, *spatial[:-1], N·last): one Gram over all positions
+            texture = self.texture({name: torch.cat(feats[name].unbind(0), dim=-1)[None]
+                                    for name in self.texture_layers})
+        else:
+            texture = self.texture(feats)
         out = {"texture": texture, "total": self.style_weight * texture}
         term: torch.Tensor | None = None
         if content is not None:

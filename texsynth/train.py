@@ -73,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "content_weight": 1.0,
     "texture_loss": "gram",
     "normalize": "chw",
+    "batch_gram": False,
 }
 
 
@@ -278,6 +279,7 @@ def train_generator(
     layer_weights: Mapping[str, float] | None = None,
     texture_loss: str | None = None,
     normalize: GramNormalization | None = None,
+    batch_gram: bool | None = None,
     content: str | os.PathLike[str] | torch.Tensor
     | Sequence[str | os.PathLike[str] | torch.Tensor] | None = None,
     content_layers: Sequence[str] | None = None,
@@ -314,6 +316,8 @@ def train_generator(
         layer_weights: ``{layer: weight}`` for the texture loss.
         texture_loss: registered texture loss (default ``"gram"``).
         normalize: Gram normalisation (default ``"chw"``, as Ulyanov et al.).
+        batch_gram: match the Gram of the whole batch instead of every sample's (see
+            :class:`~texsynth.optimize.TextureObjective`; default ``False``).
         content: stylisation content: a folder of the domain's files, a file, a signal
             batch ``(N, C, *spatial)`` or a list; each training batch holds random crops of
             ``size`` from random items. ``None`` trains a texture generator.
@@ -380,6 +384,7 @@ def train_generator(
         "training.lr_decay": lr_decay, "seed": seed, "texture_layers": layers,
         "content_layers": content_layers, "loss.texture_loss": texture_loss,
         "loss.normalize": normalize, "loss.layer_weights": layer_weights,
+        "loss.batch_gram": batch_gram,
         "loss.style_weight": style_weight, "loss.content_weight": content_weight,
         "extractor.name": extractor.name if isinstance(extractor, ExtractorConfig)
         else extractor,
@@ -428,6 +433,8 @@ def train_generator(
         loss_settings = {
             "texture_loss": texture_loss or DEFAULTS["texture_loss"],
             "normalize": normalize or DEFAULTS["normalize"],
+            "batch_gram": bool(batch_gram if batch_gram is not None
+                               else DEFAULTS["batch_gram"]),
             "layer_weights": dict(layer_weights or {}),
             "style_weight": float(style_weight if style_weight is not None
                                   else DEFAULTS["style_weight"]),
@@ -471,7 +478,8 @@ def train_generator(
         dom, net, signals, texture_layers=tex, layer_weights=loss_settings["layer_weights"],
         texture_loss=loss_settings["texture_loss"], normalize=loss_settings["normalize"],
         content_layers=con, style_weight=loss_settings["style_weight"],
-        content_weight=loss_settings["content_weight"], manager=manager)
+        content_weight=loss_settings["content_weight"],
+        batch_gram=bool(loss_settings.get("batch_gram", False)), manager=manager)
     optimizer = torch.optim.Adam(gen.parameters(), lr=float(training["lr"]))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(training["lr_step"]),
                                                 gamma=float(training["lr_decay"]))
