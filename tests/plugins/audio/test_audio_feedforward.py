@@ -92,7 +92,8 @@ def test_sampling_uses_the_training_sample_rate(rain_clip: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "rain16k.ckpt"
     _train(rain_clip, ckpt, capsys, "--sample-rate", "16000", "--duration", "0.2",
-           "--scales", "6")
+           "--scales", "6", "--batch-gram")
+    assert load_generator(ckpt)[1]["loss"]["batch_gram"] is True
     out = tmp_path / "loop16k.wav"
     code = main(["sample", str(ckpt), "-o", str(out), "--duration", "0.5", "--quiet"])
     assert code == 0, capsys.readouterr().err
