@@ -302,6 +302,11 @@ CKPT_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
                                              str(d / "o.png")], "texsynth sample"),
     "ckpt-count-zero": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"), "-n", "0"],
                         "positive"),
+    "ckpt-preview-of-tiles": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"),
+                                            "--size", "64x64", "--tile", "32", "--preview",
+                                            str(d / "p.png")], "--tile 0"),
+    "ckpt-preview-not-png": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"),
+                                           "--preview", str(d / "p.gif")], "p.gif"),
     "ckpt-resume-other-config": (lambda d, c: [
         "train", str(_img(d / "ex.png", size=(48, 48))), "-o", str(_copy(c, d)), "--resume",
         "--iterations", "2", "--scales", "3", "--option", "filters=4", "--quiet"],

@@ -7,6 +7,7 @@ the exit status is 2; ``--debug`` shows the traceback instead. Ctrl-C exits with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -100,11 +101,35 @@ def _layer_weights(items: Sequence[str] | None) -> dict[str, float] | None:
     return weights or None
 
 
+def _check_preview(domain: Domain, preview: str | None) -> None:
+    if preview and type(domain).write_preview is Domain.write_preview:
+        raise UsageError(f"--preview: domain {domain.name!r} cannot draw previews")
+    if preview and Path(preview).suffix.lower() != ".png":
+        raise UsageError(f"{preview}: --preview writes PNG pictures; give a .png name")
+
+
+def _write_preview(args: argparse.Namespace, domain: Domain,
+                   items: list[tuple[str, Any]]) -> None:
+    if args.preview:
+        written = domain.write_preview(items, Path(args.preview))
+        _say(args, f"preview: {written}")
+
+
+def _training_exemplars(domain: Domain, meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Up to two of a checkpoint's exemplars that can still be read, for previews."""
+    found = []
+    for name in meta.get("training", {}).get("exemplars", [])[:2]:
+        path = Path(name)
+        if path.is_file():
+            with contextlib.suppress(Exception):  # a preview never fails a run
+                found.append((path.name, domain.load(path)))
+    return found
+
+
 def _check_output(path: Path, domain: Domain, overwrite: bool,
                   preview: str | None = None) -> None:
     domain.check_output(path)
-    if preview and type(domain).write_preview is Domain.write_preview:
-        raise UsageError(f"--preview: domain {domain.name!r} cannot draw previews")
+    _check_preview(domain, preview)
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: already exists; pass --overwrite to replace it")
     if path.is_dir():
@@ -200,9 +225,7 @@ def _finish(args: argparse.Namespace, domain: Domain, signal: Any, settings: dic
             out: Path, inputs: list[tuple[str, Any]]) -> int:
     settings = {**settings, "texsynth_version": __version__}
     written = domain.save(signal, out, metadata=settings)
-    if args.preview:
-        preview = domain.write_preview([*inputs, (out.name, signal)], Path(args.preview))
-        _say(args, f"preview: {preview}")
+    _write_preview(args, domain, [*inputs, (out.name, signal)])
     loss = settings.get("final_loss")
     _say(args, f"wrote {written} (seed {settings.get('seed')}"
                + (f", final loss {loss:.4g})" if isinstance(loss, float) else ")"))
@@ -281,6 +304,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and not (args.resume or args.overwrite):
         raise UsageError(f"{out}: already exists; pass --resume to continue that run or "
                          "--overwrite to start over")
+    _check_preview(domain, args.preview)
     content = None
     if getattr(args, "content_dir", None):
         content_dir = Path(args.content_dir)
@@ -315,6 +339,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     loss = result.losses[-1] if result.losses else float("nan")
     _say(args, f"wrote {out} (step {result.step}, loss {loss:.4g}, seed "
                f"{result.settings.get('seed')})")
+    if args.preview:
+        from .checkpoint import sample
+
+        inputs = [(p.name, domain.load(p)) for p in exemplars[:2]]
+        if content is None:  # one sample at the training size
+            output = sample(result.generator, tuple(result.settings["training"]["size"]),
+                            seed=0)
+        else:  # the first content file, stylised
+            first = next(p for p in sorted(content.iterdir())
+                         if p.suffix.lower() in domain.suffixes)
+            inputs.append((first.name, domain.load(first)))
+            output = sample(result.generator, seed=0, content=inputs[-1][1])
+        _write_preview(args, domain, [*inputs, (f"{out.name} sample", output)])
     return 0
 
 
@@ -374,9 +411,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.output)
     outputs = [_numbered(out, i + 1, args.count) for i in range(args.count)]
     for path in outputs:
-        _check_output(path, domain, args.overwrite)
+        _check_output(path, domain, args.overwrite, args.preview)
     size = tuple(_size_from_args(domain, args) or meta["training"]["size"])
     tile = _sample_tile(args, generator, size)
+    if tile and args.preview:
+        raise UsageError("--preview needs the samples in memory; they are made in tiles at "
+                         "this size (pass --tile 0, or sample a smaller --size)")
     from .runtime import seed_everything
 
     seed = seed_everything(args.seed)
@@ -395,6 +435,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                 sample_tiled(generator, size, seed=seed, index=index, tile=tile,
                              sink=writer.write, progress=not args.quiet)
         _say(args, f"wrote {path}")
+    if signals is not None:
+        _write_preview(args, domain, [*_training_exemplars(domain, meta),
+                                      *((p.name, signals[i:i + 1])
+                                        for i, p in enumerate(outputs[:3]))])
     return 0
 
 
@@ -407,7 +451,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                          f"'texsynth sample {ckpt} -o OUT'")
     content_path = _check_input(Path(args.content))
     out = Path(args.output)
-    _check_output(out, domain, args.overwrite)
+    _check_output(out, domain, args.overwrite, args.preview)
     content = domain.load(content_path)
     from .runtime import seed_everything
 
@@ -418,6 +462,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 "texsynth_version": __version__}
     domain.save(signal, out, metadata=settings)
     _say(args, f"wrote {out}")
+    _write_preview(args, domain, [*_training_exemplars(domain, meta),
+                                  (content_path.name, content), (out.name, signal)])
     return 0
 
 
@@ -523,6 +569,8 @@ def _add_output(parser: argparse.ArgumentParser, what: str = "output file; its s
                      help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar or messages")
+    run.add_argument("--preview", metavar="PNG",
+                     help="write a picture of the inputs and the output(s) side by side")
     return run
 
 
@@ -572,8 +620,6 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
                      help="learning rate (default: 1 for L-BFGS, 0.02 for Adam)")
     run.add_argument("--save-every", type=_non_negative_int, default=0, metavar="N",
                      help="also save OUT_stepNNNNN every N steps")
-    run.add_argument("--preview", metavar="PNG",
-                     help="write a picture of the inputs and the output side by side")
     run.add_argument("--no-memory-check", action="store_true",
                      help="skip the memory estimate made before the run")
     _add_features(parser)

@@ -160,7 +160,8 @@ class AudioDomain(Domain):
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         """``--sample-rate``, ``--n-fft``, ``--hop-length``, ``--keep-channels``, ``--peak``,
-        ``--phase``, ``--griffin-lim-iters``."""
+        ``--spectrogram`` (sets the core's ``--preview``), ``--phase``,
+        ``--griffin-lim-iters``."""
         group.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                            help="working sample rate; inputs are resampled to it "
                                 "(default 22050)")
@@ -172,6 +173,9 @@ class AudioDomain(Domain):
                            help="keep stereo/multichannel sound instead of mixing to mono")
         group.add_argument("--peak", type=float, default=None, metavar="P",
                            help="peak level outputs are normalised to (default 0.98)")
+        group.add_argument("--spectrogram", dest="preview", default=None, metavar="PNG",
+                           help="the same as --preview: spectrograms of the inputs and "
+                                "output(s) side by side")
         group.add_argument("--phase", choices=PHASES, default=None,
                            help="optimise the waveform (default) or the magnitude "
                                 "spectrogram, recovering the phase with Griffin-Lim")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from PIL import Image
 
 from texsynth.checkpoint import load_generator
 from texsynth.cli import main
@@ -52,8 +53,11 @@ def test_trained_generator_loops_without_a_click(rain_clip: Path, tmp_path: Path
 
     out = tmp_path / "loop.wav"
     code = main(["sample", str(ckpt), "-o", str(out), "--duration", "1.5", "--seed", "3",
-                 "--quiet"])
+                 "--quiet", "--spectrogram", str(tmp_path / "loop.png")])
     assert code == 0, capsys.readouterr().err
+    with Image.open(tmp_path / "loop.png") as picture:  # exemplar and sample side by side
+        frames = (1 + 11025 // 512) + (1 + 33075 // 512)
+        assert picture.format == "PNG" and picture.width >= frames
     data, rate = sf.read(out, dtype="float64")
     assert rate == 22050
     assert data.shape == (33075,)
@@ -107,7 +111,10 @@ def test_stereo_generator(shared_audio, tmp_path: Path,  # type: ignore[no-untyp
     stereo = tmp_path / "wind_stereo.wav"
     AudioDomain(keep_channels=True).save(torch.cat([mono, mono.roll(3000, -1)], dim=1), stereo)
     ckpt = tmp_path / "wind.ckpt"
-    _train(stereo, ckpt, capsys, "--keep-channels", "--scales", "6")
+    _train(stereo, ckpt, capsys, "--keep-channels", "--scales", "6", "--preview",
+           str(tmp_path / "train.png"))
+    with Image.open(tmp_path / "train.png") as picture:
+        assert picture.format == "PNG"
     out = tmp_path / "wind_out.wav"
     code = main(["sample", str(ckpt), "-o", str(out), "--duration", "0.25", "--quiet"])
     assert code == 0, capsys.readouterr().err
@@ -131,6 +138,11 @@ def test_phase_option_on_the_command_line(rain_clip: Path, tmp_path: Path,
                  "--phase", "magnitude"])
     assert code == 2
     assert "invalid choice" in capsys.readouterr().err
+    code = main(["synthesize", str(rain_clip), "-o", str(tmp_path / "x.wav"),
+                 "--spectrogram", str(tmp_path / "x.jpg")])
+    assert code == 2
+    assert "x.jpg: --preview writes PNG pictures" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
 
 
 def test_audio_defaults_reach_stylisation(shared_audio) -> None:  # type: ignore[no-untyped-def]
