@@ -20,7 +20,18 @@ EXAMPLES = HERE.parent / "examples" / "data"
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    Reads ``VmHWM`` from ``/proc/self/status``: Linux carries ``ru_maxrss`` over from the
+    parent through fork and exec, so a child started by a big parent would report the
+    parent's peak. Falls back to ``ru_maxrss`` (KiB on Linux) elsewhere.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -34,25 +34,40 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def memory_child(checkpoint: str, size: int, device: str) -> dict[str, float]:
+def memory_child(checkpoint: str, size: int, device: str, mode: str) -> dict[str, float]:
+    """Sample one ``size``² image: in one piece (``whole``), or as ``texsynth sample`` does
+    above 1024² (``tiled``: 512² tiles streamed into a PNG)."""
+    import tempfile
+
     import torch
 
+    import texsynth
     from texsynth.checkpoint import load_generator, sample
+    from texsynth.tiled import sample_tiled
 
-    generator, _ = load_generator(checkpoint, device=device)
+    generator, meta = load_generator(checkpoint, device=device)
     start = time.perf_counter()
+    shape: list[int] = [1, generator.config.out_channels, size, size]
     with torch.no_grad():
-        out = sample(generator, (size, size), seed=0)
+        if mode == "whole":
+            shape = list(sample(generator, (size, size), seed=0).shape)
+        else:
+            domain = texsynth.get_domain(str(meta["domain"]))
+            with tempfile.TemporaryDirectory() as folder, domain.open_writer(
+                    Path(folder) / "out.png", (size, size),
+                    generator.config.out_channels) as writer:
+                sample_tiled(generator, (size, size), seed=0, index=0, tile=512,
+                             sink=writer.write, progress=False)
     _sync(device)
     elapsed = time.perf_counter() - start
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
     return {"seconds": elapsed, "peak_rss_mib": peak_rss_mib(), "gpu_peak_mib": gpu,
-            "shape": list(out.shape)}
+            "shape": shape}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--child", nargs=3, metavar=("CKPT", "SIZE", "DEVICE"))
+    parser.add_argument("--child", nargs=4, metavar=("CKPT", "SIZE", "DEVICE", "MODE"))
     parser.add_argument("--exemplar", default=str(EXAMPLES / "grass.png"))
     parser.add_argument("--extractor", default="random-multiscale")
     parser.add_argument("--checkpoint", default=str(HERE / "out" / "feedforward.ckpt"))
@@ -61,14 +76,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[2048, 4096])
+    parser.add_argument("--whole-max", type=int, default=2048,
+                        help="largest size also sampled in one piece (one piece needs about "
+                             "1.3 GiB per million pixels on the CPU)")
     parser.add_argument("--opt-steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.child:
-        ckpt, size, device = args.child
-        print(json.dumps(memory_child(ckpt, int(size), device)))
+        ckpt, size, device, mode = args.child
+        print(json.dumps(memory_child(ckpt, int(size), device, mode)))
         return
 
     import torch
@@ -133,15 +151,19 @@ def main() -> None:
                     f"{f'{reached:.1f}' if reached is not None else 'not reached'} | {ratio} | "
                     f"{gen_loss:.4g} | {opt_loss:.4g} | {gen_loss / opt_loss:.2f}× |")
         print(rows[-1], flush=True)
-    mem_rows = ["| size | sampling time (s) | peak memory (MiB) |", "|---|---|---|"]
+    mem_rows = ["| size | how | sampling time (s) | peak memory (MiB) |", "|---|---|---|---|"]
     for size in args.memory_sizes:
-        res = run_child(Path(__file__), [str(ckpt), str(size), args.device])
-        if "error" in res:
-            mem_rows.append(f"| {size}² | error: {res['error']} | |")
-        else:
-            mem = res["gpu_peak_mib"] if args.device.startswith("cuda") else res["peak_rss_mib"]
-            mem_rows.append(f"| {size}² | {res['seconds']:.2f} | {mem:.0f} |")
-        print(mem_rows[-1], flush=True)
+        modes = ["whole", "tiled"] if size <= args.whole_max else ["tiled"]
+        for mode in modes:
+            how = "one piece" if mode == "whole" else "512² tiles streamed to PNG"
+            res = run_child(Path(__file__), [str(ckpt), str(size), args.device, mode])
+            if "error" in res:
+                mem_rows.append(f"| {size}² | {how} | error: {res['error']} | |")
+            else:
+                mem = res["gpu_peak_mib"] if args.device.startswith("cuda") \
+                    else res["peak_rss_mib"]
+                mem_rows.append(f"| {size}² | {how} | {res['seconds']:.2f} | {mem:.0f} |")
+            print(mem_rows[-1], flush=True)
     train_note = (f"Training took {train_seconds:.0f} s. " if train_seconds else
                   "Checkpoint reused. ")
     body = (f"Measured on: {machine()}, device `{args.device}`. Exemplar "

@@ -1,6 +1,8 @@
 """Make the README's pictures: exemplars next to textures synthesised from them.
 
     python examples/readme_figures.py            # writes docs/images/synthesis.png
+    python examples/readme_figures.py --feedforward out/cpu-recipe/grass.ckpt
+    python examples/readme_figures.py --audio out/audio-recipe/rain.ckpt
 
 Uses the download-free ``random-multiscale`` extractor on the exemplars shipped in
 ``examples/data``; outputs are larger than the exemplars and not square, to show that the
@@ -36,13 +38,65 @@ def side_by_side(rows: list[tuple[Image.Image, Image.Image, str]], gap: int = 8)
     return sheet
 
 
+def _exemplar(meta: dict) -> Path:
+    """The first training exemplar of a checkpoint (paths relative to the repository)."""
+    path = Path(meta["training"]["exemplars"][0])
+    return path if path.exists() else HERE.parent / path
+
+
+def feedforward_sheet(checkpoint: Path, out: Path, size: int = 256) -> None:
+    """The exemplar, and 2×2 copies of one sample of a trained image generator (the
+    copies meet without seams because the generator pads circularly)."""
+    generator, meta = texsynth.load_generator(checkpoint)
+    sample = texsynth.sample_generator(generator, (size, size), seed=1)[0]
+    tile = Image.fromarray((sample.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
+    tiled = Image.new("RGB", (2 * size, 2 * size))
+    for x in (0, size):
+        for y in (0, size):
+            tiled.paste(tile, (x, y))
+    exemplar = _exemplar(meta)
+    caption = (f"{exemplar.name} -> texsynth train ({meta['step']} steps at "
+               f"{'x'.join(map(str, meta['training']['size']))}), then one {size}x{size} "
+               "sample, shown 2x2")
+    side_by_side([(Image.open(exemplar).convert("RGB"), tiled, caption)]).save(out)
+    print(f"wrote {out}")
+
+
+def audio_sheet(checkpoint: Path, out: Path, seconds: float = 30.0) -> None:
+    """Spectrograms of the exemplar, the first 10 s of a sample of a trained audio
+    generator and ±1 s around the sample's loop point (its end, then its start)."""
+    import torch
+
+    generator, meta = texsynth.load_generator(checkpoint)
+    domain = texsynth.get_domain("audio")
+    rate = int(meta["domain_config"]["sample_rate"])
+    sample = texsynth.sample_generator(generator, domain.size_from_duration(seconds), seed=1)
+    exemplar = _exemplar(meta)
+    around = torch.cat([sample[..., -rate:], sample[..., :rate]], dim=-1)
+    domain.write_preview([(f"{exemplar.name} (exemplar)", domain.load(exemplar)),
+                          (f"generated, 10 s of {seconds:g}", sample[..., :10 * rate]),
+                          ("loop point (±1 s)", around)], out)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--feedforward", type=Path, metavar="CKPT",
+                        help="draw docs/images/feedforward.png from an image generator")
+    parser.add_argument("--audio", type=Path, metavar="CKPT",
+                        help="draw docs/images/audio_feedforward.png from a sound generator")
     parser.add_argument("--names", nargs="+", default=["bricks", "gravel", "grass"])
     parser.add_argument("--size", default="384x256")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "images" / "synthesis.png"))
     args = parser.parse_args()
+    images = HERE.parent / "docs" / "images"
+    if args.feedforward or args.audio:
+        if args.feedforward:
+            feedforward_sheet(args.feedforward, images / "feedforward.png")
+        if args.audio:
+            audio_sheet(args.audio, images / "audio_feedforward.png")
+        return
     domain = texsynth.get_domain("image")
     size = domain.parse_size(args.size)
     rows = []
