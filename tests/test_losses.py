@@ -35,6 +35,22 @@ def test_gram_is_symmetric_and_position_invariant() -> None:
     assert torch.allclose(gram_matrix(shuffled), g, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalize", ["hw", "chw", "none"])
+def test_gram_gradient_equals_autograd_of_the_plain_product(normalize: str) -> None:
+    torch.manual_seed(0)
+    feats = torch.randn(2, 5, 6, 7, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(2, 5, 5, dtype=torch.double)  # not symmetric on purpose
+    (gram_matrix(feats, normalize) * weight).sum().backward()  # type: ignore[arg-type]
+    fast = feats.grad.clone()  # type: ignore[union-attr]
+    feats.grad = None
+    flat = feats.reshape(2, 5, -1)
+    scale = {"hw": 1 / 42, "chw": 1 / (5 * 42), "none": 1.0}[normalize]
+    (torch.bmm(flat, flat.transpose(1, 2)) * scale * weight).sum().backward()
+    torch.testing.assert_close(fast, feats.grad)
+    small = torch.randn(1, 3, 4, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: gram_matrix(t, normalize), (small,))  # type: ignore[arg-type]
+
+
 def test_unknown_normalisation_is_an_error() -> None:
     with pytest.raises(UsageError, match="hw, chw, none"):
         gram_matrix(torch.ones(1, 2, 3), "bogus")  # type: ignore[arg-type]

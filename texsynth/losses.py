@@ -18,7 +18,7 @@ loss of one layer is the mean squared difference of the maps,
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -63,12 +63,36 @@ def gram_matrix(features: torch.Tensor, normalize: GramNormalization = "chw") ->
     n, c = features.shape[:2]
     flat = features.reshape(n, c, -1)
     positions = flat.shape[-1]
-    gram = torch.bmm(flat, flat.transpose(1, 2))
-    if normalize == "hw":
-        gram = gram / positions
-    elif normalize == "chw":
-        gram = gram / (c * positions)
-    return gram
+    scale = {"hw": 1.0 / max(positions, 1), "chw": 1.0 / max(c * positions, 1),
+             "none": 1.0}[normalize]
+    return _SymmetricGram.apply(flat, scale)
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """``G = s · F Fᵀ`` for ``F`` ``(N, C, M)``, with a backward of one matrix product.
+
+    Autograd of ``bmm(F, Fᵀ)`` treats the two factors as different tensors and spends two
+    ``(C × C) · (C × M)`` products on the gradient; since both are ``F``,
+    ``dL/dF = s (dG + dGᵀ) F`` needs one. That product is most of the backward pass of a
+    texture loss, so optimisation and training steps get faster. The backward is made of
+    differentiable operations, so double backward (``create_graph=True``) works too.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, flat: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.scale = scale
+        gram = torch.bmm(flat, flat.transpose(1, 2))
+        return gram.mul_(scale) if scale != 1.0 else gram
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        (flat,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        sym = grad + grad.transpose(1, 2)
+        out = torch.bmm(sym, flat)
+        return (out * ctx.scale if ctx.scale != 1.0 else out), None
 
 
 def _check_weights(layers: Mapping[str, object], weights: Mapping[str, float] | None
