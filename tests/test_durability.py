@@ -67,6 +67,8 @@ def test_sigkill_never_leaves_a_broken_checkpoint(exemplar: Path, tmp_path: Path
     checkpoint = load_checkpoint(ckpt)
     assert checkpoint.step == final
     assert len(checkpoint.losses) == final
+    # the finishing run owns the checkpoint and removed any partial file a kill left
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files that :func:`atomic_path` left beside ``path``; return them.
+
+    Only a process killed outright (SIGKILL, power loss) leaves one: a hidden
+    ``.STEM.XXXXXXXX.tmpSUFFIX`` whose rename never happened. Call this where no other
+    process can be writing ``path`` (e.g. when a training run that owns a checkpoint
+    starts).
+    """
+    target = Path(path)
+    pattern = re.compile(
+        rf"\.{re.escape(target.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(target.suffix)}"
+    )
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for candidate in target.parent.iterdir():
+        if pattern.fullmatch(candidate.name) and candidate.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def _umask() -> int:

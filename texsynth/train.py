@@ -41,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
+from ._io import remove_stale_temps
 from .checkpoint import (
     Checkpoint,
     build_generator,
@@ -530,6 +531,9 @@ def train_generator(
             optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
             rng_state=rng_state))
 
+    if ckpt_path is not None and dist.is_main:
+        # this run owns the checkpoint: partial files of a killed earlier run can go
+        remove_stale_temps(ckpt_path)
     bar = tqdm(total=iterations, initial=min(step, iterations), desc="train", unit="step",
                disable=not progress or not dist.is_main, dynamic_ncols=True, leave=False)
     saved_at = step if previous is not None else -1
