@@ -49,7 +49,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     pattern = re.compile(
         rf"\.{re.escape(target.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(target.suffix)}"
     )
-    removed = []
+    removed: list[Path] = []
     if not target.parent.is_dir():
         return removed
     for candidate in target.parent.iterdir():
