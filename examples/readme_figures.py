@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw
 
 import texsynth
@@ -44,29 +45,45 @@ def _exemplar(meta: dict) -> Path:
     return path if path.exists() else HERE.parent / path
 
 
-def feedforward_sheet(checkpoint: Path, out: Path, size: int = 256) -> None:
-    """The exemplar, and 2×2 copies of one sample of a trained image generator (the
-    copies meet without seams because the generator pads circularly)."""
+def _picture(signal: torch.Tensor) -> Image.Image:
+    """An image ``(3, H, W)`` in [0, 1] as a Pillow picture."""
+    return Image.fromarray((signal.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
+
+
+def _tiled(picture: Image.Image) -> Image.Image:
+    """2×2 copies of a picture, to show whether it tiles."""
+    sheet = Image.new("RGB", (2 * picture.width, 2 * picture.height))
+    for x in (0, picture.width):
+        for y in (0, picture.height):
+            sheet.paste(picture, (x, y))
+    return sheet
+
+
+def feedforward_sheet(checkpoint: Path, out: Path, size: int = 256,
+                      refine_steps: int = 100) -> None:
+    """The exemplar and 2×2 copies of one sample of a trained image generator (the
+    copies meet without seams because the generator pads circularly); below, that sample
+    refined by ``refine_steps`` L-BFGS steps of optimisation started from it."""
     generator, meta = texsynth.load_generator(checkpoint)
-    sample = texsynth.sample_generator(generator, (size, size), seed=1)[0]
-    tile = Image.fromarray((sample.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
-    tiled = Image.new("RGB", (2 * size, 2 * size))
-    for x in (0, size):
-        for y in (0, size):
-            tiled.paste(tile, (x, y))
+    sample = texsynth.sample_generator(generator, (size, size), seed=1)
     exemplar = _exemplar(meta)
     caption = (f"{exemplar.name} -> texsynth train ({meta['step']} steps at "
                f"{'x'.join(map(str, meta['training']['size']))}), then one {size}x{size} "
                "sample, shown 2x2")
-    side_by_side([(Image.open(exemplar).convert("RGB"), tiled, caption)]).save(out)
+    rows = [(Image.open(exemplar).convert("RGB"), _tiled(_picture(sample[0])), caption)]
+    if refine_steps > 0:
+        refined = texsynth.synthesize(exemplar, size=(size, size), init=sample,
+                                      steps=refine_steps, seed=0, progress=False)
+        rows.append((_picture(sample[0]), _tiled(_picture(refined.signal[0])),
+                     f"the same sample refined by {refine_steps} optimisation steps "
+                     "(texsynth synthesize --init), shown 2x2"))
+    side_by_side(rows).save(out)
     print(f"wrote {out}")
 
 
 def audio_sheet(checkpoint: Path, out: Path, seconds: float = 30.0) -> None:
     """Spectrograms of the exemplar, the first 10 s of a sample of a trained audio
     generator and ±1 s around the sample's loop point (its end, then its start)."""
-    import torch
-
     generator, meta = texsynth.load_generator(checkpoint)
     domain = texsynth.get_domain("audio")
     rate = int(meta["domain_config"]["sample_rate"])
@@ -85,6 +102,9 @@ def main() -> None:
                         help="draw docs/images/feedforward.png from an image generator")
     parser.add_argument("--audio", type=Path, metavar="CKPT",
                         help="draw docs/images/audio_feedforward.png from a sound generator")
+    parser.add_argument("--refine-steps", type=int, default=100,
+                        help="with --feedforward: optimisation steps refining the sample "
+                             "in a second row (0: none)")
     parser.add_argument("--names", nargs="+", default=["bricks", "gravel", "grass"])
     parser.add_argument("--size", default="384x256")
     parser.add_argument("--steps", type=int, default=200)
@@ -93,7 +113,8 @@ def main() -> None:
     images = HERE.parent / "docs" / "images"
     if args.feedforward or args.audio:
         if args.feedforward:
-            feedforward_sheet(args.feedforward, images / "feedforward.png")
+            feedforward_sheet(args.feedforward, images / "feedforward.png",
+                              refine_steps=args.refine_steps)
         if args.audio:
             audio_sheet(args.audio, images / "audio_feedforward.png")
         return
