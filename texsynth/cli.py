@@ -16,12 +16,15 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .domain import Domain
 from .errors import TexsynthError, UsageError
 from .plugins import PluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    import torch
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -413,6 +416,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     for path in outputs:
         _check_output(path, domain, args.overwrite, args.preview)
     size = tuple(_size_from_args(domain, args) or meta["training"]["size"])
+    if args.refine:
+        if args.tile:
+            raise UsageError("--refine optimises whole samples; it cannot be used with --tile")
+        args.tile = 0
+        exemplars = _refine_exemplars(args, ckpt, meta)
     tile = _sample_tile(args, generator, size)
     if tile and args.preview:
         raise UsageError("--preview needs the samples in memory; they are made in tiles at "
@@ -421,11 +429,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     seed = seed_everything(args.seed)
     signals = sample(generator, size, seed=seed, count=args.count) if not tile else None
+    if signals is not None and args.refine:
+        import torch
+
+        signals = torch.cat([_refine(args, domain, meta, exemplars, signals[i:i + 1], seed)
+                             for i in range(args.count)])
     for index, path in enumerate(outputs):
         settings = {"command": "sample", "checkpoint": str(ckpt), "seed": seed,
                     "index": index, "size": domain.describe_size(size),
                     "domain": domain.name, "generator": generator.config.to_dict(),
                     "trained_steps": meta.get("step"), "texsynth_version": __version__}
+        if args.refine:
+            settings["refine_steps"] = args.refine
         if signals is not None:
             domain.save(signals[index].unsqueeze(0), path, metadata=settings)
         else:  # tile by tile, streamed to the file where the domain can
@@ -440,6 +455,39 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                                       *((p.name, signals[i:i + 1])
                                         for i, p in enumerate(outputs[:3]))])
     return 0
+
+
+def _refine_exemplars(args: argparse.Namespace, ckpt: Path, meta: dict[str, Any]
+                      ) -> list[Path]:
+    """The exemplars ``--refine`` optimises towards: ``--exemplar``, or the training ones."""
+    if args.exemplar:
+        return [_check_input(Path(p)) for p in args.exemplar]
+    names = [str(n) for n in meta.get("training", {}).get("exemplars", [])]
+    missing = [n for n in names if n == "<tensor>" or not Path(n).is_file()]
+    if not names or missing:
+        raise UsageError(f"{ckpt}: --refine needs the training exemplar"
+                         f"{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing) or '(none recorded)'}, not found from here; "
+                         "pass --exemplar FILE")
+    return [Path(n) for n in names]
+
+
+def _refine(args: argparse.Namespace, domain: Domain, meta: dict[str, Any],
+            exemplars: list[Path], start: torch.Tensor, seed: int) -> torch.Tensor:
+    """``args.refine`` optimisation steps from a sample ``(1, C, *size)`` with the loss the
+    generator was trained with (same extractor, seed, layers and Gram settings)."""
+    from .features import ExtractorConfig
+    from .optimize import synthesize
+
+    loss = dict(meta.get("loss") or {})
+    result = synthesize(
+        [str(p) for p in exemplars], domain=domain, size=tuple(start.shape[2:]),
+        extractor=ExtractorConfig.from_dict(meta["extractor"]),
+        layers=meta.get("texture_layers"), layer_weights=loss.get("layer_weights") or None,
+        texture_loss=loss.get("texture_loss", "gram"),
+        normalize=loss.get("normalize", "chw"), steps=args.refine, init=start, seed=seed,
+        device=args.device, progress=not args.quiet, memory_check=True)
+    return result.signal.cpu()
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
@@ -544,6 +592,13 @@ def _add_generator_commands(sub: argparse._SubParsersAction,
                           "streamed to OUT where the format allows, e.g. PNG, so memory does "
                           "not grow with --size); 0: in one piece (default: tiles of 512x512 "
                           "above 1024x1024)")
+    smp.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
+                     help="then optimise each sample for STEPS steps with the loss the "
+                          "generator was trained with: sharper detail at optimisation's "
+                          "cost (default: 0)")
+    smp.add_argument("--exemplar", nargs="+", metavar="FILE",
+                     help="exemplar(s) for --refine (default: the training exemplars, "
+                          "found by the paths stored in CKPT)")
     run = _add_output(smp)
     _add_domain_options(smp, manager, run)
     smp.set_defaults(handler=_cmd_sample)
