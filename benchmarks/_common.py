@@ -59,6 +59,22 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), {gpu}")
 
 
+def command_line() -> str:
+    """``Command: `python benchmarks/SCRIPT ARGS` ``: how this run was started, for the
+    results table (the script from ``sys.argv[0]``, the arguments as given)."""
+    script = Path(sys.argv[0]).name
+    return f"Command: `python benchmarks/{script} {' '.join(sys.argv[1:])}`"
+
+
+def publish(name: str, description: str, tables: str, *, write: bool = True) -> str:
+    """Compose a results section (what was measured, :func:`command_line`, the tables)
+    and, if ``write``, put it into RESULTS.md as ``## name``; return its body."""
+    body = f"{description.rstrip()}\n{command_line()}\n\n{tables.strip()}"
+    if write:
+        write_section(name, body)
+    return body
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``## name`` of RESULTS.md with ``body``."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, run_child, write_section  # noqa: E402
+from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def child(kind: str, seconds: float, steps: int, extractor: str,
@@ -98,11 +98,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     body = (f"Measured on: {machine()}, CPU. {args.seconds:g} s of audio at 22 050 Hz from "
             f"`rain.wav`, extractor `{args.extractor or 'default'}`; generator: "
-            f"{describe}.\n"
-            f"Command: `python benchmarks/bench_audio.py {' '.join(sys.argv[1:])}`\n\n"
-            + "\n".join(rows))
-    if not args.no_write:
-        write_section("Sound (cpu)", body)
+            f"{describe}.")
+    publish("Sound (cpu)", body, "\n".join(rows), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, run_child, write_section  # noqa: E402
+from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -171,12 +171,11 @@ def main() -> None:
             f"generator trained {meta['step']} steps at "
             f"{'x'.join(map(str, meta['training']['size']))}, batch "
             f"{meta['training']['batch_size']}. {train_note}"
-            f"Optimisation: L-BFGS from noise, {args.opt_steps} evaluations.\n"
-            f"Command: `python benchmarks/bench_feedforward.py "
-            f"{' '.join(sys.argv[1:])}`\n\n" + "\n".join(rows)
-            + "\n\nSampling memory (one image, fresh process):\n\n" + "\n".join(mem_rows))
-    if not args.no_write:
-        write_section(f"Feed-forward vs optimisation ({args.device})", body)
+            f"Optimisation: L-BFGS from noise, {args.opt_steps} evaluations.")
+    tables = ("\n".join(rows) + "\n\nSampling memory (one image, fresh process):\n\n"
+              + "\n".join(mem_rows))
+    publish(f"Feed-forward vs optimisation ({args.device})", body, tables,
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, run_child, write_section  # noqa: E402
+from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float]:
@@ -83,11 +83,8 @@ def main() -> None:
     threads = f"{args.threads} torch thread(s) per run" if args.threads else "torch's threads"
     body = (f"Measured on: {machine()}, device `{args.device}`, {threads}.\n"
             f"One step = one loss + gradient evaluation (L-BFGS), exemplar `bricks.png`, "
-            f"mean of {args.steps} steps after 2 warm-up steps; memory is {kind}.\n"
-            f"Command: `python benchmarks/bench_optimize.py {' '.join(sys.argv[1:])}`\n\n"
-            + "\n".join(rows))
-    if not args.no_write:
-        write_section(f"Optimisation ({args.device})", body)
+            f"mean of {args.steps} steps after 2 warm-up steps; memory is {kind}.")
+    publish(f"Optimisation ({args.device})", body, "\n".join(rows), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, run_child, write_section  # noqa: E402
+from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 #: The done-when target for an 8192² sample.
 TARGET_MIB = 2048
@@ -197,15 +197,14 @@ def main() -> None:
             f"{args.train_size}², random-multiscale k3-k11 with 32 filters). Each sample "
             "is one image made and written as PNG in a fresh process; peak RSS is that "
             "process's, including Python, PyTorch, the plugins and the model (the RSS "
-            "before sampling column).\n"
-            f"Command: `python benchmarks/bench_scale.py {' '.join(sys.argv[1:])}`\n\n"
-            + "\n".join(rows) + f"\n\n{verdict}\n\n"
-            f"Training throughput on the CPU ({args.throughput_size}² crops, global batch "
-            f"{args.throughput_batch}, steps {args.throughput_warmup + 1}-"
-            f"{args.throughput_steps} timed; 2 processes with torchrun and Gloo, "
-            f"{args.throughput_batch // 2} samples each):\n\n" + "\n".join(train_rows))
-    if not args.no_write:
-        write_section("Scale: tiled sampling and data-parallel training (cpu)", body)
+            "before sampling column).")
+    tables = ("\n".join(rows) + f"\n\n{verdict}\n\n"
+              f"Training throughput on the CPU ({args.throughput_size}² crops, global batch "
+              f"{args.throughput_batch}, steps {args.throughput_warmup + 1}-"
+              f"{args.throughput_steps} timed; 2 processes with torchrun and Gloo, "
+              f"{args.throughput_batch // 2} samples each):\n\n" + "\n".join(train_rows))
+    publish("Scale: tiled sampling and data-parallel training (cpu)", body, tables,
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

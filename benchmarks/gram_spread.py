@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from _common import EXAMPLES, machine, write_section  # noqa: E402
+from _common import EXAMPLES, machine, publish  # noqa: E402
 
 
 def per_layer(grams: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
@@ -115,11 +115,9 @@ def main() -> None:
             f"`{Path(args.exemplar).name}`, extractor `{meta['extractor']['name']}` with the "
             f"training seed{' and valid padding' if 'padding' in options else ''}; mean "
             f"texture loss per signal over {args.count} crops or samples at the training "
-            "size, per layer.\n"
-            f"Command: `python benchmarks/gram_spread.py {' '.join(sys.argv[1:])}`\n\n"
-            + "\n".join(lines))
-    if not args.no_write:
-        write_section("Feed-forward: Gram spread (cpu)", body)
+            "size, per layer.")
+    publish("Feed-forward: Gram spread (cpu)", body, "\n".join(lines),
+            write=not args.no_write)
 
 
 if __name__ == "__main__":
