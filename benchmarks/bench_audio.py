@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def child(kind: str, seconds: float, steps: int, extractor: str,

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -42,7 +42,8 @@ def memory_child(checkpoint: str, size: int, device: str, mode: str) -> dict[str
     import torch
 
     import texsynth
-    from texsynth.checkpoint import load_generator, sample
+    from texsynth.checkpoint import load_generator
+    from texsynth.sampling import generate as sample
     from texsynth.tiled import sample_tiled
 
     generator, meta = load_generator(checkpoint, device=device)
@@ -92,8 +93,8 @@ def main() -> None:
     import torch
 
     import texsynth
-    from texsynth.checkpoint import load_generator, sample
-    from texsynth.optimize import TextureObjective, _prepare
+    from texsynth.checkpoint import load_generator
+    from texsynth.sampling import generate as sample
     from texsynth.train import train_generator
 
     ckpt = Path(args.checkpoint)
@@ -112,13 +113,11 @@ def main() -> None:
             "generator loss | optimisation loss after N steps | loss ratio |",
             "|---|---|---|---|---|---|---|"]
     for size in args.sizes:
-        dom, net, _, tex, _, _, dev = _prepare(
-            domain=None, path_hint=args.exemplar,
-            extractor=texsynth.ExtractorConfig.from_dict(meta["extractor"]),
-            texture_layers=meta["texture_layers"], content_layers=None, stylising=False,
-            seed=int(meta["seed"]), device=args.device, weights=None,
-            extractor_options=None, manager=None)
-        objective = TextureObjective(dom, net, [exemplar], texture_layers=tex)
+        features = texsynth.prepare(texsynth.FeatureSpec.from_settings(meta),
+                                    texsynth.get_domain(args.exemplar),
+                                    seed=int(meta["seed"]), device=args.device)
+        dom, dev = features.domain, features.device
+        objective = features.objective([exemplar])
         times, losses = [], []
         with torch.no_grad():
             sample(generator, (size, size), seed=100)  # warm-up
@@ -139,10 +138,9 @@ def main() -> None:
             _sync(args.device)
             stamps.append((time.perf_counter() - start, loss))
 
-        texsynth.synthesize(exemplar, domain=dom, size=(size, size),
-                            extractor=texsynth.ExtractorConfig.from_dict(meta["extractor"]),
-                            layers=tex, steps=args.opt_steps, seed=1, device=args.device,
-                            progress=False, callback=tick)
+        texsynth.synthesize(exemplar, features=features.spec, domain=dom,
+                            size=(size, size), steps=args.opt_steps, seed=1,
+                            device=args.device, progress=False, callback=tick)
         reached = next((t for t, loss in stamps if loss <= gen_loss), None)
         opt_loss = stamps[-1][1]
         ratio = f"{reached / t_sample:,.0f}×" if reached is not None else \

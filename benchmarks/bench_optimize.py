@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
 def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float]:

@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 #: The done-when target for an 8192² sample.
 TARGET_MIB = 2048
@@ -41,8 +41,9 @@ def sample_child(checkpoint: str, size: int, mode: str, tile: int, out: str,
     if threads:
         torch.set_num_threads(threads)
 
-    from texsynth.checkpoint import load_generator, sample
+    from texsynth.checkpoint import load_generator
     from texsynth.plugins import get_plugin_manager
+    from texsynth.sampling import generate as sample
     from texsynth.tiled import sample_tiled
 
     generator, meta = load_generator(checkpoint, device="cpu")

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from _common import EXAMPLES, machine, publish  # noqa: E402
+from common import EXAMPLES, machine, publish  # noqa: E402
 
 
 def per_layer(grams: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
@@ -51,9 +51,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import texsynth
-    from texsynth.checkpoint import load_generator, sample
+    from texsynth.checkpoint import load_generator
     from texsynth.losses import gram_matrix
-    from texsynth.optimize import _prepare
+    from texsynth.sampling import generate as sample
 
     generator, meta = load_generator(args.checkpoint)
     size = tuple(int(v) for v in meta["training"]["size"])
@@ -62,12 +62,10 @@ def main() -> None:
     if meta["extractor"]["name"] == "random-multiscale":
         options["padding"] = "valid"
     config["options"] = options
-    dom, net, ext_config, tex, _, _, _ = _prepare(
-        domain=meta["domain"], path_hint=None,
-        extractor=texsynth.ExtractorConfig.from_dict(config),
-        texture_layers=meta["texture_layers"], content_layers=None, stylising=False,
-        seed=int(meta["seed"]), device="cpu", weights=None, extractor_options=None,
-        manager=None)
+    spec = texsynth.FeatureSpec.from_settings({**meta, "extractor": config})
+    features = texsynth.prepare(spec, texsynth.get_domain(meta["domain"]),
+                                seed=int(meta["seed"]), device="cpu")
+    dom, net, tex = features.domain, features.extractor, features.texture_layers
     normalize = meta["loss"].get("normalize", "chw")
 
     def grams(signal: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -94,8 +92,8 @@ def main() -> None:
             grams(sample(generator, size, seed=args.seed, count=args.count)), targets),
     }
     if args.opt_steps > 0:
-        result = texsynth.synthesize(exemplar, domain=dom, size=size, extractor=ext_config,
-                                     layers=tex, steps=args.opt_steps, seed=args.seed,
+        result = texsynth.synthesize(exemplar, features=features.spec, domain=dom,
+                                     size=size, steps=args.opt_steps, seed=args.seed,
                                      device="cpu", progress=False)
         rows[f"optimisation ({args.opt_steps} L-BFGS steps)"] = per_layer(
             grams(result.signal), targets)

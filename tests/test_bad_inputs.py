@@ -2,18 +2,19 @@
 
 Every case is generated here (nothing downloaded). A case is a builder that writes its
 files into a temporary folder and returns the command line; the expectation is the exit
-status, a fragment of the single error line, and (for rejected files) the file's name in
-that line. Unusual but valid inputs (CMYK, 16-bit, palette, grey+alpha, animated GIF,
-8-channel, 8 kHz and 192 kHz audio) are in the corpus too: they are converted, and the
-run must succeed.
+status, a fragment of the single error line that says what is wrong (not just which file),
+and (for rejected files) the file's name in that line. Unusual but valid inputs (CMYK,
+16-bit, palette, grey+alpha, animated GIF, 8-channel, 8 kHz and 192 kHz audio) are in the
+corpus too: they are converted, and the run must succeed.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
+import pickletools
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,16 +137,6 @@ def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "g.ckpt"
 
 
-def _ckpt_case(make: Callable[[Path, Path], Path], fragment: str,
-               command: str = "sample") -> Case:
-    def build(d: Path, ckpt: Path) -> list[str]:
-        target = make(d, ckpt)
-        if command == "apply":
-            return ["apply", str(target), str(_img(d / "c.png")), "-o", str(d / "o.png")]
-        return ["sample", str(target), "-o", str(d / "o.png"), "--quiet"]
-    return Case(build, 2, fragment, names_file=None)  # type: ignore[arg-type]
-
-
 def _copy_truncated(d: Path, ckpt: Path) -> Path:
     data = ckpt.read_bytes()
     (d / "t.ckpt").write_bytes(data[: len(data) // 2])
@@ -166,23 +157,25 @@ FILE_CASES: dict[str, Case] = {
     "directory": Case(lambda d: _synth((d / "dir.png").mkdir() or d / "dir.png"), 2,
                       "is a directory", "dir.png"),
     "zero-bytes-png": Case(lambda d: _synth(((d / "z.png").write_bytes(b"") and d / "z.png")
-                                            or d / "z.png"), 2, "empty", "z.png"),
+                                            or d / "z.png"), 2, "is empty (0 bytes)", "z.png"),
     "text-as-png": Case(lambda d: _synth((d / "t.png").write_text("hello") and d / "t.png"),
-                        2, "not an image", "t.png"),
+                        2, "is not an image file", "t.png"),
     "unknown-suffix": Case(lambda d: _synth((d / "x.xyz").write_text("1") and d / "x.xyz"),
                            2, "no domain reads", "x.xyz"),
-    "truncated-png": Case(lambda d: _synth(_truncated(d / "tr.png", "PNG")), 2, "tr.png",
-                          "tr.png"),
-    "corrupt-png": Case(lambda d: _synth(_corrupt_png(d / "co.png")), 2, "co.png", "co.png"),
-    "truncated-jpeg": Case(lambda d: _synth(_truncated(d / "tr.jpg", "JPEG")), 2, "tr.jpg",
-                           "tr.jpg"),
+    "truncated-png": Case(lambda d: _synth(_truncated(d / "tr.png", "PNG")), 2,
+                          "image data is truncated or corrupt", "tr.png"),
+    "corrupt-png": Case(lambda d: _synth(_corrupt_png(d / "co.png")), 2,
+                        "image data is truncated or corrupt", "co.png"),
+    "truncated-jpeg": Case(lambda d: _synth(_truncated(d / "tr.jpg", "JPEG")), 2,
+                           "image data is truncated or corrupt", "tr.jpg"),
     "corrupt-jpeg": Case(lambda d: _synth((d / "c.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 64)
-                                          and d / "c.jpg"), 2, "c.jpg", "c.jpg"),
-    "one-by-one": Case(lambda d: _synth(_img(d / "one.png", size=(1, 1))), 2, "1x1", "one.png"),
-    "thin-image": Case(lambda d: _synth(_img(d / "thin.png", size=(400, 2))), 2, "400x2",
-                       "thin.png"),
-    "decompression-bomb": Case(lambda d: _synth(_bomb_png(d / "bomb.png")), 2, "pixels",
-                               "bomb.png"),
+                                          and d / "c.jpg"), 2, "is not an image file", "c.jpg"),
+    "one-by-one": Case(lambda d: _synth(_img(d / "one.png", size=(1, 1))), 2,
+                       "is only 1x1 pixels; it must be at least", "one.png"),
+    "thin-image": Case(lambda d: _synth(_img(d / "thin.png", size=(400, 2))), 2,
+                       "is only 400x2 pixels; it must be at least", "thin.png"),
+    "decompression-bomb": Case(lambda d: _synth(_bomb_png(d / "bomb.png")), 2,
+                               "possible decompression bomb", "bomb.png"),
     "cmyk-jpeg": Case(lambda d: _synth(_img(d / "cmyk.jpg", "CMYK")), 0, ""),
     "16-bit-png": Case(lambda d: _synth(_img(d / "deep.png", "I;16")), 0, ""),
     "palette-png": Case(lambda d: _synth(_img(d / "pal.png", "P")), 0, ""),
@@ -190,26 +183,28 @@ FILE_CASES: dict[str, Case] = {
     "animated-gif": Case(lambda d: _synth(_animated_gif(d / "anim.gif")), 0, ""),
     # audio
     "empty-wav": Case(lambda d: _synth(_wav(d / "e.wav", np.zeros((0, 1), np.float32)),
-                                       "o.wav"), 2, "e.wav", "e.wav"),
+                                       "o.wav"), 2, "contains no audio samples", "e.wav"),
     "one-sample-wav": Case(lambda d: _synth(_wav(d / "one.wav", np.full((1, 1), 0.5,
                                                                         np.float32)), "o.wav"),
-                           2, "one.wav", "one.wav"),
+                           2, "is too short", "one.wav"),
     "silent-wav": Case(lambda d: _synth(_wav(d / "s.wav", np.zeros((22050, 1), np.float32)),
-                                        "o.wav"), 2, "silence", "s.wav"),
+                                        "o.wav"), 2, "is digital silence", "s.wav"),
     "nan-wav": Case(lambda d: _synth(_wav(d / "n.wav", np.where(
         np.arange(22050)[:, None] == 7, np.nan, _tone(1.0, 22050)).astype(np.float32)),
-        "o.wav"), 2, "NaN", "n.wav"),
+        "o.wav"), 2, "NaN or infinite sample", "n.wav"),
     "inf-wav": Case(lambda d: _synth(_wav(d / "i.wav", np.where(
         np.arange(22050)[:, None] == 9, np.inf, _tone(1.0, 22050)).astype(np.float32)),
-        "o.wav"), 2, "infinite", "i.wav"),
+        "o.wav"), 2, "NaN or infinite sample", "i.wav"),
     "zero-bytes-wav": Case(lambda d: _synth(((d / "z.wav").write_bytes(b"") and d / "z.wav")
-                                            or d / "z.wav", "o.wav"), 2, "empty", "z.wav"),
+                                            or d / "z.wav", "o.wav"), 2, "is empty (0 bytes)",
+                           "z.wav"),
     "text-as-wav": Case(lambda d: _synth((d / "t.wav").write_text("RIFF nonsense") and
-                                         d / "t.wav", "o.wav"), 2, "t.wav", "t.wav"),
+                                         d / "t.wav", "o.wav"), 2, "is not a sound file",
+                        "t.wav"),
     "truncated-wav": Case(lambda d: _synth(
         (d / "tw.wav").write_bytes(_wav(d / "full.wav", _tone(1.0, 22050), subtype="PCM_16")
                                    .read_bytes()[:30]) and d / "tw.wav", "o.wav"),
-        2, "tw.wav", "tw.wav"),
+        2, "is not a sound file", "tw.wav"),
     "mp3-suffix": Case(lambda d: _synth((d / "a.mp3").write_bytes(b"ID3") and d / "a.mp3",
                                         "o.wav"), 2, "no domain reads", "a.mp3"),
     "eight-channel-wav": Case(lambda d: _synth(_wav(d / "8ch.wav", _tone(1.0, 22050, 8)),
@@ -218,32 +213,33 @@ FILE_CASES: dict[str, Case] = {
     "192khz-wav": Case(lambda d: _synth(_wav(d / "hi.wav", _tone(0.5, 192000)), "o.wav"),
                        0, ""),
     # outputs
-    "output-exists": Case(_output_exists, 2, "--overwrite", "taken.png"),
-    "output-under-a-file": Case(_output_under_file, 2, "afile", None),
-    "output-wrong-suffix": Case(lambda d: _synth(_img(d / "ok.png"), "o.xyz"), 2, "o.xyz",
-                                "o.xyz"),
+    "output-exists": Case(_output_exists, 2, "already exists; pass --overwrite", "taken.png"),
+    "output-under-a-file": Case(_output_under_file, 2, "cannot create the output folder",
+                                "afile"),
+    "output-wrong-suffix": Case(lambda d: _synth(_img(d / "ok.png"), "o.xyz"), 2,
+                                "cannot write '.xyz' image files", "o.xyz"),
 }
 
 VALUE_CASES: dict[str, tuple[list[str], str]] = {
-    "size-0x0": (["--size", "0x0"], "positive"),
-    "size-huge": (["--size", "100000x100000"], "memory"),
-    "size-text": (["--size", "abc"], "WxH"),
-    "size-3d": (["--size", "4x4x4"], "WxH"),
-    "steps-negative": (["--steps", "-1"], "positive"),
-    "steps-zero": (["--steps", "0"], "positive"),
-    "steps-text": (["--steps", "many"], "not an integer"),
-    "unknown-extractor": (["--extractor", "resnet"], "available:"),
+    "size-0x0": (["--size", "0x0"], "every extent must be positive"),
+    "size-huge": (["--size", "100000x100000"], "of memory but only"),
+    "size-text": (["--size", "abc"], "is not of the form WxH"),
+    "size-3d": (["--size", "4x4x4"], "needs 2 extents separated by"),
+    "steps-negative": (["--steps", "-1"], "must be a positive integer"),
+    "steps-zero": (["--steps", "0"], "must be a positive integer"),
+    "steps-text": (["--steps", "many"], "'many' is not an integer"),
+    "unknown-extractor": (["--extractor", "resnet"], "unknown extractor"),
     "extractor-of-other-domain": (["--extractor", "ulyanov"], "does not accept"),
     "unknown-device": (["--device", "toaster"], "unknown device"),
-    "cuda-without-cuda": (["--device", "cuda"], "CUDA"),
+    "cuda-without-cuda": (["--device", "cuda"], "CUDA is not available"),
     "seed-negative": (["--seed", "-5"], "zero or positive"),
-    "lr-nan": (["--lr", "nan"], "finite"),
+    "lr-nan": (["--lr", "nan"], "is not a finite number"),
     "unknown-layer": (["--layers", "relu9_9"], "unknown layer"),
     "layer-weight-text": (["--layer-weights", "k3=heavy"], "must be a number"),
     "layer-weight-unused": (["--layer-weights", "relu1_1=2"], "not in use"),
     "unknown-domain": (["--domain", "video"], "unknown domain"),
     "duration-for-image": (["--duration", "3"], "no duration"),
-    "bad-option": (["--option", "nonsense"], "NAME=VALUE"),
+    "bad-option": (["--option", "nonsense"], "is not of the form NAME=VALUE"),
     "normalize-choice": (["--normalize", "l2"], "invalid choice"),
 }
 
@@ -283,34 +279,43 @@ def test_bad_value(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "out.png").exists()
 
 
-CKPT_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
+#: name -> (builder of the command line, fragment of the error, file the error names)
+CKPT_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str, str | None]] = {
     "ckpt-missing": (lambda d, c: ["sample", str(d / "none.ckpt"), "-o", str(d / "o.png")],
-                     "no such file"),
+                     "no such file", "none.ckpt"),
     "ckpt-truncated": (lambda d, c: ["sample", str(_copy_truncated(d, c)), "-o",
-                                     str(d / "o.png")], "t.ckpt"),
+                                     str(d / "o.png")],
+                       "truncated or corrupt checkpoint data", "t.ckpt"),
     "ckpt-random-bytes": (lambda d, c: ["sample", str((d / "r.ckpt").write_bytes(
-        os.urandom(4096)) and d / "r.ckpt"), "-o", str(d / "o.png")], "r.ckpt"),
+        os.urandom(4096)) and d / "r.ckpt"), "-o", str(d / "o.png")],
+        "not a texsynth checkpoint", "r.ckpt"),
     "ckpt-is-an-image": (lambda d, c: ["sample", str(_img(d / "i.png")), "-o",
-                                       str(d / "o.png")], "i.png"),
+                                       str(d / "o.png")], "not a texsynth checkpoint", "i.png"),
     "ckpt-pickle-with-code": (lambda d, c: ["sample", str(_evil_pickle(d / "evil.ckpt")),
-                                            "-o", str(d / "o.png")], "evil.ckpt"),
+                                            "-o", str(d / "o.png")],
+                              "not a texsynth checkpoint: it looks like a PyTorch pickle",
+                              "evil.ckpt"),
     "ckpt-other-domain": (lambda d, c: ["sample", str(_retagged(d, c, "audio")), "-o",
-                                        str(d / "o.png")], "o.png"),
+                                        str(d / "o.png")],
+                          "cannot write '.png' audio files", "o.png"),
     "ckpt-unknown-domain": (lambda d, c: ["sample", str(_retagged(d, c, "video")), "-o",
-                                          str(d / "o.png")], "video"),
+                                          str(d / "o.png")], "unknown domain 'video'", None),
     "ckpt-texture-for-apply": (lambda d, c: ["apply", str(c), str(_img(d / "c.png")), "-o",
-                                             str(d / "o.png")], "texsynth sample"),
+                                             str(d / "o.png")],
+                               "is a texture generator without content input", "g.ckpt"),
     "ckpt-count-zero": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"), "-n", "0"],
-                        "positive"),
+                        "must be a positive integer", None),
     "ckpt-preview-of-tiles": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"),
                                             "--size", "64x64", "--tile", "32", "--preview",
-                                            str(d / "p.png")], "--tile 0"),
+                                            str(d / "p.png")],
+                              "--preview needs the samples in memory", None),
     "ckpt-preview-not-png": (lambda d, c: ["sample", str(c), "-o", str(d / "o.png"),
-                                           "--preview", str(d / "p.gif")], "p.gif"),
+                                           "--preview", str(d / "p.gif")],
+                             "--preview writes PNG pictures", "p.gif"),
     "ckpt-resume-other-config": (lambda d, c: [
         "train", str(_img(d / "ex.png", size=(48, 48))), "-o", str(_copy(c, d)), "--resume",
         "--iterations", "2", "--scales", "3", "--option", "filters=4", "--quiet"],
-        "generator option"),
+        "cannot resume with generator option", "copy.ckpt"),
 }
 
 
@@ -324,9 +329,9 @@ def test_bad_checkpoint(name: str, image_checkpoint: Path, tmp_path: Path,
                         capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    build, fragment = CKPT_CASES[name]
+    build, fragment, names_file = CKPT_CASES[name]
     code = main(build(tmp_path, image_checkpoint))
-    _assert_one_line(code, capsys.readouterr().err, 2, fragment, None)
+    _assert_one_line(code, capsys.readouterr().err, 2, fragment, names_file)
     assert not (tmp_path / "PWNED").exists(), "a pickled payload ran"
 
 
@@ -341,6 +346,20 @@ def test_debug_shows_traceback_for_a_bad_file(tmp_path: Path,
     assert "Traceback" in capsys.readouterr().err
 
 
+def _pickle_calls(path: Path) -> list[tuple[str, str]]:
+    """The ``(callable, argument)`` pairs a ``torch.save`` file's pickle would call when
+    unpickled, read with :mod:`pickletools` (nothing is unpickled)."""
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+    calls = []
+    for index, (name, arg) in enumerate(ops):
+        if name in ("GLOBAL", "STACK_GLOBAL"):
+            strings = [a for n, a in ops[index + 1:] if isinstance(a, str) and "UNICODE" in n]
+            calls.append((str(arg), strings[0] if strings else ""))
+    return calls
+
+
 def test_evil_pickle_payload_is_not_unpickled_by_loader(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from texsynth import InputError
@@ -348,7 +367,9 @@ def test_evil_pickle_payload_is_not_unpickled_by_loader(tmp_path: Path,
 
     monkeypatch.chdir(tmp_path)
     path = _evil_pickle(tmp_path / "evil.ckpt")
-    assert pickle.loads  # the payload would run under plain pickle; our loader must refuse
-    with pytest.raises(InputError):
+    # The payload is live: plain unpickling would run ``system("touch PWNED")`` here.
+    assert (f"{os.system.__module__} system", "touch PWNED") in _pickle_calls(path)
+    assert not (tmp_path / "PWNED").exists(), "writing the payload must not run it"
+    with pytest.raises(InputError, match="never unpickles"):
         load_checkpoint(path)
-    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "PWNED").exists(), "the loader ran the pickled payload"

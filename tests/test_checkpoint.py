@@ -17,14 +17,13 @@ from texsynth import GeneratorConfig, InputError, PluginManager
 from texsynth.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
-    capture_rng_state,
     load_checkpoint,
     load_generator,
-    restore_rng_state,
-    sample,
     save_checkpoint,
 )
 from texsynth.pyramid import PyramidGenerator
+from texsynth.runtime import capture_rng_state, restore_rng_state
+from texsynth.sampling import generate as sample
 
 #: Only the core's registrations: these tests need no plugin.
 CORE = PluginManager(load_entry_points=False)

@@ -77,12 +77,34 @@ def test_too_small_sizes_and_bad_options_are_usage_errors() -> None:
         gen.make_noise(1, (8, 32))
     with pytest.raises(UsageError, match="spatial axes"):
         gen.make_noise(1, (32,))
-    with pytest.raises(UsageError, match="unknown pyramid generator option"):
+    with pytest.raises(UsageError, match=r"^unknown option\(s\) scales for generator "
+                                         r"'pyramid'; known: num_scales, channels, "):
         make(scales=3)
-    with pytest.raises(UsageError, match="padding"):
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': padding must be one of "
+                                         r"circular, reflect, zeros, got 'wrap'$"):
         make(padding="wrap")
-    with pytest.raises(UsageError, match="norm"):
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': norm must be one of "
+                                         r"batch, instance, got 'layer'$"):
         make(norm="layer")
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': noise must be one of "
+                                         r"uniform, normal, got 'gauss'$"):
+        make(noise="gauss")
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': num_scales must be a "
+                                         r"positive integer, got 0$"):
+        make(num_scales=0)
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': value_range must be "
+                                         r"\[low, high\] with low < high"):
+        make(value_range=[1.0, 0.0])
+    stylize = GeneratorConfig("pyramid-stylize", 2, 3, 3, {"channel": 4})
+    with pytest.raises(UsageError, match=r"^unknown option\(s\) channel for generator "
+                                         r"'pyramid-stylize'"):
+        PyramidGenerator(stylize)
+
+
+def test_choices_are_stored_in_lower_case() -> None:
+    gen = make(padding="Circular", norm="INSTANCE", noise="Normal")
+    assert [gen.config.options[k] for k in ("padding", "norm", "noise")] == [
+        "circular", "instance", "normal"]
 
 
 def test_output_lies_in_value_range() -> None:

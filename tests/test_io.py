@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from texsynth._io import atomic_path, atomic_write_text, remove_stale_temps
+from texsynth.atomic import atomic_path, atomic_write_text, remove_stale_temps
 
 
 def test_atomic_write_replaces_whole_file_with_usual_permissions(tmp_path: Path) -> None:

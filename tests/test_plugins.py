@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,82 +12,22 @@ import torch
 from torch import nn
 
 import texsynth
-from texsynth import Domain, ExtractorConfig, FeatureExtractor, NotFoundError, PluginError
-from texsynth.plugins import PluginManager
+from texsynth import NotFoundError, PluginError, PluginManager
 
 
-class ToyDomain(Domain):
-    """A 1-D domain over ``.toy`` files (text, one float per line)."""
-
-    name = "toy"
-    spatial_dims = 1
-    suffixes = (".toy",)
-    value_range = (-1.0, 1.0)
-    default_extractor = "toy-conv"
-
-    def load(self, path: Path) -> torch.Tensor:
-        values = [float(v) for v in path.read_text().split()]
-        return torch.tensor(values).reshape(1, 1, -1)
-
-    def save(self, signal, path, *, metadata=None):  # type: ignore[no-untyped-def]
-        path.write_text("\n".join(f"{v:.6f}" for v in signal.flatten().tolist()))
-        return path
-
-    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
-        return signal
-
-
-class ToyExtractor(FeatureExtractor):
-    available_layers = ("conv", "relu")
-    default_texture_layers = ("relu",)
-    default_content_layers = ("conv",)
-    spatial_dims = 1
-
-    def __init__(self, config: ExtractorConfig) -> None:
-        super().__init__(config.layers)
-        gen = torch.Generator().manual_seed(config.seed)
-        self.conv = nn.Conv1d(1, 16, 5, padding=2, padding_mode="circular", bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=gen))
-
-    def _forward(self, x, layers):  # type: ignore[no-untyped-def]
-        conv = self.conv(x)
-        maps = {"conv": conv, "relu": torch.relu(conv)}
-        return {name: maps[name] for name in layers}
-
-
-def make_toy_plugin() -> types.SimpleNamespace:
-    @texsynth.hookimpl
-    def texsynth_register_domains(register):  # type: ignore[no-untyped-def]
-        register(ToyDomain)
-
-    @texsynth.hookimpl
-    def texsynth_register_extractors(register):  # type: ignore[no-untyped-def]
-        register("toy-conv", lambda config, domain: ToyExtractor(config), domains=["toy"],
-                 description="random conv")
-
-    return types.SimpleNamespace(
-        texsynth_register_domains=texsynth_register_domains,
-        texsynth_register_extractors=texsynth_register_extractors,
-    )
-
-
-def test_plugin_registered_in_a_test_is_found(texsynth_isolated_plugins: PluginManager) -> None:
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="toy")
-    assert "toy" in texsynth_isolated_plugins.domains()
+def test_plugin_registered_in_a_test_is_found(toy_manager: PluginManager) -> None:
+    assert "toy" in toy_manager.domains()
     assert texsynth.get_domain("sample.toy").name == "toy"
     net = texsynth.get_extractor("toy-conv", "toy", seed=3)
     out = net(torch.randn(1, 1, 32))
     assert set(out) == {"relu"} and out["relu"].shape == (1, 16, 32)
     assert not any(p.requires_grad for p in net.parameters())
-    info = {p.name: p for p in texsynth_isolated_plugins.plugins()}["toy"]
+    info = {p.name: p for p in toy_manager.plugins()}["toy"]
     assert info.domains == ["toy"] and info.extractors == ["toy-conv"]
     assert "texsynth_register_domains" in info.hooks
 
 
-def test_synthesis_through_a_test_plugin_lowers_the_loss(
-        texsynth_isolated_plugins: PluginManager) -> None:
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="toy")
+def test_synthesis_through_a_test_plugin_lowers_the_loss(toy_manager: PluginManager) -> None:
     t = torch.linspace(0, 12 * torch.pi, 256)
     exemplar = (0.8 * torch.sin(t)).reshape(1, 1, -1)
     result = texsynth.synthesize(exemplar, domain="toy", size=(300,), steps=40, seed=0,
@@ -96,39 +37,37 @@ def test_synthesis_through_a_test_plugin_lowers_the_loss(
     assert result.settings["seed"] == 0 and result.settings["domain"] == "toy"
 
 
-def test_unknown_names_list_what_is_available(texsynth_isolated_plugins: PluginManager) -> None:
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="toy")
+def test_unknown_names_list_what_is_available(toy_manager: PluginManager) -> None:
     with pytest.raises(NotFoundError, match="available: toy"):
-        texsynth_isolated_plugins.get_domain("nope")
+        toy_manager.get_domain("nope")
     with pytest.raises(NotFoundError, match="available: toy-conv"):
-        texsynth_isolated_plugins.get_extractor_info("nope", "toy")
+        toy_manager.get_extractor_info("nope", "toy")
     with pytest.raises(NotFoundError, match="available: gram"):
-        texsynth_isolated_plugins.get_loss("nope")
+        toy_manager.get_loss("nope")
     with pytest.raises(texsynth.UsageError, match=r"known suffixes: \.toy"):
-        texsynth_isolated_plugins.domain_for_path("x.unknown")
+        toy_manager.domain_for_path("x.unknown")
 
 
 def test_two_plugins_with_one_name_is_an_error_naming_both(
-        texsynth_isolated_plugins: PluginManager) -> None:
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="first")
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="second")
+        texsynth_isolated_plugins: PluginManager,
+        toy_plugin_factory: Callable[[], types.SimpleNamespace]) -> None:
+    texsynth_isolated_plugins.register(toy_plugin_factory(), name="first")
+    texsynth_isolated_plugins.register(toy_plugin_factory(), name="second")
     with pytest.raises(PluginError, match=r"'first'.*'second'|'second'.*'first'"):
         texsynth_isolated_plugins.domains()
 
 
-def test_hook_that_raises_is_skipped_with_a_warning(
-        texsynth_isolated_plugins: PluginManager) -> None:
+def test_hook_that_raises_is_skipped_with_a_warning(toy_manager: PluginManager) -> None:
     @texsynth.hookimpl
     def texsynth_register_extractors(register):  # type: ignore[no-untyped-def]
         register("half", lambda c, d: None, domains=["toy"])
         raise RuntimeError("boom")
 
-    texsynth_isolated_plugins.register(make_toy_plugin(), name="toy")
-    texsynth_isolated_plugins.register(
+    toy_manager.register(
         types.SimpleNamespace(texsynth_register_extractors=texsynth_register_extractors),
         name="faulty")
     with pytest.warns(RuntimeWarning, match="'faulty' raised.*boom"):
-        extractors = texsynth_isolated_plugins.extractors()
+        extractors = toy_manager.extractors()
     assert "half" not in extractors and "toy-conv" in extractors
 
 
@@ -145,7 +84,7 @@ def test_entry_point_plugins_load_and_broken_ones_are_skipped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_distribution(tmp_path, "ts_good_plugin", """
         import texsynth
-        from texsynth.losses import TextureLoss
+        from texsynth import TextureLoss
 
         @texsynth.hookimpl
         def texsynth_register_losses(register):

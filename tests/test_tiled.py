@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch import nn
 
-from texsynth import Domain, GeneratorConfig, UsageError
-from texsynth.checkpoint import Checkpoint, sample, save_checkpoint
-from texsynth.pyramid import PyramidGenerator, _mix64, noise_lane
-from texsynth.tiled import sample_tiled, tile_regions, tiling_problem
-
-PIL = pytest.importorskip("PIL.Image")
-
+from texsynth import Domain, Generator, GeneratorConfig, UsageError
+from texsynth.checkpoint import Checkpoint, save_checkpoint
+from texsynth.generators import NormStats, Region, WindowedGenerator
+from texsynth.noise import counter_noise
+from texsynth.pyramid import PyramidGenerator
+from texsynth.sampling import generate
+from texsynth.tiled import instance_norm_stats, sample_tiled, tile_regions, tiling_problem
+from texsynth_image import ImageDomain, read_metadata
 
 
 def trained(norm: str = "batch", dims: int = 2, scales: int = 4, seed: int = 0,
@@ -44,19 +47,7 @@ def trained(norm: str = "batch", dims: int = 2, scales: int = 4, seed: int = 0,
     return gen.eval()
 
 
-# -- noise ------------------------------------------------------------------------------------
-def test_counter_noise_matches_a_python_splitmix64() -> None:
-    gen = trained(scales=3)
-    key = 0x1234_5678_9ABC_DEF0
-    noise = gen.noise_region(key, [1], (40, 50), 0, ((0, 2), (0, 3)))
-    for y in range(2):
-        for x in range(3):
-            counter = (y << 32) | x
-            z = _mix64((noise_lane(key, 1, 0, 0) + (counter + 1) * 0x9E3779B97F4A7C15)
-                       & ((1 << 64) - 1))
-            assert float(noise[0, 0, y, x]) == (z >> 40) / 2**24
-
-
+# -- noise (see also test_noise.py) ------------------------------------------------------------
 def test_noise_windows_are_slices_of_the_whole_noise_and_wrap() -> None:
     gen = trained(scales=3)
     size = (37, 45)
@@ -111,7 +102,7 @@ def test_a_seed_stream_moves_on_between_calls() -> None:
 def test_tiled_sample_equals_the_whole_one(norm: str, size: tuple[int, int],
                                            tile: int) -> None:
     gen = trained(norm)
-    whole = sample(gen, size, seed=7, count=2)
+    whole = generate(gen, size, seed=7, count=2)
     for index in range(2):
         tiled = sample_tiled(gen, size, seed=7, index=index, tile=tile)
         assert tiled is not None
@@ -122,7 +113,7 @@ def test_tiled_sample_equals_the_whole_one(norm: str, size: tuple[int, int],
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_tiled_sound_equals_the_whole_one(norm: str) -> None:
     gen = trained(norm, dims=1, scales=5)
-    whole = sample(gen, (1001,), seed=3)
+    whole = generate(gen, (1001,), seed=3)
     tiled = sample_tiled(gen, (1001,), seed=3, tile=128)
     assert tiled is not None
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
@@ -133,7 +124,7 @@ def test_windows_across_the_border_wrap_like_the_torus() -> None:
     output is tileable, and tiles meet across the wrap without a seam."""
     gen = trained()
     size = (40, 56)
-    whole = sample(gen, size, seed=2)
+    whole = generate(gen, size, seed=2)
     key = gen.noise_key(torch.Generator().manual_seed(2))
     with torch.no_grad():
         window = gen.forward_region(key, [0], size, ((30, 50), (-8, 8)))
@@ -178,12 +169,109 @@ def test_what_cannot_be_tiled() -> None:
         train_mode.forward_region(key, [0], (32, 32), ((0, 8), (0, 8)))
 
 
+# -- the WindowedGenerator protocol -----------------------------------------------------------
+class _Pointwise(Generator):
+    """Not a pyramid: one scale of 2 noise channels through a 1×1 convolution and a
+    sigmoid. It implements :class:`WindowedGenerator`, so it can be sampled in tiles."""
+
+    def __init__(self, name: str = "pointwise-test") -> None:
+        super().__init__(GeneratorConfig(name, 2, 3))
+        self.mix = nn.Conv2d(2, 3, 1)
+
+    def _noise(self, key: int, samples: Sequence[int], size: Sequence[int],
+               region: Region) -> torch.Tensor:
+        coords = [torch.arange(lo, hi).remainder_(int(n))
+                  for (lo, hi), n in zip(region, size, strict=True)]
+        return counter_noise(key, list(samples), 0, 2, coords, "uniform")
+
+    def make_noise(self, batch: int, size: tuple[int, ...], *,
+                   generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        whole = tuple((0, int(s)) for s in size)
+        return [self._noise(self.noise_key(generator), range(batch), size, whole).to(device)]
+
+    def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        return torch.sigmoid(self.mix(noise[0]))
+
+    def tileable(self) -> str | None:
+        return None
+
+    def noise_key(self, generator: torch.Generator | None = None) -> int:
+        return int(torch.randint(0, 1 << 62, (1,), generator=generator))
+
+    def scale_sizes(self, size: Sequence[int]) -> list[tuple[int, ...]]:
+        return [tuple(int(s) for s in size)]
+
+    def instance_norms(self) -> list[tuple[int, nn.Module]]:
+        return []
+
+    def norm_input(self, key: int, samples: Sequence[int], size: Sequence[int],
+                   module: nn.Module, region: Region, *, norm_stats: NormStats | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+        raise UsageError("the pointwise generator has no instance norms")
+
+    def forward_region(self, key: int, samples: Sequence[int], size: Sequence[int],
+                       region: Region, *, norm_stats: NormStats | None = None,
+                       device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.mix(self._noise(key, samples, size, region)))
+
+
+class _Plain(Generator):
+    """A generator without any of the windowed methods."""
+
+    def __init__(self) -> None:
+        super().__init__(GeneratorConfig("plain-test", 2, 3))
+        self.mix = nn.Conv2d(2, 3, 1)
+
+    def make_noise(self, batch: int, size: tuple[int, ...], *,
+                   generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        return [torch.rand(batch, 2, *size, generator=generator).to(device)]
+
+    def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        return torch.sigmoid(self.mix(noise[0]))
+
+
+class _NoRegions(_Pointwise):
+    """Everything but ``forward_region`` (switched off)."""
+
+    forward_region = None  # type: ignore[assignment]
+
+
+def test_a_non_pyramid_windowed_generator_is_tiled() -> None:
+    gen = _Pointwise()
+    assert not isinstance(gen, PyramidGenerator)
+    assert isinstance(gen, WindowedGenerator)
+    assert tiling_problem(gen) is None
+    size = (21, 30)
+    whole = generate(gen, size, seed=4, count=2)
+    tiled = sample_tiled(gen, size, seed=4, index=1, tile=8)
+    assert tiled is not None
+    torch.testing.assert_close(tiled[0], whole[1], rtol=0, atol=1e-6)
+    assert instance_norm_stats(gen, gen.noise_key(), [0], size, 8) == {}
+
+
+def test_generators_without_the_protocol_get_a_one_line_reason() -> None:
+    plain = _Plain()
+    assert not isinstance(plain, WindowedGenerator)
+    reason = tiling_problem(plain)
+    assert reason == ("generator 'plain-test' does not support windows of its output (it "
+                      "lacks tileable, noise_key, scale_sizes, instance_norms, norm_input, "
+                      "forward_region)")
+    with pytest.raises(UsageError, match=r"^cannot sample in tiles: generator 'plain-test' "
+                                         r"does not support windows"):
+        sample_tiled(plain, (16, 16), tile=8)
+    # The protocol decides: one missing method is enough, and it is named.
+    partial = _NoRegions("partial-test")
+    assert not isinstance(partial, WindowedGenerator)
+    assert tiling_problem(partial) == ("generator 'partial-test' does not support windows of "
+                                       "its output (it lacks forward_region)")
+
+
 # -- writers ----------------------------------------------------------------------------------
 def _image_domain() -> Domain:
-    try:
-        from texsynth_image import ImageDomain
-    except Exception as exc:  # the image plugin is written concurrently
-        pytest.skip(f"the image plugin is not importable: {exc}")
     return ImageDomain()
 
 
@@ -204,8 +292,6 @@ def _png_chunks(path: Path) -> list[tuple[bytes, bytes]]:
 @pytest.mark.parametrize("channels", [3, 1])
 def test_streamed_png_equals_domain_save(tmp_path: Path, channels: int) -> None:
     domain = _image_domain()
-    from texsynth_image import read_metadata
-
     gen = torch.Generator().manual_seed(0)
     signal = torch.rand(1, channels, 67, 90, generator=gen) * 1.2 - 0.1  # out of range too
     signal[0, 0, 3, 4] = float("nan")
@@ -220,9 +306,9 @@ def test_streamed_png_equals_domain_save(tmp_path: Path, channels: int) -> None:
     kinds = [kind for kind, _ in _png_chunks(streamed)]
     assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
     assert kinds.index(b"tEXt") < kinds.index(b"IDAT")
-    with PIL.open(streamed) as image:
+    with Image.open(streamed) as image:
         image.verify()
-    with PIL.open(streamed) as image, PIL.open(saved) as reference:
+    with Image.open(streamed) as image, Image.open(saved) as reference:
         assert image.mode == reference.mode == ("RGB" if channels == 3 else "L")
         assert np.array_equal(np.asarray(image), np.asarray(reference))
     assert read_metadata(streamed) == metadata == read_metadata(saved)
@@ -258,7 +344,7 @@ def test_streaming_errors_leave_no_files(tmp_path: Path) -> None:
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
     _stream(domain, target, (0, 0), (0, 8), (8, 8), (8, 0))
-    with PIL.open(target) as image:
+    with Image.open(target) as image:
         assert image.size == (16, 16)
 
 
@@ -302,7 +388,6 @@ def test_cli_tiled_sample_equals_the_whole_one(tmp_path: Path,
                                                texsynth_plugins: Any) -> None:
     domain = _image_domain()
     from texsynth.cli import main
-    from texsynth_image import read_metadata
 
     gen = trained(scales=3)
     ckpt = tmp_path / "gen.ckpt"
@@ -316,8 +401,8 @@ def test_cli_tiled_sample_equals_the_whole_one(tmp_path: Path,
     for index in (1, 2):
         tiled = tmp_path / f"tiled_{index:03d}.png"
         whole = tmp_path / f"whole_{index:03d}.png"
-        a = np.asarray(PIL.open(tiled)).astype(int)
-        b = np.asarray(PIL.open(whole)).astype(int)
+        a = np.asarray(Image.open(tiled)).astype(int)
+        b = np.asarray(Image.open(whole)).astype(int)
         assert a.shape == (70, 90, 3)
         # Equal up to float rounding: a value within 1e-5 of a .5 step may round apart.
         assert np.abs(a - b).max() <= 1

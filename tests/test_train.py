@@ -21,8 +21,9 @@ from torch import nn
 
 import texsynth
 from texsynth import Domain, ExtractorConfig, FeatureExtractor, PluginManager, UsageError
-from texsynth.checkpoint import load_checkpoint, sample
+from texsynth.checkpoint import load_checkpoint
 from texsynth.domain import Representation
+from texsynth.sampling import generate as sample
 from texsynth.train import train_generator
 
 PIL = pytest.importorskip("PIL.Image")
@@ -404,7 +405,7 @@ def test_optimisation_in_a_domain_representation(toy: PluginManager,
 def test_batch_gram_matches_the_mean_gram_of_the_batch(toy: PluginManager,
                                                        grass: torch.Tensor) -> None:
     from texsynth.losses import gram_matrix
-    from texsynth.optimize import TextureObjective
+    from texsynth.objective import TextureObjective
 
     domain = toy.get_domain("toy")
     net = toy.create_extractor(ExtractorConfig("toy-random", seed=0), domain)

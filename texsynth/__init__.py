@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from .checkpoint import load_generator
-from .checkpoint import sample as sample_generator
 from .domain import Domain, parse_size
 from .errors import (
     InputError,
@@ -39,18 +38,31 @@ from .losses import (
     gram_matrix,
     texture_loss,
 )
-from .optimize import OptimizationResult, TextureObjective, stylize, synthesize
+from .objective import TextureObjective
+from .optimize import OptimizationResult, stylize, synthesize
 from .plugins import PluginManager, get_plugin_manager
 from .runtime import resolve_device, seed_everything
+from .sampling import (
+    SampleResult,
+    TrainedGenerator,
+    apply,
+    load_trained,
+    refine,
+    sample,
+    sample_to_file,
+)
+from .sampling import generate as sample_generator
+from .spec import Features, FeatureSpec, prepare
 from .train import TrainResult, train_generator
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ContentLoss",
     "Domain",
     "ExtractorConfig",
     "FeatureExtractor",
+    "FeatureSpec",
+    "Features",
     "Generator",
     "GeneratorConfig",
     "InputError",
@@ -59,13 +71,16 @@ __all__ = [
     "PluginError",
     "PluginManager",
     "ResourceError",
+    "SampleResult",
     "TexsynthError",
     "TextureLoss",
     "TextureObjective",
     "TrainResult",
+    "TrainedGenerator",
     "UsageError",
     "WeightsUnavailableError",
     "__version__",
+    "apply",
     "content_loss",
     "get_domain",
     "get_extractor",
@@ -74,9 +89,14 @@ __all__ = [
     "hookimpl",
     "load",
     "load_generator",
+    "load_trained",
     "parse_size",
+    "prepare",
+    "refine",
     "resolve_device",
+    "sample",
     "sample_generator",
+    "sample_to_file",
     "save",
     "seed_everything",
     "stylize",

@@ -16,7 +16,7 @@ code. The header holds (JSON where structured):
   stored as tensors and referenced by name;
 * ``sha256``: a digest of every tensor, so damaged data is detected on load.
 
-Files are written atomically (:mod:`texsynth._io`). Reading a damaged, truncated,
+Files are written atomically (:mod:`texsynth.atomic`). Reading a damaged, truncated,
 foreign, newer or wrong-domain file raises :class:`~texsynth.errors.InputError`.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +35,20 @@ import safetensors.torch
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 
-from ._io import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .errors import InputError, UsageError
 from .generators import Generator, GeneratorConfig
 from .plugins import PluginManager, get_plugin_manager
 from .runtime import resolve_device
+from .version import __version__
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Checkpoint",
     "build_generator",
-    "capture_rng_state",
     "load_checkpoint",
     "load_generator",
-    "restore_rng_state",
-    "sample",
     "save_checkpoint",
 ]
 
@@ -97,31 +94,6 @@ class Checkpoint:
     def generator_config(self) -> GeneratorConfig:
         """The config that rebuilds the generator."""
         return GeneratorConfig.from_dict(self.settings["generator"])
-
-
-# -- RNG state ---------------------------------------------------------------------------
-def capture_rng_state(*, cuda: bool = False) -> dict[str, Any]:
-    """States of Python's ``random``, NumPy's global and PyTorch's CPU (and CUDA) RNGs."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if cuda and torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (keys that are absent are left alone)."""
-    if "python" in state:
-        random.setstate(state["python"])
-    if "numpy" in state:
-        np.random.set_state(state["numpy"])
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # -- tree <-> (JSON, tensors) --------------------------------------------------------------
@@ -181,8 +153,6 @@ def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
 # -- save / load ---------------------------------------------------------------------------
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (safetensors + JSON metadata)."""
-    from . import __version__
-
     for key in ("domain", "generator"):
         if key not in checkpoint.settings:
             raise UsageError(f"checkpoint settings need a {key!r} entry")
@@ -324,55 +294,3 @@ def load_generator(path: str | os.PathLike[str], *, device: str | torch.device |
     generator.to(resolve_device(device)).eval()
     metadata = {**checkpoint.settings, "step": checkpoint.step, "losses": checkpoint.losses}
     return generator, metadata
-
-
-def sample(checkpoint_or_generator: str | os.PathLike[str] | Generator,
-           size: tuple[int, ...] | None = None, *, seed: int | None = 0, count: int = 1,
-           content: torch.Tensor | None = None, device: str | torch.device | None = None,
-           manager: PluginManager | None = None) -> torch.Tensor:
-    """Draw ``count`` signals from a trained generator.
-
-    Args:
-        checkpoint_or_generator: a checkpoint path or a :class:`Generator`.
-        size: spatial extents in tensor order (``(H, W)`` or ``(T,)``); defaults to the
-            content's extents for stylisation generators.
-        seed: seed of the noise (the same seed and size give the same signals); ``None``
-            draws a fresh one.
-        count: number of signals.
-        content: ``(1 or count, C, *size)`` content signal for stylisation generators.
-        device: device to run on (a generator passed in is moved there); default:
-            the generator's own (the CPU for a path).
-        manager: plugin manager used to build the generator from a path.
-
-    Returns:
-        ``(count, C, *size)`` on the CPU. Batch-norm generators run in eval mode (running
-        statistics); a generator passed in gets its previous mode back afterwards.
-    """
-    if isinstance(checkpoint_or_generator, Generator):
-        generator = checkpoint_or_generator
-    else:
-        generator, _ = load_generator(checkpoint_or_generator, device=device or "cpu",
-                                      manager=manager)
-    if device is not None:
-        generator.to(resolve_device(device))
-    if count < 1:
-        raise UsageError(f"count must be at least 1, got {count}")
-    if size is None:
-        if content is None:
-            raise UsageError("a size is needed to sample a texture generator")
-        size = tuple(content.shape[2:])
-    rng = torch.Generator()
-    if seed is None:
-        rng.seed()
-    else:
-        rng.manual_seed(int(seed))
-    dev = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            noise = generator.make_noise(count, tuple(size), generator=rng, device=dev)
-            out = generator(noise, content.to(dev) if content is not None else None)
-    finally:
-        generator.train(was_training)
-    return out.cpu()

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ._io import atomic_write_text
+from .atomic import atomic_write_text
 from .errors import UsageError
 
 __all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "write_sidecar"]
@@ -32,41 +32,39 @@ __all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "write_side
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
+_SIZE_RE = re.compile(r"^\s*\d+(?:\s*[xX×]\s*\d+)*\s*$")
 
 
 def parse_size(text: str, dims: int) -> tuple[int, ...]:
     """Parse ``"WxH"`` (or ``"N"`` for a square/length) into spatial extents.
 
-    For ``dims=2`` the result is ``(H, W)`` (tensor order); for ``dims=1`` it is ``(T,)``.
+    For ``dims=2`` the result is ``(H, W)`` (tensor order); for ``dims=1`` it is ``(T,)``;
+    in general the extents are given last axis first (``"WxHxT"`` -> ``(T, H, W)``).
 
     >>> parse_size("320x200", 2)
     (200, 320)
     >>> parse_size("64", 2)
     (64, 64)
     """
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise UsageError(f"--size {text!r} is not of the form WxH (e.g. 512x256)")
-    first, second = int(match.group(1)), match.group(2)
-    if dims == 1:
-        if second is not None:
-            raise UsageError(f"--size {text!r}: this domain has one axis; give a single number")
-        extents: tuple[int, ...] = (first,)
-    elif dims == 2:
-        width = first
-        height = int(second) if second is not None else first
-        extents = (height, width)
-    else:
-        parts = [int(p) for p in re.split(r"[xX×]", text.strip())]
-        if len(parts) != dims:
-            raise UsageError(f"--size {text!r} needs {dims} extents separated by 'x'")
-        extents = tuple(reversed(parts))
+    if not _SIZE_RE.match(text):
+        raise UsageError(f"size {text!r} is not of the form WxH (e.g. 512x256)",
+                         parameter="size")
+    parts = [int(p) for p in re.split(r"\s*[xX×]\s*", text.strip())]
+    if dims == 1 and len(parts) != 1:
+        raise UsageError(f"size {text!r}: this domain has one axis; give a single number",
+                         parameter="size")
+    if len(parts) == 1:
+        parts = parts * dims  # a square (cube ...) or a length
+    if len(parts) != dims:
+        raise UsageError(f"size {text!r} needs {dims} extents separated by 'x'",
+                         parameter="size")
+    extents = tuple(reversed(parts))
     for extent in extents:
         if extent <= 0:
-            raise UsageError(f"--size {text!r}: every extent must be positive")
+            raise UsageError(f"size {text!r}: every extent must be positive", parameter="size")
         if extent > MAX_EXTENT:
-            raise UsageError(f"--size {text!r}: extent {extent} is larger than {MAX_EXTENT}")
+            raise UsageError(f"size {text!r}: extent {extent} is larger than {MAX_EXTENT}",
+                             parameter="size")
     return extents
 
 
@@ -250,9 +248,9 @@ class Domain(ABC):
     def config(self) -> dict[str, Any]:
         """Settings that change what a signal means (e.g. a sample rate), JSON-serialisable.
 
-        Training records them in the checkpoint, and ``texsynth sample``/``apply`` use them
-        for every one of this domain's command-line options that is not given (so keys
-        should be the ``dest`` names of :meth:`add_arguments`' options). Default: none.
+        Training records them in the checkpoint, and sampling rebuilds the domain from
+        them with :meth:`from_config` (settings given on the command line, see
+        :meth:`arguments_config`, take precedence). Default: none.
         """
         return {}
 
@@ -271,9 +269,23 @@ class Domain(ABC):
         return None
 
     @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Domain:
+        """Build the domain from settings as :meth:`config` returns them (for example the
+        ones stored with a trained generator). The default passes them to the constructor
+        as keyword arguments, so :meth:`config`'s keys should be constructor parameters."""
+        return cls(**dict(config))
+
+    @classmethod
+    def arguments_config(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The settings given by :meth:`add_arguments`' options in ``args``: only those
+        that were set, as :meth:`from_config` takes them (default: none)."""
+        return {}
+
+    @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> Domain:
-        """Build the domain from parsed command-line options (default: no options)."""
-        return cls()
+        """Build the domain from parsed command-line options:
+        ``from_config(arguments_config(args))``."""
+        return cls.from_config(cls.arguments_config(args))
 
     def check_output(self, path: Path) -> None:
         """Raise :class:`UsageError` if ``path`` cannot be written by :meth:`save`.
@@ -330,12 +342,13 @@ class Domain(ABC):
         """Map a signal ``(N, C, *spatial)`` to extractor input, differentiably."""
 
     def parse_size(self, text: str) -> tuple[int, ...]:
-        """Parse a ``--size`` value into spatial extents (tensor order)."""
+        """Parse a size text (``"512x256"``) into spatial extents (tensor order)."""
         return parse_size(text, self.spatial_dims)
 
     def size_from_duration(self, seconds: float) -> tuple[int, ...]:
-        """Turn a ``--duration`` in seconds into spatial extents; only time domains can."""
-        raise UsageError(f"domain {self.name!r} has no duration; use --size")
+        """Turn a duration in seconds into spatial extents; only time domains can."""
+        raise UsageError(f"domain {self.name!r} has no duration; give a size",
+                         parameter="size")
 
     def describe_size(self, extents: tuple[int, ...]) -> str:
         """Human-readable size for messages and metadata (e.g. ``"512x256"``)."""
@@ -345,15 +358,18 @@ class Domain(ABC):
         """Smallest spatial extent a signal may have along any axis."""
         return 8
 
-    def check_size(self, extents: tuple[int, ...], *, what: str = "--size") -> None:
-        """Raise :class:`UsageError` if ``extents`` is too small for this domain."""
+    def check_size(self, extents: tuple[int, ...], *, what: str = "size") -> None:
+        """Raise :class:`UsageError` if ``extents`` is too small for this domain; ``what``
+        names the extents in the message (the ``size`` parameter by default)."""
         low = self.min_extent()
+        parameter = "size" if what == "size" else None
         if len(extents) != self.spatial_dims:
-            raise UsageError(f"{what}: expected {self.spatial_dims} extents, got {len(extents)}")
+            raise UsageError(f"{what}: expected {self.spatial_dims} extents, got {len(extents)}",
+                             parameter=parameter)
         if any(e < low for e in extents):
             raise UsageError(
                 f"{what} {self.describe_size(extents)} is too small; each extent must be "
-                f"at least {low}"
+                f"at least {low}", parameter=parameter
             )
 
     def clamp(self, signal: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ unless ``--debug`` is given.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 class TexsynthError(Exception):
@@ -16,9 +17,18 @@ class TexsynthError(Exception):
 
     The message must be a single line that says what is wrong and, where there is one,
     what to do about it.
+
+    :param parameter: the Python parameter(s) at fault (``"steps"``, ``"size"``), named
+        as such in the message; a front end may name its own options instead (the command
+        line says ``--steps``).
     """
 
     exit_code: int = 2
+
+    def __init__(self, *args: object, parameter: str | Sequence[str] | None = None) -> None:
+        super().__init__(*args)
+        names = (parameter,) if isinstance(parameter, str) else tuple(parameter or ())
+        self.parameters: tuple[str, ...] = names
 
 
 class UsageError(TexsynthError):
@@ -32,10 +42,11 @@ class InputError(TexsynthError):
     :param problem: what is wrong with it, as a short clause.
     """
 
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], problem: str, *,
+                 parameter: str | Sequence[str] | None = None) -> None:
         self.path = os.fspath(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {problem}", parameter=parameter)
 
 
 class NotFoundError(TexsynthError, LookupError):

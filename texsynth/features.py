@@ -69,7 +69,9 @@ class FeatureExtractor(nn.Module):
 
     Subclasses set :attr:`available_layers` (in forward order) and
     :attr:`default_texture_layers`, call ``super().__init__(layers)`` and implement
-    :meth:`_forward`.
+    :meth:`_forward`. Input preprocessing the network expects (e.g. ImageNet
+    normalisation for VGG) belongs to the extractor, as torchvision's weights carry their
+    transforms: override :meth:`preprocess`; :meth:`forward` applies it.
     """
 
     #: Every layer name this extractor can return, shallow to deep.
@@ -98,6 +100,26 @@ class FeatureExtractor(nn.Module):
             raise UsageError(f"no layers selected for extractor {type(self).__name__}")
         return tuple(layers)
 
+    def trim(self, layers: Sequence[str]) -> FeatureExtractor:
+        """Keep only ``layers`` (a subset of :attr:`layers`): they become :attr:`layers`,
+        and subclasses drop what no longer serves them (deeper modules, unused filters)
+        to save memory. What is kept computes exactly as before. Returns ``self``.
+
+        Used by :func:`texsynth.spec.prepare`, which builds an extractor on its defaults
+        and trims it to the layers a run uses (as pystiche's ``MultiLayerEncoder.trim``).
+        """
+        chosen = self.check_layers(layers)
+        if not self.covers(chosen):
+            raise UsageError(f"cannot trim extractor {type(self).__name__} to "
+                             f"{', '.join(chosen)}: it was built for {', '.join(self.layers)}")
+        self.layers = chosen
+        return self
+
+    def covers(self, layers: Sequence[str]) -> bool:
+        """Whether this instance, as built, can compute every one of ``layers`` (default:
+        they are among :attr:`layers`; a truncated network may cover shallower ones)."""
+        return set(layers) <= set(self.layers)
+
     def freeze(self) -> FeatureExtractor:
         """Switch to eval mode and stop gradients to parameters; returns ``self``."""
         self.eval()
@@ -113,7 +135,12 @@ class FeatureExtractor(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         """Return the feature maps of ``layers`` (default :attr:`layers`) for input ``x``."""
         wanted = self.check_layers(layers) if layers is not None else self.layers
-        return self._forward(x, wanted)
+        return self._forward(self.preprocess(x), wanted)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Map the domain's model input ``(N, C_in, *spatial)`` to what the network reads,
+        differentiably (default: unchanged)."""
+        return x
 
     @abstractmethod
     def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:

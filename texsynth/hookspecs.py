@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from torch import nn
 
@@ -42,15 +42,18 @@ class RegisterDomain(Protocol):
 
 
 class RegisterExtractor(Protocol):
-    """``register(name, factory, *, domains, description="")``.
+    """``register(name, factory, *, domains, description="", options=None)``.
 
     ``factory(config: ExtractorConfig, domain: Domain) -> FeatureExtractor`` builds a
-    frozen extractor; ``domains`` names the domains it accepts input from.
+    frozen extractor; ``domains`` names the domains it accepts input from; ``options``
+    maps each option the factory accepts in ``config.options`` to a one-line help text
+    (shown by ``texsynth plugins``; the command line passes them as ``--option KEY=VALUE``).
     """
 
     def __call__(self, name: str,
                  factory: Callable[[ExtractorConfig, Domain], FeatureExtractor], *,
-                 domains: Iterable[str], description: str = "") -> None: ...
+                 domains: Iterable[str], description: str = "",
+                 options: Mapping[str, str] | None = None) -> None: ...
 
 
 class RegisterLoss(Protocol):
@@ -86,7 +89,8 @@ def texsynth_register_domains(register: RegisterDomain) -> None:
 def texsynth_register_extractors(register: RegisterExtractor) -> None:
     """Register feature extractors.
 
-    :param register: call ``register(name, factory, domains=[...], description=...)``.
+    :param register: call ``register(name, factory, domains=[...], description=...,
+        options={"pooling": "avg or max (default avg)"})``.
     """
 
 

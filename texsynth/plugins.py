@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -71,6 +71,8 @@ class ExtractorInfo:
     domains: tuple[str, ...]
     description: str
     plugin: str
+    #: Options the extractor accepts (``ExtractorConfig.options``): name -> one-line help.
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,9 @@ class PluginManager:
         if self._loaded:
             return
         self._loaded = True
-        from . import _builtin
+        from . import builtin
 
-        self.register(_builtin, name="texsynth", source="core")
+        self.register(builtin, name="texsynth", source="core")
         if self._load_entry_points:
             self._load_from_entry_points()
         self._pm.check_pending()
@@ -280,8 +282,8 @@ class PluginManager:
                             for s in info.domain_class.suffixes})
             raise UsageError(
                 f"{os.fspath(path)}: no domain reads {suffix or 'files without a suffix'!r}"
-                f" files; known suffixes: {', '.join(known) or 'none'} (or pass --domain)"
-            )
+                f" files; known suffixes: {', '.join(known) or 'none'} (or pass domain=NAME)",
+                parameter="domain=NAME")
         return matches[0].domain_class()
 
     def get_extractor_info(self, name: str, domain: str | None = None) -> ExtractorInfo:
@@ -393,9 +395,11 @@ class _Registry:
             return register_domain
         if hook_name == "texsynth_register_extractors":
             def register_extractor(name: str, factory: Callable[..., FeatureExtractor], *,
-                                   domains: Iterable[str], description: str = "") -> None:
+                                   domains: Iterable[str], description: str = "",
+                                   options: Mapping[str, str] | None = None) -> None:
                 self._add(self.extractors, "extractor", name,
-                          ExtractorInfo(name, factory, tuple(domains), description, plugin))
+                          ExtractorInfo(name, factory, tuple(domains), description, plugin,
+                                        dict(options or {})))
             return register_extractor
         if hook_name == "texsynth_register_losses":
             def register_loss(name: str, factory: Callable[..., nn.Module], *,

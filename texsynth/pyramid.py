@@ -40,37 +40,18 @@ last coarse cell meets the first, as on the coarse torus) but that one cell is h
 wide, a small irregularity of the grid rather than a seam. ``reflect`` and ``zeros``
 padding give outputs that do not tile.
 
-**Noise.** The noise is *counter-based*: the value of sample ``n``, scale ``k``, channel
-``c`` at position ``(y, x)`` is a hash (splitmix64) of a 64-bit key and those five
-numbers, so any region of the noise can be made on its own, in any order, without
-materialising the rest. :meth:`PyramidGenerator.make_noise` draws the key from the
-``torch.Generator`` it is given (two 32-bit draws per call, so a seeded training stream
-moves on by the same amount every step) and :meth:`PyramidGenerator.noise_region` makes
-any window of it; positions are taken modulo the scale's extent, so the noise of an
-output of size ``S`` is periodic with period ``S``, like the torus the circular
-convolutions see. Uniform noise uses the top
-24 bits of the hash (exact in float32, bit-identical on every device); normal noise uses
-Box–Muller on the top and bottom 24 bits (equal across devices up to float rounding).
-Sample ``n`` of a batch does not depend on the batch size.
-
-**Regions (tiled sampling).** :meth:`PyramidGenerator.forward_region` computes any window
-of the output that :meth:`~PyramidGenerator.forward` would give for a size, from the
-noise of that window plus a margin (*halo*) per scale that follows from the architecture:
-every 3-tap convolution needs one more position on each side, so a branch or join block
-(two 3-taps and a 1-tap) needs 2; at scale ``k`` the join needs its block's 2 around the
-window, the branch 2 more around that, and the coarser scale the positions the nearest
-×2 upsampling reads for the widened window (see :meth:`PyramidGenerator.halo`).
-Convolutions run without padding on the widened windows, so the result is exact: with
-batch normalisation in eval mode (running statistics, pointwise) a window equals the
-same positions of the whole output up to float rounding. Instance normalisation needs
-statistics over the whole extent of each scale; :mod:`texsynth.tiled` computes them in
-passes over tiles first and hands them in as ``norm_stats``.
+**Noise** is counter-based (:mod:`texsynth.noise`): any window of it is made on its own
+(:meth:`PyramidGenerator.noise_region`), and the same seed gives the same noise on every
+device (bit-identical for uniform noise). **Windows** of the output (tiled sampling) are
+computed by :mod:`texsynth.windows` (:meth:`PyramidGenerator.forward_region`); the
+generator implements :class:`texsynth.generators.WindowedGenerator`, the protocol
+:mod:`texsynth.tiled` uses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -78,10 +59,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError
-from .generators import Generator, GeneratorConfig
+from .generators import Generator, GeneratorConfig, NormStats, Region
+from .noise import NOISE_KINDS, counter_noise
+from .validation import check_choice, check_options
+from .windows import Windows, instance_norm_layers, scale_halos
 
-__all__ = ["DEFAULT_OPTIONS", "NormStats", "PyramidGenerator", "Region", "create_pyramid",
-           "create_pyramid_stylize", "noise_lane", "scale_sizes"]
+__all__ = ["DEFAULT_OPTIONS", "PyramidGenerator", "create_pyramid", "create_pyramid_stylize",
+           "scale_sizes"]
 
 #: Options of the ``pyramid`` generators and their defaults (see the module docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -96,136 +80,22 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 _PADDINGS = ("circular", "reflect", "zeros")
 _NORMS = ("batch", "instance")
-_NOISES = ("uniform", "normal")
 
 
-#: A window of one scale: ``(start, stop)`` per spatial axis, in positions of that scale.
-#: Positions may lie outside ``[0, extent)``: they wrap around (circular padding).
-Region = tuple[tuple[int, int], ...]
-#: Whole-extent statistics of instance-norm layers for :meth:`PyramidGenerator.forward_region`:
-#: ``{module: (mean, var)}``, each ``(N, C)`` (biased variance, as instance norm uses).
-NormStats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
-
-# -- counter-based noise -----------------------------------------------------------------
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d)
-_CONVS = (nn.Conv1d, nn.Conv2d)
-
-
-def _signed64(value: int) -> int:
-    """The int64 with the same 64 bits as ``value`` (torch tensors hold signed words)."""
-    value &= _MASK64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _mix64(value: int) -> int:
-    """splitmix64's finaliser on a Python int: a bijection of 64-bit words."""
-    z = value & _MASK64
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _shr(z: torch.Tensor, bits: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Logical right shift of int64 words (``>>`` on int64 tensors is arithmetic)."""
-    shifted = torch.bitwise_right_shift(z, bits, out=out) if out is not None else z >> bits
-    return shifted.bitwise_and_((1 << (64 - bits)) - 1)
-
-
-def _mix64_(z: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`_mix64` on every int64 word of ``z``, in place (multiplication wraps);
-    ``scratch`` (like ``z``) avoids allocating temporaries."""
-    scratch = torch.empty_like(z) if scratch is None else scratch
-    for bits, factor in ((30, _MIX1), (27, _MIX2), (31, None)):
-        z.bitwise_xor_(_shr(z, bits, out=scratch))
-        if factor is not None:
-            z.mul_(_signed64(factor))
-    return z
-
-
-def noise_lane(key: int, sample: int, scale: int, channel: int) -> int:
-    """The 64-bit seed of one (sample, scale, channel) plane of the noise of ``key``."""
-    packed = ((sample & 0xFFFFFFFF) << 32) | ((scale & 0xFF) << 24) | (channel & 0xFFFFFF)
-    return _mix64(_mix64(key) ^ _mix64(packed ^ _GOLDEN))
-
-
-def _counter_noise(key: int, samples: Sequence[int], scale: int, channels: int,
-                   coords: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
-    """Noise ``(len(samples), channels, *[len(c) for c in coords])`` at the positions
-    ``coords`` (one int64 vector per axis, already wrapped into the scale's extent).
-
-    Position ``(y, x)`` (or ``t``) is the counter ``y·2**32 + x`` of a splitmix64 stream
-    seeded with :func:`noise_lane`; the hash is computed in int64 (wrapping) arithmetic on
-    the coordinates' device, in place.
-    """
-    if len(coords) == 1:
-        counter = coords[0].clone()
-    elif len(coords) == 2:
-        counter = (coords[0][:, None] << 32) | coords[1][None, :]
-    else:  # pragma: no cover - the generator checks its dims
-        raise UsageError("counter noise supports 1 or 2 axes")
-    base = (counter + 1).mul_(_signed64(_GOLDEN))
-    lanes = torch.tensor([[_signed64(noise_lane(key, s, scale, c)) for c in range(channels)]
-                          for s in samples], dtype=torch.int64, device=counter.device)
-    z = base.expand(len(samples), channels, *base.shape) \
-        + lanes.view(len(samples), channels, *([1] * base.dim()))
-    scratch = torch.empty_like(z)
-    _mix64_(z, scratch)
-    high = _shr(z, 40, out=scratch).to(torch.float32)  # 24 bits: exact in float32
-    if kind == "uniform":
-        return high.mul_(2.0 ** -24)
-    # Box-Muller on two independent 24-bit halves.
-    radius = high.add_(1.0).mul_(2.0 ** -24).log_().mul_(-2.0).sqrt_()
-    angle = z.bitwise_and_(0xFFFFFF).to(torch.float32).mul_(2.0 * math.pi * 2.0 ** -24)
-    return radius.mul_(angle.cos_())
-
-
-def _conv_margin(layers: Iterable[nn.Module]) -> int:
-    """Positions a stack of "same" convolutions reads beyond its output on each side."""
-    margin = 0
-    for layer in layers:
-        if isinstance(layer, _CONVS):
-            kernel, dilation = int(layer.kernel_size[0]), int(layer.dilation[0])
-            margin += (kernel - 1) * dilation // 2
-    return margin
-
-
-def _grow(region: Region, margin: int) -> Region:
-    return tuple((lo - margin, hi + margin) for lo, hi in region)
-
-
-def _coarse_index(positions: torch.Tensor, fine: int, coarse: int) -> torch.Tensor:
-    """Unwrapped coarse positions the nearest ×2 upsampling reads for fine ``positions``.
-
-    On the torus of extent ``fine``, position ``p = m·fine + r`` reads coarse position
-    ``r // 2`` of period ``m``, i.e. unwrapped ``m·coarse + r // 2`` (this is the
-    upsample-and-crop of :meth:`PyramidGenerator.forward`, including the half-wide last
-    cell when ``fine`` is odd).
-    """
-    period = torch.div(positions, fine, rounding_mode="floor")
-    return period * coarse + torch.div(positions - period * fine, 2, rounding_mode="floor")
-
-
-def _resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown pyramid generator option(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(DEFAULT_OPTIONS)}")
+def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """``options`` checked and completed with :data:`DEFAULT_OPTIONS`; ``owner`` names the
+    generator in messages (``"generator 'pyramid'"``)."""
+    check_options(options, DEFAULT_OPTIONS, owner=owner)
     opts = {**DEFAULT_OPTIONS, **options}
     for key in ("num_scales", "channels", "noise_channels"):
         value = opts[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"generator option {key} must be a positive integer, got {value!r}")
-    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", _NOISES)):
-        if opts[key] not in allowed:
-            raise UsageError(f"generator option {key}={opts[key]!r}; use one of "
-                             f"{', '.join(allowed)}")
+            raise UsageError(f"{owner}: {key} must be a positive integer, got {value!r}")
+    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS)):
+        opts[key] = check_choice(opts[key], allowed, owner=owner, name=key)
     low, high = (float(v) for v in opts["value_range"])
     if not low < high:
-        raise UsageError(f"generator option value_range must be [low, high] with low < high, "
+        raise UsageError(f"{owner}: value_range must be [low, high] with low < high, "
                          f"got {opts['value_range']!r}")
     opts["value_range"] = [low, high]
     opts["negative_slope"] = float(opts["negative_slope"])
@@ -312,7 +182,7 @@ class PyramidGenerator(Generator):
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
-        opts = _resolve_options(config.options)
+        opts = _resolve_options(config.options, f"generator {config.name!r}")
         config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
                                  out_channels=config.out_channels,
                                  content_channels=config.content_channels, options=opts)
@@ -347,6 +217,14 @@ class PyramidGenerator(Generator):
         join = self.joins[k]
         assert isinstance(join, _Join)
         return join
+
+    def _branch_blocks(self) -> list[nn.Sequential]:
+        """``branches[k]`` for every scale, finest first."""
+        return [self._branch_block(k) for k in range(self.num_scales)]
+
+    def _joins(self) -> list[_Join]:
+        """``joins[k]`` for ``k < num_scales - 1``, finest first."""
+        return [self._join(k) for k in range(self.num_scales - 1)]
 
     # -- sizes ------------------------------------------------------------------------
     def min_extent(self) -> int:
@@ -396,8 +274,8 @@ class PyramidGenerator(Generator):
         extent = self.scale_sizes(size)[scale]
         coords = [torch.arange(lo, hi, device=device).remainder_(n)
                   for (lo, hi), n in zip(region, extent, strict=True)]
-        return _counter_noise(key, list(samples), scale, self.noise_channels, coords,
-                              self.noise_kind)
+        return counter_noise(key, list(samples), scale, self.noise_channels, coords,
+                             self.noise_kind)
 
     # -- Generator interface -------------------------------------------------------------
     def make_noise(self, batch: int, size: tuple[int, ...], *,
@@ -406,7 +284,7 @@ class PyramidGenerator(Generator):
         """``K`` noise tensors ``(batch, noise_channels, *ceil(size / 2**k))``, finest first.
 
         One key is drawn from ``generator`` (:meth:`noise_key`) and the noise is the
-        counter-based noise of that key (see the module docstring), computed on ``device``:
+        counter-based noise of that key (:mod:`texsynth.noise`), computed on ``device``:
         the same seed gives the same noise on every device, and any window of it can be
         remade by :meth:`noise_region`. Sample ``n`` of a batch does not depend on the
         batch size, so a batch split into slices sees the same noise.
@@ -487,14 +365,7 @@ class PyramidGenerator(Generator):
     def instance_norms(self) -> list[tuple[int, nn.Module]]:
         """``(scale, module)`` of every instance-norm layer, in the order :meth:`forward`
         runs them (each one's input depends only on those before it)."""
-        found: list[tuple[int, nn.Module]] = []
-        for k in reversed(range(self.num_scales)):
-            modules: list[nn.Module] = list(self._branch_block(k))
-            if k < self.num_scales - 1:
-                join = self._join(k)
-                modules += [join.norm_coarse, join.norm_branch, *join.block]
-            found += [(k, m) for m in modules if isinstance(m, _INSTANCE_NORMS)]
-        return found
+        return instance_norm_layers(self._branch_blocks(), self._joins())
 
     def halo(self, size: Sequence[int]) -> list[int]:
         """Noise positions, per scale, that one output position depends on beyond itself.
@@ -508,19 +379,7 @@ class PyramidGenerator(Generator):
         size, and the receptive field at the output is about ``Σ_k 2**k · halo[k]``
         positions (about 310 for six scales).
         """
-        sizes = self.scale_sizes(size)
-        lo, hi = 0, 1
-        halos = []
-        for k in range(self.num_scales):
-            last = k == self.num_scales - 1
-            margin = 0 if last else _conv_margin(self._join(k).block)
-            lo, hi = lo - margin, hi + margin
-            reach = _conv_margin(self._branch_block(k))
-            halos.append(max(-(lo - reach), hi + reach - 1))
-            if not last:
-                ends = _coarse_index(torch.tensor([lo, hi - 1]), sizes[k][0], sizes[k + 1][0])
-                lo, hi = int(ends[0]), int(ends[1]) + 1
-        return halos
+        return scale_halos(self._branch_blocks(), self._joins(), self.scale_sizes(size))
 
     def forward_region(self, key: int, samples: Sequence[int], size: Sequence[int],
                        region: Region, *, norm_stats: NormStats | None = None,
@@ -540,7 +399,7 @@ class PyramidGenerator(Generator):
             ``(len(samples), out_channels, *(stop - start))``, equal to the same positions
             of ``forward(noise)`` up to float rounding. Batch norm must be in eval mode.
         """
-        out = _Windows(self, key, samples, size, norm_stats, device).output(0, region)
+        out = self._windows(key, samples, size, norm_stats, device).output(0, region)
         logits: torch.Tensor = self.to_signal(out)
         return self.low + (self.high - self.low) * torch.sigmoid(logits)
 
@@ -552,110 +411,31 @@ class PyramidGenerator(Generator):
         ``norm_stats`` must hold every instance-norm layer before it."""
         for scale, candidate in self.instance_norms():
             if candidate is module:
-                windows = _Windows(self, key, samples, size, norm_stats, device)
+                windows = self._windows(key, samples, size, norm_stats, device)
                 return windows.output(scale, region, stop=module)
         raise UsageError("norm_input: the module is not an instance-norm layer of this "
                          "generator")
 
-
-class _Windows:
-    """Evaluates the pyramid on windows of its scales with unpadded convolutions.
-
-    ``output(k, R)`` is the output of scale ``k`` (after its join) exactly on window ``R``:
-    it computes the inputs of the last block on ``R`` widened by the block's margin and
-    runs the block's convolutions without padding, which shrinks them back to ``R``.
-    """
-
-    def __init__(self, gen: PyramidGenerator, key: int, samples: Sequence[int],
-                 size: Sequence[int], norm_stats: NormStats | None,
-                 device: torch.device | str | None) -> None:
-        self.gen = gen
-        self.key = key
-        self.samples = list(samples)
-        self.size = tuple(int(s) for s in size)
-        self.sizes = gen.scale_sizes(self.size)
-        self.stats = norm_stats or {}
-        self.device = torch.device(device) if device is not None else \
-            next(gen.parameters()).device
-        reason = gen.tileable()
+    def _windows(self, key: int, samples: Sequence[int], size: Sequence[int],
+                 norm_stats: NormStats | None, device: torch.device | str | None) -> Windows:
+        """The windowed evaluator of this generator for the noise of ``key``, ``samples``
+        and outputs of ``size`` (checked: circular padding, batch norm in eval mode)."""
+        size = tuple(int(s) for s in size)
+        sizes = self.scale_sizes(size)
+        where = torch.device(device) if device is not None else next(self.parameters()).device
+        reason = self.tileable()
         if reason is not None:
             raise UsageError(f"cannot compute a window of the output: {reason}")
-        if gen.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                for m in gen.modules()):
+        if self.training and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in self.modules()):
             raise UsageError("windows of a batch-norm generator need eval mode "
                              "(running statistics)")
+        chosen = list(samples)
 
-    def _norm(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(layer, _INSTANCE_NORMS):
-            out: torch.Tensor = layer(x)  # batch norm in eval mode: pointwise
-            return out
-        if layer not in self.stats:
-            raise UsageError("windows of an instance-norm generator need the whole-extent "
-                             "statistics of every instance-norm layer (texsynth.tiled)")
-        mean, var = (t.to(x.device, x.dtype) for t in self.stats[layer])
-        shape = (*mean.shape, *([1] * (x.dim() - 2)))
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + layer.eps)
-        if layer.affine:
-            channel = (1, -1, *([1] * (x.dim() - 2)))
-            y = y * layer.weight.view(channel) + layer.bias.view(channel)
-        return y
+        def noise(scale: int, region: Region) -> torch.Tensor:
+            return self.noise_region(key, chosen, size, scale, region, device=where)
 
-    def _run(self, layers: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            if isinstance(layer, _CONVS):
-                conv = F.conv1d if x.dim() == 3 else F.conv2d
-                x = conv(x, layer.weight, layer.bias, layer.stride, 0, layer.dilation,
-                         layer.groups)
-            elif isinstance(layer, (*_INSTANCE_NORMS, nn.modules.batchnorm._BatchNorm)):
-                x = self._norm(layer, x)
-            else:
-                x = layer(x)
-        return x
-
-    def _branch(self, k: int, region: Region, stop: nn.Module | None = None) -> torch.Tensor:
-        layers = _until(self.gen._branch_block(k), stop)
-        noise = self.gen.noise_region(self.key, self.samples, self.size, k,
-                                      _grow(region, _conv_margin(layers)), device=self.device)
-        return self._run(layers, noise)
-
-    def _upsampled(self, k: int, region: Region) -> torch.Tensor:
-        """Scale ``k+1``'s output upsampled onto window ``region`` of scale ``k``."""
-        indices = [_coarse_index(torch.arange(lo, hi), fine, coarse)
-                   for (lo, hi), fine, coarse in zip(region, self.sizes[k], self.sizes[k + 1],
-                                                     strict=True)]
-        coarse_region = tuple((int(i[0]), int(i[-1]) + 1) for i in indices)
-        out = self.output(k + 1, coarse_region)
-        for axis, (index, (lo, _)) in enumerate(zip(indices, coarse_region, strict=True)):
-            out = out.index_select(2 + axis, (index - lo).to(out.device))
-        return out
-
-    def output(self, k: int, region: Region, stop: nn.Module | None = None) -> torch.Tensor:
-        """Output of scale ``k`` on ``region`` (or the input of ``stop``, a layer of that
-        scale)."""
-        gen = self.gen
-        if stop is not None and any(m is stop for m in gen._branch_block(k)):
-            return self._branch(k, region, stop)
-        if k == gen.num_scales - 1:
-            return self._branch(k, region)
-        join = gen._join(k)
-        if stop is join.norm_coarse:
-            return self._upsampled(k, region)
-        if stop is join.norm_branch:
-            return self._branch(k, region)
-        layers = _until(join.block, stop)
-        widened = _grow(region, _conv_margin(layers))
-        joined = torch.cat([self._norm(join.norm_coarse, self._upsampled(k, widened)),
-                            self._norm(join.norm_branch, self._branch(k, widened))], dim=1)
-        return self._run(layers, joined)
-
-
-def _until(block: nn.Sequential, stop: nn.Module | None) -> list[nn.Module]:
-    """The layers of ``block`` before ``stop`` (all of them if it is not in the block)."""
-    layers = list(block)
-    for index, layer in enumerate(layers):
-        if layer is stop:
-            return layers[:index]
-    return layers
+        return Windows(self._branch_blocks(), self._joins(), sizes, noise, norm_stats)
 
 
 def create_pyramid(config: GeneratorConfig) -> PyramidGenerator:

@@ -4,7 +4,7 @@ The estimate is measured, not guessed: the loss and gradient are evaluated once 
 small probe signal while :func:`torch.autograd.graph.saved_tensors_hooks` counts every
 byte autograd keeps for the backward pass; that count is scaled by the ratio of signal
 sizes and added to the optimiser's own state. Set ``TEXSYNTH_MEMORY_CHECK=0`` (or pass
-``--no-memory-check``) to skip the check.
+``--no-memory-check`` on the command line) to skip the check.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def check_fits(estimate: int, device: torch.device, *, what: str) -> None:
         return
     raise ResourceError(
         f"{what} needs about {format_bytes(estimate)} of memory but only "
-        f"{format_bytes(free)} is available on {device}; use a smaller --size, "
-        "or pass --no-memory-check to try anyway"
+        f"{format_bytes(free)} is available on {device}; use a smaller size, "
+        "or pass memory_check=False to try anyway", parameter=("size", "memory_check=False")
     )
 
 

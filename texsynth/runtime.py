@@ -1,16 +1,29 @@
-"""Device choice and seeding, each in one place."""
+"""Process-wide run state, each in one place: device choice, seeding and RNG state, and
+deferral of Ctrl-C/SIGTERM until a training step is done."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from types import FrameType, TracebackType
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import UsageError
 
-__all__ = ["resolve_device", "seed_everything"]
+__all__ = [
+    "DeferredSignals",
+    "capture_rng_state",
+    "resolve_device",
+    "restore_rng_state",
+    "seed_everything",
+]
 
 
 def _mps_available() -> bool:
@@ -42,14 +55,14 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"device {spec!r} requested but CUDA is not available here; "
-                             "use --device cpu or auto")
+                             "use device cpu or auto", parameter="device")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"device {spec!r} requested but only "
                              f"{torch.cuda.device_count()} CUDA device(s) exist")
     elif device.type == "mps":
         if not _mps_available():
             raise UsageError(f"device {spec!r} requested but MPS is not available here; "
-                             "use --device cpu or auto")
+                             "use device cpu or auto", parameter="device")
     elif device.type != "cpu":
         raise UsageError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
@@ -69,3 +82,81 @@ def seed_everything(seed: int | None = None) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+def capture_rng_state(*, cuda: bool = False) -> dict[str, Any]:
+    """States of Python's ``random``, NumPy's global and PyTorch's CPU (and CUDA) RNGs."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if cuda and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (keys that are absent are left alone)."""
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DeferredSignals:
+    """Hold SIGINT/SIGTERM until the current step is done, then let the loop checkpoint.
+
+    Installed only in the main thread. A second Ctrl-C while one is pending raises
+    :class:`KeyboardInterrupt` at once (no checkpoint: the step may be half done).
+    After the loop has saved, :meth:`deliver` re-raises the signal with the handler that
+    was in place before, so Ctrl-C ends as :class:`KeyboardInterrupt` and SIGTERM as the
+    process's own SIGTERM handling.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> DeferredSignals:
+        if self.enabled:
+            for name in self.SIGNALS:
+                signum = getattr(signal, name, None)
+                if signum is None:
+                    continue
+                previous = signal.getsignal(signum)
+                if previous is None or previous is signal.SIG_IGN:
+                    continue  # ignored, or installed outside Python: leave it alone
+                self._previous[signum] = previous
+                signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.pending = signum
+        print(f"\ntexsynth: {signal.Signals(signum).name} received; saving a checkpoint "
+              "after this step (Ctrl-C again to abort without saving)", file=sys.stderr)
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.restore()
+
+    def deliver(self) -> None:
+        """Restore the old handlers and raise the pending signal with them."""
+        signum, self.pending = self.pending, None
+        self.restore()
+        if signum is not None:
+            signal.raise_signal(signum)

@@ -1,16 +1,18 @@
 """Tiled sampling: outputs of any size from a trained generator in bounded memory.
 
-:func:`sample_tiled` makes the output of :func:`texsynth.checkpoint.sample` (same seed,
+:func:`sample_tiled` makes the output of :func:`texsynth.sampling.generate` (same seed,
 same sample number, same size) tile by tile and hands each tile to a writer (for
 example :meth:`texsynth.Domain.open_writer`, which streams PNGs to disk), so the memory
 it needs depends on the tile size, not on the output size.
 
-How a tile is exact (see :mod:`texsynth.pyramid`): the noise is counter-based, so the
-noise of any window is made on its own; every scale of the tile is computed on its window
-plus the halo its convolutions read (:meth:`PyramidGenerator.halo`) with unpadded
-convolutions, and positions outside the output wrap around as the circular padding of the
-whole output does. Tiles therefore join without a seam and the tiled output wraps like the
-whole one.
+Any generator that implements :class:`texsynth.generators.WindowedGenerator` can be
+sampled in tiles (:func:`tiling_problem` says why one cannot); the pyramid generators do.
+How a pyramid tile is exact (see :mod:`texsynth.noise` and :mod:`texsynth.windows`): the
+noise is counter-based, so the noise of any window is made on its own; every scale of the
+tile is computed on its window plus the halo its convolutions read
+(:meth:`texsynth.pyramid.PyramidGenerator.halo`) with unpadded convolutions, and positions
+outside the output wrap around as the circular padding of the whole output does. Tiles
+therefore join without a seam and the tiled output wraps like the whole one.
 
 * **Batch norm** (eval mode, running statistics) is pointwise: a tiled output equals the
   whole one up to float rounding (measured ≤ 1e-6; tests use ``atol=1e-5``).
@@ -35,8 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import UsageError
-from .generators import Generator
-from .pyramid import NormStats, PyramidGenerator, Region
+from .generators import Generator, NormStats, Region, WindowedGenerator
 
 __all__ = [
     "AUTO_TILE_POSITIONS",
@@ -67,11 +68,23 @@ def default_tile(dims: int) -> int:
     return max(1, round(DEFAULT_TILE_POSITIONS ** (1.0 / dims)))
 
 
+def _protocol_methods() -> list[str]:
+    """The methods :class:`WindowedGenerator` declares, in declaration order."""
+    return [name for name, value in vars(WindowedGenerator).items()
+            if not name.startswith("_") and callable(value)]
+
+
 def tiling_problem(generator: Generator) -> str | None:
-    """``None`` if ``generator`` can be sampled in tiles, else a one-line reason."""
-    if not isinstance(generator, PyramidGenerator):
+    """``None`` if ``generator`` can be sampled in tiles, else a one-line reason.
+
+    A generator can be when it implements :class:`WindowedGenerator` (checked with
+    ``isinstance``) and its :meth:`~WindowedGenerator.tileable` finds no problem.
+    """
+    if not isinstance(generator, WindowedGenerator):
+        missing = [name for name in _protocol_methods()
+                   if not callable(getattr(generator, name, None))]
         return (f"generator {generator.config.name!r} does not support windows of its output "
-                "(only the pyramid generators do)")
+                f"(it lacks {', '.join(missing) or 'the WindowedGenerator methods'})")
     return generator.tileable()
 
 
@@ -89,10 +102,13 @@ def _count(size: Sequence[int], tile: int) -> int:
     return math.prod(math.ceil(int(e) / tile) for e in size)
 
 
-def instance_norm_stats(generator: PyramidGenerator, key: int, samples: Sequence[int],
+def instance_norm_stats(generator: WindowedGenerator, key: int, samples: Sequence[int],
                         size: Sequence[int], tile: int, *, device: torch.device | None = None,
                         on_tile: Callable[[], None] | None = None) -> NormStats:
     """Whole-extent ``(mean, var)`` ``(N, C)`` of every instance-norm layer, by tiles.
+
+    ``N`` is ``len(samples)``; ``key``, ``samples`` and ``size`` are those of
+    :meth:`WindowedGenerator.forward_region`, ``tile`` the tile extent per axis.
 
     One pass per layer in execution order; each pass computes the layer's input tile by
     tile (with the statistics found so far) and merges per-tile float64 means and sums of
@@ -131,13 +147,14 @@ def sample_tiled(generator: Generator, size: Sequence[int], *, seed: int = 0, in
                  tile: int | None = None, sink: BlockSink | None = None,
                  device: torch.device | str | None = None,
                  progress: bool = False) -> torch.Tensor | None:
-    """Sample number ``index`` of ``sample(generator, size, seed=seed, count > index)``,
+    """Sample number ``index`` of ``generate(generator, size, seed=seed, count > index)``,
     made tile by tile.
 
     Args:
-        generator: a pyramid generator with circular padding (see :func:`tiling_problem`).
+        generator: a :class:`WindowedGenerator` that can be tiled, e.g. a pyramid generator
+            with circular padding (see :func:`tiling_problem`).
         size: output extents in tensor order (``(H, W)`` or ``(T,)``).
-        seed: noise seed, as for :func:`texsynth.checkpoint.sample`.
+        seed: noise seed, as for :func:`texsynth.sampling.generate`.
         index: which sample of that seed's batch to make (0 for the first).
         tile: tile extent per axis (default :func:`default_tile`).
         sink: ``sink(block (C, *extent), offset)`` receives each tile in raster order
@@ -148,13 +165,13 @@ def sample_tiled(generator: Generator, size: Sequence[int], *, seed: int = 0, in
 
     Returns:
         ``(1, C, *size)`` on the CPU when ``sink`` is ``None``, else ``None``. The
-        generator runs in eval mode (running batch-norm statistics, as :func:`sample`)
-        and gets its previous mode back.
+        generator runs in eval mode (running batch-norm statistics, as
+        :func:`~texsynth.sampling.generate`) and gets its previous mode back.
     """
     problem = tiling_problem(generator)
     if problem is not None:
         raise UsageError(f"cannot sample in tiles: {problem}")
-    assert isinstance(generator, PyramidGenerator)
+    assert isinstance(generator, WindowedGenerator)
     size = tuple(int(s) for s in size)
     generator.scale_sizes(size)  # checks the size
     tile = tile or default_tile(len(size))

@@ -6,16 +6,20 @@ Adam on batches of fresh noise to minimise the loss of optimisation-based synthe
 
 ``L = α · L_texture(g(z, y)) + β · L_content(g(z, y), y)``
 
-(:class:`~texsynth.optimize.TextureObjective`): the Gram matrices of every generated
+(:class:`~texsynth.objective.TextureObjective`, from the same
+:class:`~texsynth.spec.FeatureSpec` as optimisation): the Gram matrices of every generated
 sample are matched to the exemplar's, computed once; for stylisation ``y`` are random
-crops of a set of content signals and the content loss compares feature maps of output
-and input. Once trained, the generator makes new samples of any size in one forward pass
-(:func:`texsynth.checkpoint.sample`).
+crops of a set of content signals (:class:`~texsynth.content.ContentSet`) and the content
+loss compares feature maps of output and input. Once trained, the generator makes new
+samples of any size in one forward pass (:func:`texsynth.sampling.sample`).
 
-Runs are checkpointed (:mod:`texsynth.checkpoint`) every ``checkpoint_every`` steps, at
-the end, and when interrupted by Ctrl-C or SIGTERM; ``resume=True`` continues a run from
-its checkpoint with the same optimiser, schedule and random streams, so the loss curve
-goes on as if the run had never stopped.
+:func:`train_generator` runs in named steps: resolve the run's settings (new, or from the
+checkpoint being resumed: :func:`plan_run`), build the generator, restore optimiser,
+schedule and random streams when resuming, and loop (:class:`_Trainer`). Runs are
+checkpointed (:mod:`texsynth.checkpoint`) every ``checkpoint_every`` steps, at the end,
+and when interrupted by Ctrl-C or SIGTERM (:class:`~texsynth.runtime.DeferredSignals`);
+``resume=True`` continues a run from its checkpoint with the same optimiser, schedule and
+random streams, so the loss curve goes on as if the run had never stopped.
 
 Under ``torchrun`` the same call trains data-parallel over the processes
 (:mod:`texsynth.distributed`): ``batch_size`` is the global batch, split evenly, and the
@@ -24,41 +28,44 @@ run computes what one process would with that batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
-import signal
-import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from typing_extensions import Unpack
 
 from . import distributed
-from ._io import remove_stale_temps
-from .checkpoint import (
-    Checkpoint,
-    build_generator,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from .atomic import remove_stale_temps
+from .checkpoint import Checkpoint, build_generator, load_checkpoint, save_checkpoint
+from .content import ContentSet, ContentSource
 from .domain import Domain
-from .errors import InputError, UsageError
+from .errors import UsageError
 from .features import ExtractorConfig
 from .generators import Generator, GeneratorConfig
-from .losses import GramNormalization
-from .optimize import TextureObjective, _as_signal, _prepare, _resolve_domain
+from .objective import TextureObjective
 from .plugins import PluginManager, get_plugin_manager
+from .runtime import DeferredSignals, capture_rng_state, restore_rng_state, seed_everything
+from .spec import (
+    FeatureOptions,
+    Features,
+    FeatureSpec,
+    SignalSource,
+    as_signal,
+    describe_source,
+    prepare,
+    resolve_domain,
+    signal_sources,
+)
 
-__all__ = ["TrainCallback", "TrainResult", "train_generator"]
+__all__ = ["DEFAULTS", "RunPlan", "TrainCallback", "TrainResult", "plan_run",
+           "train_generator"]
 
 #: ``callback(step, loss, generator)`` after every training step (the generator is in
 #: train mode; switch to eval and back to sample a preview).
@@ -72,9 +79,6 @@ DEFAULTS: dict[str, Any] = {
     "lr_decay": 0.7,      # ... by ×0.7 (Ulyanov et al.)
     "style_weight": 1.0,
     "content_weight": 1.0,
-    "texture_loss": "gram",
-    "normalize": "chw",
-    "batch_gram": False,
 }
 
 
@@ -99,134 +103,6 @@ class TrainResult:
     def step(self) -> int:
         """Steps done."""
         return int(self.settings["step"])
-
-
-# -- content data ---------------------------------------------------------------------------
-class _ContentSet:
-    """Content signals for stylisation: random crops of the training size, drawn in batches.
-
-    Files are loaded through the domain when first drawn and kept in a small cache.
-    """
-
-    CACHE = 64
-
-    def __init__(self, source: str | os.PathLike[str] | torch.Tensor
-                 | Sequence[str | os.PathLike[str] | torch.Tensor], domain: Domain) -> None:
-        self.domain = domain
-        self.items: list[Path | torch.Tensor] = []
-        if isinstance(source, torch.Tensor):
-            signal_ = _as_signal(source, domain)
-            self.items = [signal_[i:i + 1] for i in range(signal_.shape[0])]
-        elif isinstance(source, (str, os.PathLike)):
-            folder = Path(source)
-            if folder.is_dir():
-                self.items = [p for p in sorted(folder.iterdir())
-                              if p.is_file() and p.suffix.lower() in domain.suffixes]
-                if not self.items:
-                    raise InputError(folder, f"no {domain.name} files "
-                                             f"({', '.join(domain.suffixes)}) in this folder")
-            else:
-                self.items = [folder]
-        else:
-            for item in source:
-                self.items.append(_as_signal(item, domain) if isinstance(item, torch.Tensor)
-                                  else Path(item))
-        if not self.items:
-            raise UsageError("the content set is empty")
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-
-    def describe(self) -> list[str]:
-        return [os.fspath(i) if isinstance(i, Path) else "<tensor>" for i in self.items]
-
-    def _signal(self, index: int) -> torch.Tensor:
-        item = self.items[index]
-        if isinstance(item, torch.Tensor):
-            return item
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
-        loaded = self.domain.load(item)
-        self._cache[index] = loaded
-        if len(self._cache) > self.CACHE:
-            self._cache.popitem(last=False)
-        return loaded
-
-    def batch(self, count: int, size: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
-        """``(count, C, *size)`` random crops of random items."""
-        crops = []
-        for _ in range(count):
-            index = int(torch.randint(len(self.items), (1,), generator=rng))
-            signal_ = self._signal(index)
-            extents = tuple(signal_.shape[2:])
-            if any(e < s for e, s in zip(extents, size, strict=True)):
-                where = self.items[index]
-                raise InputError(
-                    where if isinstance(where, Path) else "<content tensor>",
-                    f"content of size {self.domain.describe_size(extents)} is smaller than "
-                    f"the training size {self.domain.describe_size(size)}; use a smaller "
-                    "size or remove it"
-                )
-            starts = [int(torch.randint(e - s + 1, (1,), generator=rng))
-                      for e, s in zip(extents, size, strict=True)]
-            index_tuple = (slice(None), slice(None),
-                           *(slice(a, a + s) for a, s in zip(starts, size, strict=True)))
-            crops.append(signal_[index_tuple])
-        return torch.cat(crops, dim=0)
-
-
-# -- interruption ----------------------------------------------------------------------------
-class _DeferredSignals:
-    """Hold SIGINT/SIGTERM until the current step is done, then let the loop checkpoint.
-
-    Installed only in the main thread. A second Ctrl-C while one is pending raises
-    :class:`KeyboardInterrupt` at once (no checkpoint: the step may be half done).
-    After the loop has saved, :meth:`deliver` re-raises the signal with the handler that
-    was in place before, so Ctrl-C ends as :class:`KeyboardInterrupt` and SIGTERM as the
-    process's own SIGTERM handling.
-    """
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.pending: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _DeferredSignals:
-        if self.enabled:
-            for name in self.SIGNALS:
-                signum = getattr(signal, name, None)
-                if signum is None:
-                    continue
-                previous = signal.getsignal(signum)
-                if previous is None or previous is signal.SIG_IGN:
-                    continue  # ignored, or installed outside Python: leave it alone
-                self._previous[signum] = previous
-                signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.pending is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.pending = signum
-        print(f"\ntexsynth: {signal.Signals(signum).name} received; saving a checkpoint "
-              "after this step (Ctrl-C again to abort without saving)", file=sys.stderr)
-
-    def restore(self) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.restore()
-
-    def deliver(self) -> None:
-        """Restore the old handlers and raise the pending signal with them."""
-        signum, self.pending = self.pending, None
-        self.restore()
-        if signum is not None:
-            signal.raise_signal(signum)
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -256,7 +132,7 @@ def _check_resume(path: Path, stored: dict[str, Any], given: dict[str, Any]) -> 
     if clashes:
         raise UsageError(f"{path}: cannot resume with different settings; the checkpoint "
                          f"has {'; '.join(clashes)}. Pass the same settings, or "
-                         "resume=False to start over")
+                         "resume=False to start over", parameter="resume=False")
 
 
 def _default_size(domain: Domain, exemplar: torch.Tensor) -> tuple[int, ...]:
@@ -268,22 +144,336 @@ def _default_size(domain: Domain, exemplar: torch.Tensor) -> tuple[int, ...]:
     return tuple(min(e, int(c)) for e, c in zip(extents, crop, strict=True))
 
 
+#: Where each :class:`FeatureSpec` field is stored in a checkpoint's settings.
+_SPEC_KEYS = {
+    "extractor": "extractor.name", "extractor_options": "extractor.options",
+    "weights": "extractor.weights", "layers": "texture_layers",
+    "content_layers": "content_layers", "layer_weights": "loss.layer_weights",
+    "texture_loss": "loss.texture_loss", "normalize": "loss.normalize",
+    "batch_gram": "loss.batch_gram",
+}
+
+
+def _given_features(features: FeatureSpec | None, options: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """Feature settings the caller gave, keyed as in a checkpoint: keyword ``options``
+    that are not ``None``, and fields of ``features`` other than the defaults."""
+    given: dict[str, Any] = {}
+    if features is not None:
+        blank = FeatureSpec()
+        given = {f.name: getattr(features, f.name) for f in dataclasses.fields(features)
+                 if getattr(features, f.name) != getattr(blank, f.name)}
+    given.update({k: v for k, v in options.items() if v is not None})
+    out = {}
+    for name, value in given.items():
+        if name == "extractor" and isinstance(value, ExtractorConfig):
+            value = value.name
+        elif name == "weights":
+            value = os.fspath(value)
+        out[_SPEC_KEYS[name]] = value
+    return out
+
+
+@dataclass
+class RunPlan:
+    """A training run's settings, resolved before anything is built.
+
+    Attributes:
+        features: the prepared features (domain, extractor, layers, loss settings).
+        seed: the run's seed.
+        training: ``size``, ``batch_size``, ``lr``, ``lr_step``, ``lr_decay`` (and, once
+            the run is set up, ``iterations``, ``exemplars`` ...), as stored.
+        loss: texture loss, normalisation, ``batch_gram``, layer, style and content
+            weights, as stored.
+        exemplars: the exemplar signals ``(1, C, *spatial)``.
+        sources: the exemplars as given (paths or tensors).
+        previous: the checkpoint being resumed, or ``None`` for a new run.
+    """
+
+    features: Features
+    seed: int
+    training: dict[str, Any]
+    loss: dict[str, Any]
+    exemplars: list[torch.Tensor]
+    sources: list[SignalSource]
+    previous: Checkpoint | None = None
+
+    @property
+    def extents(self) -> tuple[int, ...]:
+        """The training size (tensor order)."""
+        return tuple(int(e) for e in self.training["size"])
+
+
+def _new_settings(spec: FeatureSpec, stylising: bool, batch_size: int | None,
+                  lr: float | None, lr_step: int | None, lr_decay: float | None,
+                  style_weight: float | None, content_weight: float | None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(training, loss)`` settings of a new run, defaults filled in."""
+    training = {
+        "batch_size": batch_size or DEFAULTS["batch_size"],
+        "lr": lr if lr is not None else DEFAULTS["lr"],
+        "lr_step": lr_step or DEFAULTS["lr_step"],
+        "lr_decay": lr_decay if lr_decay is not None else DEFAULTS["lr_decay"],
+    }
+    loss = {
+        "texture_loss": spec.texture_loss,
+        "normalize": spec.normalize,
+        "batch_gram": bool(spec.batch_gram),
+        "layer_weights": dict(spec.layer_weights),
+        "style_weight": float(style_weight if style_weight is not None
+                              else DEFAULTS["style_weight"]),
+        "content_weight": float(content_weight if content_weight is not None
+                                else DEFAULTS["content_weight"]) if stylising else 0.0,
+    }
+    return training, loss
+
+
+def _resumed(path: Path, domain: Domain, given: dict[str, Any],
+             generator_options: Mapping[str, Any] | None, stylising: bool) -> Checkpoint:
+    """The checkpoint at ``path``, checked against what the caller gave."""
+    previous = load_checkpoint(path, domain=domain.name)
+    stored = previous.settings
+    _check_resume(path, stored, given)
+    for key, value in (generator_options or {}).items():
+        if _jsonable(value) != stored["generator"]["options"].get(key):
+            raise UsageError(f"{path}: cannot resume with generator option "
+                             f"{key}={value!r}; the checkpoint has "
+                             f"{stored['generator']['options'].get(key)!r}")
+    if bool(stored["content_layers"]) != stylising:
+        raise UsageError(f"{path}: the checkpoint is a "
+                         f"{'stylisation' if stored['content_layers'] else 'texture'} "
+                         "run; give content exactly when resuming a stylisation run")
+    return previous
+
+
+def plan_run(sources: Sequence[SignalSource], *, features: FeatureSpec | None,
+             options: Mapping[str, Any], domain: Domain | str | None, stylising: bool,
+             size: tuple[int, ...] | None, training: Mapping[str, Any],
+             seed: int | None, device: str | torch.device | None,
+             checkpoint: Path | None, resume: bool,
+             generator_options: Mapping[str, Any] | None,
+             manager: PluginManager, dist: distributed.DistributedContext) -> RunPlan:
+    """Resolve a run's settings: from the checkpoint when resuming (what is given must
+    match it), else from the arguments and defaults. ``training`` holds the
+    ``batch_size``, ``lr``, ``lr_step``, ``lr_decay``, ``style_weight`` and
+    ``content_weight`` arguments (``None``: default, or as stored)."""
+    items = list(sources)
+    dom = resolve_domain(domain, items[0], manager=manager)
+    given = {**{f"training.{k}": v for k, v in training.items()
+                if k not in ("style_weight", "content_weight")},
+             "loss.style_weight": training.get("style_weight"),
+             "loss.content_weight": training.get("content_weight"),
+             "training.size": list(size) if size is not None else None, "seed": seed,
+             "generator.name": training.get("generator"),
+             **_given_features(features, options)}
+    given.pop("training.generator", None)
+    previous = None
+    if resume and checkpoint is not None and checkpoint.exists():
+        previous = _resumed(checkpoint, dom, given, generator_options, stylising)
+        run = previous.settings
+        spec, used_seed = FeatureSpec.from_settings(run), seed_everything(int(run["seed"]))
+        run_training, loss = dict(run["training"]), dict(run["loss"])
+    else:
+        spec = (features or FeatureSpec()).replace(**options)
+        used_seed = seed_everything(dist.agree_seed(seed))
+        run_training, loss = _new_settings(
+            spec, stylising, training.get("batch_size"), training.get("lr"),
+            training.get("lr_step"), training.get("lr_decay"),
+            training.get("style_weight"), training.get("content_weight"))
+    feats = prepare(spec, dom, seed=used_seed, stylising=stylising, device=device,
+                    manager=manager)
+    signals = [as_signal(item, dom) for item in items]
+    digests = [_digest_signal(s) for s in signals]
+    if previous is not None and previous.settings["training"]["exemplar_sha256"] != digests:
+        raise UsageError(f"{checkpoint}: the checkpoint was trained on a different "
+                         "exemplar; pass the same exemplar, or resume=False to start over",
+                         parameter="resume=False")
+    if previous is None:
+        run_training["size"] = list(tuple(size) if size is not None
+                                    else _default_size(dom, signals[0]))
+    run_training["exemplar_sha256"] = digests
+    plan = RunPlan(features=feats, seed=used_seed, training=run_training, loss=loss,
+                   exemplars=signals, sources=items, previous=previous)
+    dom.check_size(plan.extents, what="training size")
+    if int(run_training["batch_size"]) < 1:
+        raise UsageError(f"batch_size must be at least 1, got {run_training['batch_size']}",
+                         parameter="batch_size")
+    dist.shard(int(run_training["batch_size"]))  # the global batch must split evenly
+    return plan
+
+
+def _build_generator(plan: RunPlan, name: str | None, options: Mapping[str, Any] | None,
+                     checkpoint: Path | None, manager: PluginManager) -> Generator:
+    """The generator: rebuilt from the checkpoint, or new with weights drawn from the seed
+    (in train mode, on the CPU)."""
+    if plan.previous is not None:
+        return build_generator(plan.previous, checkpoint or "", manager=manager)
+    dom = plan.features.domain
+    stylising = bool(plan.features.content_layers)
+    channels = plan.exemplars[0].shape[1]
+    config = GeneratorConfig(
+        name=name or ("pyramid-stylize" if stylising else "pyramid"),
+        spatial_dims=dom.spatial_dims, out_channels=channels,
+        content_channels=channels if stylising else 0,
+        options={"value_range": list(dom.value_range),
+                 **dict(dom.defaults().get("generator_options", {})),
+                 **dict(options or {})})
+    torch.manual_seed(plan.seed)
+    return manager.create_generator(config)
+
+
+def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
+    loss = plan.loss
+    spec = dataclasses.replace(plan.features.spec, layer_weights=loss["layer_weights"],
+                               texture_loss=loss["texture_loss"],
+                               normalize=loss["normalize"],
+                               batch_gram=bool(loss.get("batch_gram", False)))
+    features = dataclasses.replace(plan.features, spec=spec)
+    return features.objective(plan.exemplars, style_weight=loss["style_weight"],
+                              content_weight=loss["content_weight"], manager=manager)
+
+
+class _Trainer:
+    """The optimisation state of one run and its loop (Adam, step schedule, noise stream,
+    checkpoints, signal handling)."""
+
+    def __init__(self, plan: RunPlan, gen: Generator, objective: TextureObjective,
+                 contents: ContentSet | None, dist: distributed.DistributedContext,
+                 checkpoint: Path | None) -> None:
+        self.plan, self.gen, self.objective = plan, gen, objective
+        self.contents, self.dist, self.path = contents, dist, checkpoint
+        self.device = plan.features.device
+        gen.to(self.device).train()
+        self.model = dist.wrap(gen)  # DistributedDataParallel under torchrun, else gen
+        training = plan.training
+        self.optimizer = torch.optim.Adam(gen.parameters(), lr=float(training["lr"]))
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=int(training["lr_step"]),
+            gamma=float(training["lr_decay"]))
+        self.rng = torch.Generator().manual_seed(plan.seed)
+        self.losses: list[float] = []
+        self.step = 0
+        self.settings: dict[str, Any] = {}
+
+    def restore(self) -> None:
+        """Continue the checkpoint's optimiser, schedule, random streams and history."""
+        previous = self.plan.previous
+        if previous is None:
+            return
+        if previous.optimizer_state is not None:
+            self.optimizer.load_state_dict(previous.optimizer_state)
+        if previous.scheduler_state is not None:
+            self.scheduler.load_state_dict(previous.scheduler_state)
+        state = previous.rng_state or {}
+        restore_rng_state(state)
+        if "stream" in state:
+            self.rng.set_state(state["stream"])
+        self.losses = list(previous.losses)
+        self.step = previous.step
+
+    def save(self) -> None:
+        """Write the checkpoint (rank 0 only; nothing without a checkpoint path)."""
+        if self.path is None or not self.dist.is_main:
+            return
+        rng_state = capture_rng_state(cuda=self.device.type == "cuda")
+        rng_state["stream"] = self.rng.get_state()
+        save_checkpoint(self.path, Checkpoint(
+            settings=self.settings, step=self.step, generator_state=self.gen.state_dict(),
+            losses=self.losses, optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(), rng_state=rng_state))
+
+    def train_step(self) -> float:
+        """One Adam step on a fresh global batch; returns the batch's loss."""
+        batch, extents, dev = int(self.plan.training["batch_size"]), self.plan.extents, \
+            self.device
+        # Every rank draws the global batch from the same stream and keeps its slice.
+        noise = self.dist.local(self.gen.make_noise(batch, extents, generator=self.rng,
+                                                    device=dev), batch)
+        content = (self.dist.local(self.contents.batch(batch, extents, self.rng), batch)
+                   .to(dev) if self.contents is not None else None)
+        loss = self.objective(self.model(noise, content), content)
+        value = self.dist.mean(loss)  # the global batch's loss, on every rank
+        if not math.isfinite(value):
+            raise UsageError(f"the loss became {value} at step {self.step + 1}; "
+                             "lower the learning rate or the loss weights")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.losses.append(value)
+        return value
+
+    def loop(self, iterations: int, checkpoint_every: int, progress: bool,
+             callback: TrainCallback | None) -> None:
+        """Train up to ``iterations`` steps, checkpointing as documented."""
+        if self.path is not None and self.dist.is_main:
+            # this run owns the checkpoint: partial files of a killed earlier run can go
+            remove_stale_temps(self.path)
+        bar = tqdm(total=iterations, initial=min(self.step, iterations), desc="train",
+                   unit="step", disable=not progress or not self.dist.is_main,
+                   dynamic_ncols=True, leave=False)
+        saved_at = self.step if self.plan.previous is not None else -1
+        in_step = False
+        try:
+            with DeferredSignals(self.path is not None) as deferred:
+                while self.step < iterations:
+                    in_step = True
+                    value = self.train_step()
+                    in_step = False
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.4g}")
+                    if callback is not None:
+                        callback(self.step, value, self.gen)
+                    if deferred.enabled:  # every rank stops after the same step
+                        deferred.pending = self.dist.agree_signal(deferred.pending)
+                    due = bool(checkpoint_every) and self.step % checkpoint_every == 0
+                    if due or deferred.pending is not None:
+                        self.save()
+                        saved_at = self.step
+                    if deferred.pending is not None:
+                        deferred.deliver()
+                if saved_at != self.step:
+                    self.save()
+        except KeyboardInterrupt:
+            if not in_step and saved_at != self.step:
+                self.save()
+            raise
+        finally:
+            bar.close()
+
+
+def _run_settings(plan: RunPlan, gen: Generator, contents: ContentSet | None,
+                  iterations: int, world_size: int) -> dict[str, Any]:
+    """The settings stored in the checkpoint and returned in :class:`TrainResult`."""
+    feats = plan.features
+    plan.training.update({
+        "iterations": iterations,
+        "exemplars": [describe_source(i) for i in plan.sources],
+        "content": contents.describe() if contents is not None else None,
+        "device": str(feats.device),
+        "processes": world_size,
+    })
+    return {
+        "command": "train",
+        "domain": feats.domain.name,
+        "domain_config": _jsonable(feats.domain.config()),
+        "seed": plan.seed,
+        "extractor": feats.config.to_dict(),
+        "texture_layers": list(feats.texture_layers),
+        "content_layers": list(feats.content_layers),
+        "loss": plan.loss,
+        "generator": gen.config.to_dict(),
+        "training": plan.training,
+    }
+
+
 def train_generator(
-    exemplar: torch.Tensor | str | os.PathLike[str]
-    | Sequence[torch.Tensor | str | os.PathLike[str]],
+    exemplar: SignalSource | Sequence[SignalSource],
     *,
+    features: FeatureSpec | None = None,
     domain: Domain | str | None = None,
-    extractor: str | ExtractorConfig | None = None,
-    weights: str | os.PathLike[str] | None = None,
-    extractor_options: Mapping[str, Any] | None = None,
-    layers: Sequence[str] | None = None,
-    layer_weights: Mapping[str, float] | None = None,
-    texture_loss: str | None = None,
-    normalize: GramNormalization | None = None,
-    batch_gram: bool | None = None,
-    content: str | os.PathLike[str] | torch.Tensor
-    | Sequence[str | os.PathLike[str] | torch.Tensor] | None = None,
-    content_layers: Sequence[str] | None = None,
+    content: ContentSource | None = None,
     content_weight: float | None = None,
     style_weight: float | None = None,
     generator: str | None = None,
@@ -302,6 +492,7 @@ def train_generator(
     progress: bool = True,
     callback: TrainCallback | None = None,
     manager: PluginManager | None = None,
+    **options: Unpack[FeatureOptions],
 ) -> TrainResult:
     """Train a feed-forward texture (or stylisation) generator on an exemplar.
 
@@ -309,20 +500,13 @@ def train_generator(
         exemplar: texture exemplar: a signal ``(1, C, *spatial)``, a file, or a list
             (their Gram matrices are averaged).
         domain: domain object or name; default: from the exemplar's file suffix.
-        extractor: extractor name or config; default: the domain's default extractor
-            (random weights are seeded with ``seed``).
-        weights: local weights file for the extractor.
-        extractor_options: extractor-specific options.
-        layers: texture layers; default: the extractor's.
-        layer_weights: ``{layer: weight}`` for the texture loss.
-        texture_loss: registered texture loss (default ``"gram"``).
-        normalize: Gram normalisation (default ``"chw"``, as Ulyanov et al.).
-        batch_gram: match the Gram of the whole batch instead of every sample's (see
-            :class:`~texsynth.optimize.TextureObjective`; default ``False``).
+        features: what to match (extractor, layers, loss; see
+            :class:`~texsynth.spec.FeatureSpec`); default: the domain's default extractor
+            (random weights are seeded with ``seed``), its layers, Gram matrices with
+            ``"chw"`` normalisation (as Ulyanov et al.).
         content: stylisation content: a folder of the domain's files, a file, a signal
             batch ``(N, C, *spatial)`` or a list; each training batch holds random crops of
             ``size`` from random items. ``None`` trains a texture generator.
-        content_layers: content layers; default: the extractor's.
         content_weight: β, weight of the content loss (default 1).
         style_weight: α, weight of the texture loss (default 1).
         generator: registered architecture; default ``"pyramid"`` (``"pyramid-stylize"``
@@ -353,6 +537,15 @@ def train_generator(
         progress: show a tqdm bar with the loss.
         callback: ``callback(step, loss, generator)`` after every step.
         manager: plugin manager (default: the process-wide one).
+        **options: fields of :class:`~texsynth.spec.FeatureSpec` overriding ``features``
+            (``extractor``, ``weights``, ``extractor_options``, ``layers``,
+            ``content_layers``, ``layer_weights``, ``texture_loss``, ``normalize``,
+            ``batch_gram``: match the Gram of the whole batch instead of every sample's,
+            see :class:`~texsynth.objective.TextureObjective`).
+
+    On resume, feature settings that are given (keyword options, or fields of
+    ``features`` other than :class:`~texsynth.spec.FeatureSpec`'s defaults) must equal
+    the checkpoint's; the rest are taken from it.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel: see
     :mod:`texsynth.distributed` (``batch_size`` must be a multiple of the number of
@@ -367,224 +560,38 @@ def train_generator(
     """
     manager = manager or get_plugin_manager()
     if iterations < 0:
-        raise UsageError(f"iterations must be at least 0, got {iterations}")
+        raise UsageError(f"iterations must be at least 0, got {iterations}",
+                         parameter="iterations")
     if checkpoint_every < 0:
-        raise UsageError(f"checkpoint_every must be at least 0, got {checkpoint_every}")
-    items: list[torch.Tensor | str | os.PathLike[str]] = (
-        [exemplar] if isinstance(exemplar, (torch.Tensor, str, os.PathLike))
-        else list(exemplar))
+        raise UsageError(f"checkpoint_every must be at least 0, got {checkpoint_every}",
+                         parameter="checkpoint_every")
+    items = signal_sources(exemplar)
     if not items:
         raise UsageError("at least one exemplar is needed")
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    stylising = content is not None
     dist = distributed.setup(device)  # does nothing outside torchrun
-    device = dist.device or device
-    given = {
-        "training.size": list(size) if size is not None else None,
-        "training.batch_size": batch_size, "training.lr": lr, "training.lr_step": lr_step,
-        "training.lr_decay": lr_decay, "seed": seed, "texture_layers": layers,
-        "content_layers": content_layers, "loss.texture_loss": texture_loss,
-        "loss.normalize": normalize, "loss.layer_weights": layer_weights,
-        "loss.batch_gram": batch_gram,
-        "loss.style_weight": style_weight, "loss.content_weight": content_weight,
-        "extractor.name": extractor.name if isinstance(extractor, ExtractorConfig)
-        else extractor,
-        "extractor.options": extractor_options,
-        "extractor.weights": os.fspath(weights) if weights is not None else None,
-        "generator.name": generator,
-    }
-
-    previous: Checkpoint | None = None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        hint = items[0] if not isinstance(items[0], torch.Tensor) else None
-        dom = _resolve_domain(domain, manager, hint)
-        previous = load_checkpoint(ckpt_path, domain=dom.name)
-        stored = previous.settings
-        _check_resume(ckpt_path, stored, given)
-        if generator_options:
-            for key, value in generator_options.items():
-                if _jsonable(value) != stored["generator"]["options"].get(key):
-                    raise UsageError(f"{ckpt_path}: cannot resume with generator option "
-                                     f"{key}={value!r}; the checkpoint has "
-                                     f"{stored['generator']['options'].get(key)!r}")
-        if bool(stored["content_layers"]) != stylising:
-            raise UsageError(f"{ckpt_path}: the checkpoint is a "
-                             f"{'stylisation' if stored['content_layers'] else 'texture'} "
-                             "run; give content exactly when resuming a stylisation run")
-        run = dict(stored)
-        dom, net, ext_config, tex, con, used_seed, dev = _prepare(
-            domain=dom, path_hint=None, extractor=ExtractorConfig.from_dict(run["extractor"]),
-            texture_layers=run["texture_layers"], content_layers=run["content_layers"],
-            stylising=stylising, seed=int(run["seed"]), device=device, weights=None,
-            extractor_options=None, manager=manager)
-        training = dict(run["training"])
-        loss_settings = dict(run["loss"])
-    else:
-        dom, net, ext_config, tex, con, used_seed, dev = _prepare(
-            domain=domain, path_hint=items[0], extractor=extractor, texture_layers=layers,
-            content_layers=content_layers, stylising=stylising, seed=dist.agree_seed(seed),
-            device=device,
-            weights=weights, extractor_options=extractor_options, manager=manager)
-        training = {
-            "batch_size": batch_size or DEFAULTS["batch_size"],
-            "lr": lr if lr is not None else DEFAULTS["lr"],
-            "lr_step": lr_step or DEFAULTS["lr_step"],
-            "lr_decay": lr_decay if lr_decay is not None else DEFAULTS["lr_decay"],
-        }
-        loss_settings = {
-            "texture_loss": texture_loss or DEFAULTS["texture_loss"],
-            "normalize": normalize or DEFAULTS["normalize"],
-            "batch_gram": bool(batch_gram if batch_gram is not None
-                               else DEFAULTS["batch_gram"]),
-            "layer_weights": dict(layer_weights or {}),
-            "style_weight": float(style_weight if style_weight is not None
-                                  else DEFAULTS["style_weight"]),
-            "content_weight": float(content_weight if content_weight is not None
-                                    else DEFAULTS["content_weight"]) if stylising else 0.0,
-        }
-
-    signals = [_as_signal(item, dom) for item in items]
-    channels = signals[0].shape[1]
-    digests = [_digest_signal(s) for s in signals]
-    if previous is not None and previous.settings["training"]["exemplar_sha256"] != digests:
-        raise UsageError(f"{ckpt_path}: the checkpoint was trained on a different exemplar; "
-                         "pass the same exemplar, or resume=False to start over")
-    if previous is None:
-        extents = tuple(size) if size is not None else _default_size(dom, signals[0])
-        training["size"] = list(extents)
-    extents = tuple(int(e) for e in training["size"])
-    dom.check_size(extents, what="training size")
-    if training["batch_size"] < 1:
-        raise UsageError(f"batch_size must be at least 1, got {training['batch_size']}")
-    dist.shard(int(training["batch_size"]))  # the global batch must split evenly
-    contents = _ContentSet(content, dom) if content is not None else None
-
-    # The generator: rebuilt from the checkpoint, or new with weights drawn from the seed.
-    if previous is not None:
-        gen = build_generator(previous, ckpt_path or "", manager=manager)
-    else:
-        options = {"value_range": list(dom.value_range),
-                   **dict(dom.defaults().get("generator_options", {})),
-                   **dict(generator_options or {})}
-        gen_config = GeneratorConfig(
-            name=generator or ("pyramid-stylize" if stylising else "pyramid"),
-            spatial_dims=dom.spatial_dims, out_channels=channels,
-            content_channels=channels if stylising else 0, options=options)
-        torch.manual_seed(used_seed)
-        gen = manager.create_generator(gen_config)
-    gen.to(dev).train()
-    model = dist.wrap(gen)  # DistributedDataParallel under torchrun, else gen itself
-
-    objective = TextureObjective(
-        dom, net, signals, texture_layers=tex, layer_weights=loss_settings["layer_weights"],
-        texture_loss=loss_settings["texture_loss"], normalize=loss_settings["normalize"],
-        content_layers=con, style_weight=loss_settings["style_weight"],
-        content_weight=loss_settings["content_weight"],
-        batch_gram=bool(loss_settings.get("batch_gram", False)), manager=manager)
-    optimizer = torch.optim.Adam(gen.parameters(), lr=float(training["lr"]))
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(training["lr_step"]),
-                                                gamma=float(training["lr_decay"]))
-    rng = torch.Generator().manual_seed(used_seed)
-    losses: list[float] = []
-    step = 0
-    if previous is not None:
-        if previous.optimizer_state is not None:
-            optimizer.load_state_dict(previous.optimizer_state)
-        if previous.scheduler_state is not None:
-            scheduler.load_state_dict(previous.scheduler_state)
-        state = previous.rng_state or {}
-        restore_rng_state(state)
-        if "stream" in state:
-            rng.set_state(state["stream"])
-        losses = list(previous.losses)
-        step = previous.step
-
-    training.update({
-        "iterations": iterations,
-        "exemplars": [os.fspath(i) if not isinstance(i, torch.Tensor) else "<tensor>"
-                      for i in items],
-        "exemplar_sha256": digests,
-        "content": contents.describe() if contents is not None else None,
-        "device": str(dev),
-        "processes": dist.world_size,
-    })
-    settings: dict[str, Any] = {
-        "command": "train",
-        "domain": dom.name,
-        "domain_config": _jsonable(dom.config()),
-        "seed": used_seed,
-        "extractor": ext_config.to_dict(),
-        "texture_layers": list(tex),
-        "content_layers": list(con),
-        "loss": loss_settings,
-        "generator": gen.config.to_dict(),
-        "training": training,
-    }
-
-    def save() -> None:
-        if ckpt_path is None or not dist.is_main:
-            return
-        rng_state = capture_rng_state(cuda=dev.type == "cuda")
-        rng_state["stream"] = rng.get_state()
-        save_checkpoint(ckpt_path, Checkpoint(
-            settings=settings, step=step, generator_state=gen.state_dict(), losses=losses,
-            optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
-            rng_state=rng_state))
-
-    if ckpt_path is not None and dist.is_main:
-        # this run owns the checkpoint: partial files of a killed earlier run can go
-        remove_stale_temps(ckpt_path)
-    bar = tqdm(total=iterations, initial=min(step, iterations), desc="train", unit="step",
-               disable=not progress or not dist.is_main, dynamic_ncols=True, leave=False)
-    saved_at = step if previous is not None else -1
-    in_step = False
+    gen: Generator | None = None
     try:
-        with _DeferredSignals(ckpt_path is not None) as deferred:
-            while step < iterations:
-                in_step = True
-                # Every rank draws the global batch from the same stream and keeps its slice.
-                batch = int(training["batch_size"])
-                noise = dist.local(gen.make_noise(batch, extents, generator=rng, device=dev),
-                                   batch)
-                batch_content = (dist.local(contents.batch(batch, extents, rng), batch)
-                                 .to(dev) if contents is not None else None)
-                loss = objective(model(noise, batch_content), batch_content)
-                value = dist.mean(loss)  # the global batch's loss, on every rank
-                if not math.isfinite(value):
-                    raise UsageError(f"the loss became {value} at step {step + 1}; "
-                                     "lower the learning rate or the loss weights")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                losses.append(value)
-                in_step = False
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4g}")
-                if callback is not None:
-                    callback(step, value, gen)
-                if checkpoint_every and step % checkpoint_every == 0:
-                    save()
-                    saved_at = step
-                if deferred.enabled:  # every rank stops after the same step
-                    deferred.pending = dist.agree_signal(deferred.pending)
-                if deferred.pending is not None:
-                    save()
-                    saved_at = step
-                    deferred.deliver()
-            if saved_at != step:
-                save()
-    except KeyboardInterrupt:
-        if not in_step and saved_at != step:
-            save()
-        raise
+        plan = plan_run(
+            items, features=features, options=dict(options), domain=domain,
+            stylising=content is not None, size=size,
+            training={"batch_size": batch_size, "lr": lr, "lr_step": lr_step,
+                      "lr_decay": lr_decay, "style_weight": style_weight,
+                      "content_weight": content_weight, "generator": generator},
+            seed=seed, device=dist.device or device, checkpoint=ckpt_path, resume=resume,
+            generator_options=generator_options, manager=manager, dist=dist)
+        contents = ContentSet(content, plan.features.domain) if content is not None else None
+        gen = _build_generator(plan, generator, generator_options, ckpt_path, manager)
+        trainer = _Trainer(plan, gen, _objective(plan, manager), contents, dist, ckpt_path)
+        trainer.restore()
+        trainer.settings = _run_settings(plan, gen, contents, iterations, dist.world_size)
+        trainer.loop(iterations, checkpoint_every, progress, callback)
     finally:
-        bar.close()
-        dist.unwrap(gen)
+        if gen is not None:
+            dist.unwrap(gen)
         dist.close()
-
     gen.eval()
-    settings["step"] = step
-    settings["final_loss"] = losses[-1] if losses else math.nan
-    return TrainResult(generator=gen, losses=losses, settings=settings, checkpoint=ckpt_path)
+    settings = {**trainer.settings, "step": trainer.step,
+                "final_loss": trainer.losses[-1] if trainer.losses else math.nan}
+    return TrainResult(generator=gen, losses=trainer.losses, settings=settings,
+                       checkpoint=ckpt_path)

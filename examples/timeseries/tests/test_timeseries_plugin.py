@@ -80,3 +80,10 @@ def test_generator_makes_a_looping_series(tmp_path: Path) -> None:
         progress=False, generator_options={"num_scales": 3})
     sample = result.generator.sample(1, (256,), generator=torch.Generator().manual_seed(1))
     assert sample.shape == (1, 3, 256)
+
+
+def test_extractor_declares_its_options() -> None:
+    info = texsynth.get_plugin_manager().extractors()["ts-random"]
+    assert set(info.options) == {"widths", "filters"}
+    assert all(text.strip() and "\n" not in text and "default" in text
+               for text in info.options.values())

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from texsynth import Domain, InputError
-from texsynth._io import atomic_write_text
+from texsynth.atomic import atomic_write_text
 from texsynth.domain import write_sidecar
 
 

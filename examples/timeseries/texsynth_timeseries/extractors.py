@@ -9,13 +9,22 @@ from texsynth import ExtractorConfig, FeatureExtractor, UsageError
 
 DEFAULT_WIDTHS = (3, 5, 9, 17, 33, 65, 129)
 
+#: Options of ``ts-random`` (``ExtractorConfig.options``) with one-line help, given to
+#: ``register(..., options=OPTIONS)`` so that ``texsynth plugins`` lists them.
+OPTIONS: dict[str, str] = {
+    "widths": "odd positive filter widths in steps, a list such as [3,9,33] "
+              "(default [3,5,9,17,33,65,129])",
+    "filters": "random filters per width, a positive int (default 64)",
+}
+
 
 class RandomWidthsExtractor(FeatureExtractor):
     """Parallel one-layer random nets: for each width ``w`` a Conv1d (``filters`` maps,
     Gaussian weights with unit norm per filter, no bias) then ReLU; layer ``w{w}`` is that
     net's output ``(N, filters, T)``. Circular padding keeps the length and makes
-    generated series loop. Options: ``widths`` (list of odd ints), ``filters`` (default 64),
-    ``channels`` (input channels, default: taken from the first input).
+    generated series loop. Options (:data:`OPTIONS`): ``widths`` (list of odd ints),
+    ``filters`` (default 64); the number of input channels is taken from each input
+    ``(N, C, T)``.
     """
 
     spatial_dims = 1

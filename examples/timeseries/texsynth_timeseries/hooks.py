@@ -6,7 +6,7 @@ from texsynth import Domain, ExtractorConfig, FeatureExtractor, hookimpl
 from texsynth.hookspecs import RegisterDomain, RegisterExtractor
 
 from .domain import TimeSeriesDomain
-from .extractors import RandomWidthsExtractor
+from .extractors import OPTIONS, RandomWidthsExtractor
 
 
 def _make_extractor(config: ExtractorConfig, domain: Domain) -> FeatureExtractor:
@@ -21,4 +21,5 @@ def texsynth_register_domains(register: RegisterDomain) -> None:
 @hookimpl
 def texsynth_register_extractors(register: RegisterExtractor) -> None:
     register("ts-random", _make_extractor, domains=["timeseries"],
-             description="single-layer random Conv1d nets of widths 3-129 steps")
+             description="single-layer random Conv1d nets of widths 3-129 steps",
+             options=OPTIONS)

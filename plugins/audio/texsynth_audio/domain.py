@@ -35,9 +35,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from texsynth._io import atomic_path
+from texsynth.atomic import atomic_path
 from texsynth.domain import Domain, Representation, SignalWriter, write_sidecar
 from texsynth.errors import InputError, UsageError
+from texsynth.validation import check_readable_file
 
 from .stft import DEFAULT_EPS, frame_count, log_magnitude
 
@@ -184,15 +185,13 @@ class AudioDomain(Domain):
                                 "(default 100)")
 
     @classmethod
-    def from_arguments(cls, args: argparse.Namespace) -> AudioDomain:
-        """Build the domain from :meth:`add_arguments`' options (unset ones: defaults)."""
-        kwargs: dict[str, Any] = {}
-        for name in ("sample_rate", "n_fft", "hop_length", "keep_channels", "peak", "phase",
-                     "griffin_lim_iters"):
-            value = getattr(args, name, None)
-            if value is not None:
-                kwargs[name] = value
-        return cls(**kwargs)
+    def arguments_config(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The constructor settings :meth:`add_arguments`' options set in ``args`` (unset
+        ones are left out, so defaults, or a checkpoint's stored settings, apply)."""
+        names = ("sample_rate", "n_fft", "hop_length", "keep_channels", "peak", "phase",
+                 "griffin_lim_iters")
+        return {name: getattr(args, name) for name in names
+                if getattr(args, name, None) is not None}
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -234,17 +233,7 @@ class AudioDomain(Domain):
         """
         import soundfile as sf
 
-        path = Path(path)
-        if not path.exists():
-            raise InputError(path, "no such file")
-        if path.is_dir():
-            raise InputError(path, "is a directory, not a sound file")
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
-        if size == 0:
-            raise InputError(path, "is an empty file (0 bytes)")
+        path = check_readable_file(path, kind="sound file")
         try:
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:

@@ -63,9 +63,12 @@ from torch import nn
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
 from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.validation import check_choice, check_options
 
 __all__ = [
+    "MULTIKERNEL_OPTIONS",
     "PADDINGS",
+    "ULYANOV_OPTIONS",
     "MultiKernelExtractor",
     "UlyanovExtractor",
     "multikernel_factory",
@@ -74,6 +77,23 @@ __all__ = [
 
 #: Padding modes over time; ``"zero"`` is accepted for ``"zeros"``.
 PADDINGS = ("zeros", "reflect", "circular", "valid")
+
+#: Options of ``ulyanov`` (``ExtractorConfig.options``) with one-line help, as registered.
+ULYANOV_OPTIONS: dict[str, str] = {
+    "filters": "random filters, a positive int (default 4096)",
+    "width": "kernel width in STFT frames, a positive int (default 11)",
+    "padding": "zeros, reflect, circular or valid, over time (default zeros)",
+}
+#: Options of ``multikernel`` (``ExtractorConfig.options``) with one-line help, as
+#: registered.
+MULTIKERNEL_OPTIONS: dict[str, str] = {
+    "widths": "kernel widths in STFT frames, comma-separated positive ints "
+              "(default 2,4,8,16,32,64,128)",
+    "filters": "random filters per width, a positive int (default 256)",
+    "padding": "zeros, reflect, circular or valid, over time (default circular)",
+    "max_dense_width": "widest kernel convolved densely, a positive int; wider ones are "
+                       "smoothed and dilated (default 16)",
+}
 
 
 def _input_channels(domain: Domain) -> int:
@@ -112,13 +132,6 @@ def _pad_time(x: torch.Tensor, total: int, mode: str) -> torch.Tensor:
     return x.index_select(-1, index)
 
 
-def _check_options(options: dict[str, Any], allowed: Sequence[str], name: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise UsageError(f"unknown option(s) {', '.join(unknown)} for extractor {name!r}; "
-                         f"available: {', '.join(allowed)}")
-
-
 def _positive_int(value: Any, what: str) -> int:
     """``value`` as an int >= 1 (ints, integral floats and digit strings are accepted)."""
     if isinstance(value, bool):
@@ -136,13 +149,15 @@ def _positive_int(value: Any, what: str) -> int:
     return number
 
 
-def _padding(value: Any) -> str:
-    text = str(value).lower()
-    if text == "zero":
-        text = "zeros"
-    if text not in PADDINGS:
-        raise UsageError(f"padding {value!r} is not one of {', '.join(PADDINGS)}")
-    return text
+def _padding(value: Any, extractor: str) -> str:
+    """``value`` as one of :data:`PADDINGS` (``"zero"`` means ``"zeros"``).
+
+    Raises:
+        UsageError: ``value`` is none of them; the message names ``extractor``.
+    """
+    if str(value).lower() == "zero":
+        return "zeros"
+    return check_choice(value, PADDINGS, owner=f"extractor {extractor!r}", name="padding")
 
 
 class _TimeConv(nn.Module):
@@ -191,7 +206,7 @@ class UlyanovExtractor(FeatureExtractor):
                  layers: Sequence[str] | None = None) -> None:
         super().__init__(layers)
         self.in_channels = in_channels
-        self.padding = _padding(padding)
+        self.padding = _padding(padding, "ulyanov")
         generator = torch.Generator().manual_seed(seed)
         self.conv = _TimeConv(in_channels, filters, width, 1, generator)
 
@@ -242,7 +257,7 @@ class MultiKernelExtractor(FeatureExtractor):
         super().__init__(layers)
         self.in_channels = in_channels
         self.widths = widths
-        self.padding = _padding(padding)
+        self.padding = _padding(padding, "multikernel")
         self.nets = nn.ModuleDict()
         for index, (name, width) in enumerate(zip(names, widths, strict=True)):
             generator = torch.Generator().manual_seed(seed * 1009 + index)
@@ -282,7 +297,7 @@ def ulyanov_factory(config: ExtractorConfig, domain: Domain) -> UlyanovExtractor
     Options: ``filters`` (4096), ``width`` (11 frames), ``padding`` (``"zeros"``).
     """
     options = dict(config.options)
-    _check_options(options, ("filters", "width", "padding"), "ulyanov")
+    check_options(options, ULYANOV_OPTIONS, owner="extractor 'ulyanov'")
     if config.weights:
         raise UsageError("extractor 'ulyanov' has random weights; it takes no weights file")
     return UlyanovExtractor(
@@ -300,8 +315,7 @@ def multikernel_factory(config: ExtractorConfig, domain: Domain) -> MultiKernelE
     (per width, 256), ``padding`` (``"circular"``), ``max_dense_width`` (16).
     """
     options = dict(config.options)
-    _check_options(options, ("widths", "filters", "padding", "max_dense_width"),
-                   "multikernel")
+    check_options(options, MULTIKERNEL_OPTIONS, owner="extractor 'multikernel'")
     if config.weights:
         raise UsageError("extractor 'multikernel' has random weights; it takes no weights "
                          "file")

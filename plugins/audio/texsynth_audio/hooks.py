@@ -6,7 +6,12 @@ import texsynth
 from texsynth.hookspecs import RegisterDomain, RegisterExtractor
 
 from .domain import AudioDomain
-from .extractors import multikernel_factory, ulyanov_factory
+from .extractors import (
+    MULTIKERNEL_OPTIONS,
+    ULYANOV_OPTIONS,
+    multikernel_factory,
+    ulyanov_factory,
+)
 
 
 @texsynth.hookimpl
@@ -20,7 +25,9 @@ def texsynth_register_extractors(register: RegisterExtractor) -> None:
     """Register the random-weight spectrogram extractors ``ulyanov`` and ``multikernel``."""
     register("ulyanov", ulyanov_factory, domains=("audio",),
              description="one random Conv1d (4096 filters, width 11 frames) + ReLU over "
-                         "log1p STFT magnitudes (Ulyanov & Lebedev 2016)")
+                         "log1p STFT magnitudes (Ulyanov & Lebedev 2016)",
+             options=ULYANOV_OPTIONS)
     register("multikernel", multikernel_factory, domains=("audio",),
              description="single-layer random Conv1d nets of widths 2…128 frames, one joint "
-                         "Gram, plus the log-spectrum's Gram (after Antognini et al. 2019)")
+                         "Gram, plus the log-spectrum's Gram (after Antognini et al. 2019)",
+             options=MULTIKERNEL_OPTIONS)

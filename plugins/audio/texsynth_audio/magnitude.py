@@ -22,17 +22,17 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from typing_extensions import Unpack
 
 from texsynth.domain import Representation
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig
-from texsynth.losses import GramNormalization
 from texsynth.optimize import OptimizationResult, OptimizerName, StepCallback, synthesize
 from texsynth.plugins import PluginManager
+from texsynth.spec import FeatureOptions, FeatureSpec
 
 from .stft import magnitude as stft_magnitude
 
@@ -118,14 +118,9 @@ class MagnitudeRepresentation(Representation):
 def synthesize_magnitude(
     exemplar: Source | Sequence[Source],
     *,
+    features: FeatureSpec | None = None,
     size: tuple[int, ...] | None = None,
     domain: AudioDomain | None = None,
-    extractor: str | ExtractorConfig | None = None,
-    extractor_options: Mapping[str, Any] | None = None,
-    layers: Sequence[str] | None = None,
-    layer_weights: Mapping[str, float] | None = None,
-    texture_loss: str = "gram",
-    normalize: GramNormalization = "chw",
     steps: int | None = None,
     optimizer: OptimizerName = "lbfgs",
     lr: float | None = None,
@@ -135,14 +130,16 @@ def synthesize_magnitude(
     progress: bool = True,
     callback: StepCallback | None = None,
     manager: PluginManager | None = None,
+    **options: Unpack[FeatureOptions],
 ) -> OptimizationResult:
     """Synthesise a sound texture by optimising its log1p-magnitude spectrogram.
 
     :func:`texsynth.synthesize` with the domain switched to ``phase="griffin-lim"``;
-    arguments are those of :func:`texsynth.synthesize` (``size`` is ``(samples,)``,
-    default the first exemplar's length), plus ``griffin_lim_iters``, the number of
-    Griffin-Lim iterations used to recover a phase at the end. ``callback(step, loss, S)``
-    sees the current spectrogram ``S`` ``(C, F, frames)``, not a waveform.
+    arguments are those of :func:`texsynth.synthesize` (``features`` and its keyword
+    ``options`` included; ``size`` is ``(samples,)``, default the first exemplar's
+    length), plus ``griffin_lim_iters``, the number of Griffin-Lim iterations used to
+    recover a phase at the end. ``callback(step, loss, S)`` sees the current spectrogram
+    ``S`` ``(C, F, frames)``, not a waveform.
 
     Returns:
         :class:`texsynth.OptimizationResult` whose ``signal`` is a waveform
@@ -156,9 +153,7 @@ def synthesize_magnitude(
     dom = copy.copy(domain) if domain is not None else AudioDomain()
     dom.phase = "griffin-lim"
     dom.griffin_lim_iters = int(griffin_lim_iters)
-    return synthesize(exemplar, domain=dom, size=size, extractor=extractor,
-                      extractor_options=extractor_options, layers=layers,
-                      layer_weights=layer_weights, texture_loss=texture_loss,
-                      normalize=normalize, steps=steps, optimizer=optimizer, lr=lr,
-                      seed=seed, device=device, progress=progress, callback=callback,
-                      manager=manager)
+    spec = (features or FeatureSpec()).replace(**options)
+    return synthesize(exemplar, features=spec, domain=dom, size=size, steps=steps,
+                      optimizer=optimizer, lr=lr, seed=seed, device=device,
+                      progress=progress, callback=callback, manager=manager)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from texsynth._io import atomic_path
+from texsynth.atomic import atomic_path
 from texsynth.errors import UsageError
 
 from .stft import magnitude

@@ -6,13 +6,18 @@
 * ``vgg19`` / ``vgg19-random`` (:class:`VGG19Extractor`) — VGG19 with ImageNet or
   seeded random weights.
 
+Each extractor brings the input normalisation it expects (its ``preprocess``, ImageNet
+statistics for all three: :mod:`texsynth_image.normalization`); the domain hands them
+its signal in [0, 1] unchanged.
+
 Registered through the ``texsynth`` entry point ``image = "texsynth_image.hooks"``.
 """
 
 from __future__ import annotations
 
-from .domain import IMAGENET_MEAN, IMAGENET_STD, ImageDomain, read_metadata
+from .domain import ImageDomain, read_metadata
 from .multiscale import RandomMultiscaleExtractor, build_random_multiscale, fft_conv2d
+from .normalization import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
 from .vgg import VGG19_LAYERS, VGG19Extractor, build_vgg19, build_vgg19_random
 
 __all__ = [
@@ -26,5 +31,6 @@ __all__ = [
     "build_vgg19",
     "build_vgg19_random",
     "fft_conv2d",
+    "imagenet_normalize",
     "read_metadata",
 ]

@@ -6,7 +6,7 @@ alpha, RGBA, CMYK, 16-bit grey, float, ...); everything becomes 8-bit-equivalent
 and animated files contribute their first frame. Every problem with a file is an
 :class:`~texsynth.errors.InputError` that names the file and says what is wrong.
 
-Writing is atomic (:func:`texsynth._io.atomic_path`). PNG files carry the run's settings
+Writing is atomic (:func:`texsynth.atomic.atomic_path`). PNG files carry the run's settings
 as JSON in a ``tEXt`` chunk keyed ``"texsynth"`` (read back with :func:`read_metadata`);
 other formats get a ``<file>.json`` sidecar.
 """
@@ -27,9 +27,13 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from texsynth._io import atomic_path
+from texsynth.atomic import atomic_path
 from texsynth.domain import Domain, SignalWriter, write_sidecar
 from texsynth.errors import InputError, UsageError
+from texsynth.validation import check_readable_file
+
+# Re-exported where they used to live; the extractors own the normalisation now.
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -38,11 +42,6 @@ __all__ = [
     "ImageDomain",
     "read_metadata",
 ]
-
-#: Per-channel mean and standard deviation of ImageNet (RGB, values in [0, 1]); the
-#: normalisation torchvision's pretrained VGG19 expects.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Key of the PNG ``tEXt`` chunk holding the JSON settings.
 METADATA_KEY = "texsynth"
@@ -73,29 +72,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib
 def _note(path: Path, text: str) -> None:
     """Emit a one-line warning about ``path`` (shown by the CLI as ``warning: ...``)."""
     warnings.warn(f"{path}: {text}", UserWarning, stacklevel=3)
-
-
-def _check_readable(path: Path) -> None:
-    """Raise :class:`InputError` unless ``path`` is a non-empty, readable regular file."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except PermissionError:
-        raise InputError(path, "cannot be read: permission denied") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an image file")
-    if info.st_size == 0:
-        raise InputError(path, "is empty (0 bytes)")
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except PermissionError:
-        raise InputError(path, "cannot be read: permission denied") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from None
 
 
 def _too_large(path: Path, pixels: int) -> InputError:
@@ -193,7 +169,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         InputError: the file cannot be read or its stored metadata is not valid JSON.
     """
     target = Path(path)
-    _check_readable(target)
+    check_readable_file(target, kind="image file")
     text: str | None = None
     if target.suffix.lower() == ".png":
         try:
@@ -225,10 +201,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 class ImageDomain(Domain):
     """RGB images: signals ``(N, 3, H, W)``, float, values in [0, 1].
 
-    The extractor input is the ImageNet-normalised signal
-    ``(x - mean) / std`` with mean ``(0.485, 0.456, 0.406)`` and std
-    ``(0.229, 0.224, 0.225)``, which is what torchvision's VGG19 weights were trained on.
-    The default extractor, ``random-multiscale``, needs no download.
+    The extractor input is the signal itself; normalisation a network expects is the
+    extractor's (``preprocess``): the built-in ones apply ImageNet normalisation
+    (:mod:`texsynth_image.normalization`). The default extractor,
+    ``random-multiscale``, needs no download.
     """
 
     name: ClassVar[str] = "image"
@@ -253,7 +229,7 @@ class ImageDomain(Domain):
                 smaller than :meth:`min_extent` pixels on a side.
         """
         target = Path(path)
-        _check_readable(target)
+        check_readable_file(target, kind="image file")
         img = _open_first_frame(target)
         width, height = img.size
         low = self.min_extent()
@@ -332,12 +308,17 @@ class ImageDomain(Domain):
         return target
 
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
-        """ImageNet normalisation of ``(N, 3, H, W)`` signals; differentiable."""
+        """Check that ``signal`` is ``(N, 3, H, W)`` and return it unchanged.
+
+        Extractors normalise in their own ``preprocess`` (ImageNet statistics for the
+        built-in ones, :func:`~texsynth_image.normalization.imagenet_normalize`).
+
+        Raises:
+            UsageError: ``signal`` is not ``(N, 3, H, W)``.
+        """
         if signal.dim() != 4 or signal.shape[1] != 3:
             raise UsageError(f"image signals must be (N, 3, H, W), got {tuple(signal.shape)}")
-        mean = torch.tensor(IMAGENET_MEAN, dtype=signal.dtype, device=signal.device)
-        std = torch.tensor(IMAGENET_STD, dtype=signal.dtype, device=signal.device)
-        return (signal - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        return signal
 
     def noise(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
               device: torch.device | str = "cpu",

@@ -24,7 +24,12 @@ Design choices here:
   ``F.conv2d`` instead, which is faster for them on CPUs;
 * ``padding="circular"`` (default): the output has the input's size and wraps around,
   so synthesised textures tile seamlessly; ``padding="valid"``: only positions where the
-  whole kernel lies inside the image are kept (``(H - k + 1) × (W - k + 1)``).
+  whole kernel lies inside the image are kept (``(H - k + 1) × (W - k + 1)``);
+* the input, RGB in [0, 1], is ImageNet-normalised first (:meth:`preprocess
+  <RandomMultiscaleExtractor.preprocess>`). Random filters do not need it, but it is what
+  the defaults here (filter count, content layers, the image domain's noise spread and
+  loss weights) were tuned with, so results stay as they were when the image domain did
+  this normalisation for every extractor.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ import torch.nn.functional as F
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
 from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.validation import check_choice, check_options
+
+from .normalization import imagenet_normalize
 
 __all__ = [
     "DEFAULT_FILTERS",
     "DEFAULT_SIZES",
+    "OPTIONS",
     "RandomMultiscaleExtractor",
     "build_random_multiscale",
     "fft_conv2d",
@@ -60,7 +69,18 @@ DEFAULT_FILTERS = 64
 DEFAULT_DIRECT_MAX = 5
 _PADDING = ("circular", "valid")
 _METHODS = ("auto", "fft", "direct")
-_OPTIONS = ("sizes", "filters", "padding", "method", "direct_max")
+_OWNER = "extractor 'random-multiscale'"
+#: Options of ``random-multiscale`` (``ExtractorConfig.options``) with one-line help, as
+#: registered (``texsynth plugins`` shows them).
+OPTIONS: dict[str, str] = {
+    "sizes": "distinct odd kernel sizes in pixels, e.g. 3:5:7 "
+             "(default 3:5:7:11:15:23:37:55)",
+    "filters": "random filters per size: one positive int or one per size (default 64)",
+    "padding": "circular (default; the output tiles) or valid (windows that wrap are "
+               "left out)",
+    "method": "auto (default: direct up to direct_max, FFT above), fft or direct",
+    "direct_max": "largest kernel size method=auto convolves directly (default 5)",
+}
 #: Spectra are kept for this many input shapes: only the latest, since the exemplar is
 #: seen once and the output size for the rest of a run. They take
 #: ``8 · 3 · F · H · (W / 2 + 1)`` bytes per kernel size.
@@ -207,7 +227,8 @@ def fft_conv2d(x: torch.Tensor, spectrum: torch.Tensor | Sequence[torch.Tensor],
 class RandomMultiscaleExtractor(FeatureExtractor):
     """One layer of random filters at several kernel sizes, then ReLU (no bias).
 
-    Input: ``(N, 3, H, W)`` (the image domain's ImageNet-normalised signal). Output:
+    Input: ``(N, 3, H, W)``, the image domain's signal (RGB in [0, 1]), which
+    :meth:`preprocess` ImageNet-normalises, as the defaults were tuned with. Output:
     ``{"k<size>": (N, filters, H', W')}`` per kernel size, with ``H' = H`` for circular
     padding or ``H - size + 1`` for valid padding.
 
@@ -231,6 +252,8 @@ class RandomMultiscaleExtractor(FeatureExtractor):
         direct_max: largest kernel size ``"auto"`` computes directly.
         seed: seed of the random filters.
         in_channels: input channels (3 for RGB).
+        normalize: apply ImageNet normalisation in :meth:`preprocess`; ``None`` (the
+            default) means "when ``in_channels`` is 3".
     """
 
     default_content_layers: tuple[str, ...] = ("k3", "k5", "k7")
@@ -240,7 +263,7 @@ class RandomMultiscaleExtractor(FeatureExtractor):
                  filters: int | Sequence[int] = DEFAULT_FILTERS,
                  padding: str = "circular", method: str = "auto",
                  direct_max: int = DEFAULT_DIRECT_MAX, seed: int = 0,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, normalize: bool | None = None) -> None:
         sizes = tuple(int(s) for s in sizes)
         names = tuple(f"k{s}" for s in sizes)
         counts = ([int(filters)] * len(sizes) if isinstance(filters, int)
@@ -256,6 +279,7 @@ class RandomMultiscaleExtractor(FeatureExtractor):
         self.method = method
         self.direct_max = int(direct_max)
         self.seed = int(seed)
+        self.normalize = in_channels == 3 if normalize is None else bool(normalize)
         self._size_of = dict(zip(names, sizes, strict=True))
         for name in self.layers:
             weight = random_filters(self.filters[name], in_channels, self._size_of[name],
@@ -263,6 +287,26 @@ class RandomMultiscaleExtractor(FeatureExtractor):
             self.register_buffer(f"weight_{name}", weight, persistent=False)
         self._spectra: OrderedDict[tuple[Any, ...], dict[str, list[torch.Tensor]]] = (
             OrderedDict())
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation of RGB ``(N, 3, H, W)`` in [0, 1] (unless built with
+        ``normalize=False``); same shape, differentiable.
+
+        The random filters do not need it, but this extractor's defaults were tuned on
+        ImageNet-normalised input (the image domain applied it before extractors owned
+        their preprocessing), and keeping it keeps results bit-identical.
+        """
+        return imagenet_normalize(x) if self.normalize else x
+
+    def trim(self, layers: Sequence[str]) -> RandomMultiscaleExtractor:
+        """Keep only ``layers``: the filters of the other sizes are dropped (each size's
+        filters are seeded on their own, so the kept ones are unchanged)."""
+        super().trim(layers)
+        for name in self.available_layers:
+            if name not in self.layers and hasattr(self, f"weight_{name}"):
+                delattr(self, f"weight_{name}")
+        self.clear_cache()
+        return self
 
     def weight(self, layer: str) -> torch.Tensor:
         """Filters ``(F, C, k, k)`` of ``layer`` (``"k<size>"``)."""
@@ -354,20 +398,17 @@ def _int_list(value: Any, what: str) -> list[int]:
     try:
         numbers = [int(v) for v in items]
     except (TypeError, ValueError):
-        raise UsageError(f"extractor 'random-multiscale': {what} must be integers, got "
-                         f"{value!r}") from None
+        raise UsageError(f"{_OWNER}: {what} must be integers, got {value!r}") from None
     return numbers
 
 
 def _parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown option(s) {', '.join(unknown)} for extractor "
-                         f"'random-multiscale'; known: {', '.join(_OPTIONS)}")
+    """Keyword arguments of :class:`RandomMultiscaleExtractor` from ``config.options``."""
+    check_options(options, OPTIONS, owner=_OWNER)
     sizes = _int_list(options.get("sizes", DEFAULT_SIZES), "sizes")
     if not sizes or any(s < 1 or s % 2 == 0 for s in sizes) or len(set(sizes)) != len(sizes):
-        raise UsageError(f"extractor 'random-multiscale': sizes must be distinct odd "
-                         f"positive integers, got {sizes}")
+        raise UsageError(f"{_OWNER}: sizes must be distinct odd positive integers, "
+                         f"got {sizes}")
     raw = options.get("filters", DEFAULT_FILTERS)
     counts = _int_list(raw, "filters")
     if len(counts) == 1:
@@ -375,18 +416,14 @@ def _parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     elif len(counts) == len(sizes):
         filters = counts
     else:
-        raise UsageError(f"extractor 'random-multiscale': filters must be one number or "
-                         f"one per size ({len(sizes)}), got {len(counts)}")
+        raise UsageError(f"{_OWNER}: filters must be one number or one per size "
+                         f"({len(sizes)}), got {len(counts)}")
     if any(c < 1 for c in counts):
-        raise UsageError("extractor 'random-multiscale': filters must be positive")
-    padding = str(options.get("padding", "circular")).lower()
-    if padding not in _PADDING:
-        raise UsageError(f"extractor 'random-multiscale': padding must be one of "
-                         f"{', '.join(_PADDING)}, got {padding!r}")
-    method = str(options.get("method", "auto")).lower()
-    if method not in _METHODS:
-        raise UsageError(f"extractor 'random-multiscale': method must be one of "
-                         f"{', '.join(_METHODS)}, got {method!r}")
+        raise UsageError(f"{_OWNER}: filters must be positive")
+    padding = check_choice(options.get("padding", "circular"), _PADDING, owner=_OWNER,
+                           name="padding")
+    method = check_choice(options.get("method", "auto"), _METHODS, owner=_OWNER,
+                          name="method")
     direct_max = _int_list(options.get("direct_max", DEFAULT_DIRECT_MAX), "direct_max")[0]
     return {"sizes": sizes, "filters": filters, "padding": padding, "method": method,
             "direct_max": direct_max}

@@ -13,7 +13,7 @@ chunks of at most :data:`IDAT_BYTES` holding one zlib stream (``zlib.compressobj
 ``IEND``; every chunk carries its CRC-32. Each row gets the filter (None, Sub, Up, Average
 or Paeth) with the smallest sum of absolute signed bytes, the heuristic libpng uses. The
 file is written under a temporary name beside the target and renamed over it when
-complete (:func:`texsynth._io.atomic_path`); on any error the temporary file is removed.
+complete (:func:`texsynth.atomic.atomic_path`); on any error the temporary file is removed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from texsynth._io import atomic_path
+from texsynth.atomic import atomic_path
 from texsynth.domain import SignalWriter
 from texsynth.errors import UsageError
 

@@ -14,6 +14,10 @@ Options (``ExtractorConfig.options``):
 * ``padding``: ``"zeros"`` (default, as trained), ``"circular"`` (synthesised textures
   tile seamlessly), ``"reflect"`` or ``"replicate"``; set on every convolution.
 
+Input: the image domain's signal, RGB ``(N, 3, H, W)`` in [0, 1]. The extractor's
+:meth:`~VGG19Extractor.preprocess` applies ImageNet normalisation (what torchvision's
+weights were trained on), for ``vgg19-random`` too, so both see the same input.
+
 The ReLUs are not in-place, so a ``conv`` map stays intact when its ``relu`` is read too.
 """
 
@@ -33,8 +37,12 @@ from torch import nn
 from texsynth.domain import Domain
 from texsynth.errors import InputError, UsageError, WeightsUnavailableError
 from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.validation import check_choice, check_options, check_readable_file
+
+from .normalization import imagenet_normalize
 
 __all__ = [
+    "OPTIONS",
     "VGG19_LAYERS",
     "VGG19Extractor",
     "build_vgg19",
@@ -69,30 +77,32 @@ _CONV_INDICES = tuple(i for i, row in enumerate(_TABLE) if row[1] == "conv")
 
 _POOLING = ("avg", "max")
 _PADDING = ("zeros", "circular", "reflect", "replicate")
-_OPTIONS = ("pooling", "padding")
+
+#: Options of ``vgg19`` and ``vgg19-random`` (``ExtractorConfig.options``) with one-line
+#: help, as registered (``texsynth plugins`` shows them).
+OPTIONS: dict[str, str] = {
+    "pooling": "avg or max (default avg, smoother textures than the trained max)",
+    "padding": "zeros, circular, reflect or replicate on every convolution "
+               "(default zeros, as trained; circular output tiles)",
+}
 
 
-def _check_options(name: str, options: Mapping[str, Any]) -> tuple[str, str]:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise UsageError(f"unknown option(s) {', '.join(unknown)} for extractor {name!r}; "
-                         f"known: {', '.join(_OPTIONS)}")
-    pooling = str(options.get("pooling", "avg")).lower()
-    padding = str(options.get("padding", "zeros")).lower()
-    if pooling not in _POOLING:
-        raise UsageError(f"extractor {name!r}: pooling must be one of {', '.join(_POOLING)}, "
-                         f"got {pooling!r}")
-    if padding not in _PADDING:
-        raise UsageError(f"extractor {name!r}: padding must be one of {', '.join(_PADDING)}, "
-                         f"got {padding!r}")
+def _parse_options(name: str, options: Mapping[str, Any]) -> tuple[str, str]:
+    """``(pooling, padding)`` from the options of extractor ``name``, checked."""
+    owner = f"extractor {name!r}"
+    check_options(options, OPTIONS, owner=owner)
+    pooling = check_choice(options.get("pooling", "avg"), _POOLING, owner=owner,
+                           name="pooling")
+    padding = check_choice(options.get("padding", "zeros"), _PADDING, owner=owner,
+                           name="padding")
     return pooling, padding
 
 
 class VGG19Extractor(FeatureExtractor):
     """VGG19 convolutional features, truncated after the deepest requested layer.
 
-    Input: ImageNet-normalised images ``(N, 3, H, W)`` (what
-    :meth:`~texsynth_image.domain.ImageDomain.to_features_input` returns). Output:
+    Input: RGB images ``(N, 3, H, W)`` in [0, 1] (the image domain's signal), which
+    :meth:`preprocess` normalises with ImageNet statistics. Output:
     ``{layer: (N, C_l, H_l, W_l)}`` with ``C_l`` 64/128/256/512/512 for blocks 1-5 and
     ``H_l = H / 2^(block-1)`` (halved again by ``pool<block>``).
 
@@ -132,6 +142,17 @@ class VGG19Extractor(FeatureExtractor):
                 modules.append(nn.AvgPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*modules).to_empty(device="cpu")
 
+    def covers(self, layers: Sequence[str]) -> bool:
+        """Every layer up to the deepest one built can be returned."""
+        return all(_INDEX[name] < len(self.features) for name in layers)
+
+    def trim(self, layers: Sequence[str]) -> VGG19Extractor:
+        """Keep only ``layers``: modules deeper than the deepest of them are dropped."""
+        super().trim(layers)
+        deepest = max(_INDEX[name] for name in self.layers)
+        self.features = nn.Sequential(*list(self.features)[: deepest + 1])
+        return self
+
     @property
     def built_layers(self) -> tuple[str, ...]:
         """Layer names the truncated network can return (shallow to deep)."""
@@ -140,6 +161,12 @@ class VGG19Extractor(FeatureExtractor):
     def conv_indices(self) -> tuple[int, ...]:
         """Indices in :attr:`features` of the convolutions that were built."""
         return tuple(i for i in _CONV_INDICES if i < len(self.features))
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation of RGB ``(N, 3, H, W)`` in [0, 1], what torchvision's
+        VGG19 weights were trained on; same shape, differentiable (see
+        :func:`~texsynth_image.normalization.imagenet_normalize`)."""
+        return imagenet_normalize(x)
 
     def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         wanted = {_INDEX[name]: name for name in layers}
@@ -241,15 +268,8 @@ def _read_state_file(path: str, stamp: tuple[int, int]) -> dict[str, torch.Tenso
 
 
 def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.exists():
-        raise InputError(path, "weights file not found")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not a weights file")
-    info = path.stat()
-    if info.st_size == 0:
-        raise InputError(path, "weights file is empty (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise InputError(path, "cannot be read: permission denied")
+    """The conv weights in ``path``, once it is known to be a readable, non-empty file."""
+    info = check_readable_file(path, kind="weights file").stat()
     return _read_state_file(os.fspath(path.resolve()), (info.st_mtime_ns, info.st_size))
 
 
@@ -306,7 +326,7 @@ def build_vgg19(config: ExtractorConfig, domain: Domain) -> VGG19Extractor:
         InputError: the weights file is missing, corrupt or not a VGG19 state dict.
     """
     del domain
-    pooling, padding = _check_options("vgg19", config.options)
+    pooling, padding = _parse_options("vgg19", config.options)
     net = VGG19Extractor(config.layers, pooling=pooling, padding=padding)
     if config.weights_path is not None:
         source = config.weights_path
@@ -330,7 +350,7 @@ def build_vgg19_random(config: ExtractorConfig, domain: Domain) -> VGG19Extracto
     if config.weights:
         raise UsageError("extractor 'vgg19-random' uses random weights and takes no "
                          "--weights; use --extractor vgg19 --weights FILE")
-    pooling, padding = _check_options("vgg19-random", config.options)
+    pooling, padding = _parse_options("vgg19-random", config.options)
     net = VGG19Extractor(config.layers, pooling=pooling, padding=padding)
     _init_random(net, config.seed)
     net.freeze()

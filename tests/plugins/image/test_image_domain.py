@@ -14,7 +14,13 @@ from PIL import Image
 
 import texsynth
 from texsynth.errors import InputError, UsageError
-from texsynth_image import IMAGENET_MEAN, IMAGENET_STD, ImageDomain, read_metadata
+from texsynth_image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageDomain,
+    imagenet_normalize,
+    read_metadata,
+)
 
 
 @pytest.fixture
@@ -314,15 +320,30 @@ def test_read_metadata_rejects_bad_json(tmp_path):
 
 # -- model input and noise -----------------------------------------------------------------
 
-def test_to_features_input_is_imagenet_normalisation_and_differentiable(domain):
+def test_to_features_input_checks_the_shape_and_leaves_normalising_to_extractors(domain):
     signal = torch.rand(2, 3, 8, 8, requires_grad=True)
     out = domain.to_features_input(signal)
+    assert out is signal  # ImageNet normalisation is the extractors' preprocess now
+    out.sum().backward()
+    assert signal.grad is not None
+    torch.testing.assert_close(signal.grad, torch.ones_like(signal))
+    for bad in (torch.rand(1, 1, 8, 8), torch.rand(3, 8, 8)):
+        with pytest.raises(UsageError, match=r"\(N, 3, H, W\)"):
+            domain.to_features_input(bad)
+
+
+def test_imagenet_normalize_is_the_one_the_domain_used_to_apply():
+    signal = torch.rand(2, 3, 8, 8, requires_grad=True)
+    out = imagenet_normalize(signal)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    torch.testing.assert_close(out, (signal - mean) / std)
+    assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+    assert torch.equal(out, (signal - mean) / std)
     out.sum().backward()
     assert signal.grad is not None
     torch.testing.assert_close(signal.grad, (1 / std).expand_as(signal))
+    with pytest.raises(UsageError, match="RGB"):
+        imagenet_normalize(torch.rand(1, 1, 8, 8))
 
 
 def test_noise_matches_the_exemplar_mean(domain):

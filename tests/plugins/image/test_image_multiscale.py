@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import texsynth
 from texsynth import ExtractorConfig
 from texsynth.errors import UsageError
-from texsynth_image import ImageDomain, RandomMultiscaleExtractor, fft_conv2d
+from texsynth_image import ImageDomain, RandomMultiscaleExtractor, fft_conv2d, imagenet_normalize
 from texsynth_image.multiscale import (
     DEFAULT_SIZES,
     build_random_multiscale,
@@ -102,7 +102,9 @@ def test_extractor_fft_and_direct_paths_agree():
         torch.testing.assert_close(a[name], b[name])
         torch.testing.assert_close(a[name], c[name])
         weight = fft.weight(name)
-        torch.testing.assert_close(a[name], _circular_conv(x, weight).clamp_min(0))
+        # the extractor ImageNet-normalises its input (preprocess) before convolving
+        torch.testing.assert_close(a[name],
+                                   _circular_conv(imagenet_normalize(x), weight).clamp_min(0))
     valid_fft = _build(method="fft", padding="valid", **options).double()(x)
     valid_direct = _build(method="direct", padding="valid", **options).double()(x)
     for name, size in (("k3", 3), ("k7", 7), ("k15", 15)):
@@ -192,3 +194,24 @@ def test_list_options_from_the_command_line_form():
     assert net.filters == {"k3": 4, "k9": 6}
     with pytest.raises(UsageError, match="integers"):
         _build(sizes="three")
+
+
+def test_preprocess_is_the_imagenet_normalisation_it_was_tuned_with():
+    # bit-identical to the former pipeline: the image domain normalised, the extractor
+    # convolved the normalised signal as it was
+    x = torch.rand(1, 3, 24, 20)
+    options = {"sizes": [3, 7, 15], "filters": 5}
+    net = _build(**options)
+    assert net.normalize
+    plain = RandomMultiscaleExtractor(("k3", "k7", "k15"), sizes=(3, 7, 15), filters=5,
+                                      normalize=False)
+    assert not plain.normalize
+    torch.testing.assert_close(net.preprocess(x), imagenet_normalize(x), rtol=0, atol=0)
+    ours, before = net(x), plain(imagenet_normalize(x))
+    for name in ("k3", "k7", "k15"):
+        assert torch.equal(ours[name], before[name])
+    # other channel counts (built directly) are left as they are, as they always were
+    grey = RandomMultiscaleExtractor(("k3",), sizes=(3,), filters=2, in_channels=1)
+    assert not grey.normalize
+    y = torch.rand(1, 1, 9, 9)
+    assert torch.equal(grey.preprocess(y), y)

@@ -175,9 +175,9 @@ def test_bad_weights_files_are_input_errors(tmp_path, torchvision_features_state
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
     cases = [
-        (tmp_path / "missing.pth", "not found"),
-        (tmp_path, "directory"),
-        (empty, "empty"),
+        (tmp_path / "missing.pth", "no such file"),
+        (tmp_path, "is a directory, not a weights file"),
+        (empty, r"is empty \(0 bytes\)"),
         (corrupt, "cannot be loaded"),
         (bad_safe, "cannot be loaded"),
         (not_dict, "not a state dict"),
@@ -230,3 +230,37 @@ def test_cached_weights_are_used_without_network(tmp_path, monkeypatch,
     with pytest.raises(InputError, match="cannot be loaded") as info:
         build_vgg19(ExtractorConfig("vgg19", layers=("relu2_1",)), DOMAIN)
     assert str(cache) in str(info.value)
+
+
+# -- preprocessing -------------------------------------------------------------------------
+
+def test_preprocess_normalises_with_imagenet_statistics():
+    net = _random(layers=("relu1_1", "relu2_1"))
+    x = torch.rand(2, 3, 16, 16)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalised = (x - mean) / std
+    torch.testing.assert_close(net.preprocess(x), normalised, rtol=0, atol=0)
+    # the network itself, fed the manually normalised input, gives what forward gives
+    deepest = VGG19_LAYERS.index("relu2_1")
+    with torch.no_grad():
+        by_hand = net.features[: deepest + 1](normalised)
+        first = net.features[: VGG19_LAYERS.index("relu1_1") + 1](normalised)
+    feats = net(x)
+    torch.testing.assert_close(feats["relu2_1"], by_hand)
+    torch.testing.assert_close(feats["relu1_1"], first)
+    # and it differs from feeding the raw signal: the normalisation does happen
+    with torch.no_grad():
+        raw = net.features[: deepest + 1](x)
+    assert not torch.allclose(feats["relu2_1"], raw)
+
+
+def test_preprocess_is_differentiable_and_refuses_non_rgb_input():
+    net = _random(layers=("relu1_1",))
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    net.preprocess(x).sum().backward()
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, (1 / std).expand_as(x))
+    with pytest.raises(UsageError, match=r"\(N, 3, H, W\)"):
+        net(torch.rand(1, 1, 8, 8))

@@ -1,4 +1,8 @@
-"""Atomic file writes: nothing half-written is ever left under the final name."""
+"""Atomic file writes: nothing half-written is ever left under the final name.
+
+Public for plugin authors: a domain's ``save`` writes through :func:`atomic_path` (or
+:func:`atomic_write`) so an interrupted run never leaves a half-written output.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,14 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "remove_stale_temps",
+]
 
 
 @contextlib.contextmanager
