@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 import texsynth
+import texsynth_image
 from texsynth import ExtractorConfig, TextureLoss
 from texsynth.checkpoint import load_checkpoint
 from texsynth.cli import main
-
-texsynth_image = pytest.importorskip("texsynth_image")
 
 TRAIN = ["--iterations", "3", "--batch-size", "1", "--size", "32x32", "--scales", "2",
          "--option", "filters=8", "--seed", "0", "--quiet"]

@@ -17,7 +17,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arguments import Handler, build_parser, key_values
 from .domain import Domain
@@ -26,6 +26,9 @@ from .outputs import check_input_path, check_output_path, numbered
 from .plugins import PluginManager, get_plugin_manager
 from .spec import FeatureSpec
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .sampling import TrainedGenerator
 
 #: Library parameter names (as error messages name them) -> this command line's options.
 FLAGS: dict[str, str] = {
@@ -279,7 +282,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_trained(args: argparse.Namespace) -> Any:
+def _load_trained(args: argparse.Namespace) -> TrainedGenerator:
     from .sampling import load_trained
 
     trained = load_trained(check_input_path(args.checkpoint), device=args.device)

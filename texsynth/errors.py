@@ -24,6 +24,8 @@ class TexsynthError(Exception):
     """
 
     exit_code: int = 2
+    #: The parameters named in the message (see ``parameter``).
+    parameters: tuple[str, ...] = ()
 
     def __init__(self, *args: object, parameter: str | Sequence[str] | None = None) -> None:
         super().__init__(*args)

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import texsynth_audio
+import texsynth_image
 from texsynth import Domain
 from texsynth.testing import DomainContract
-
-texsynth_image = pytest.importorskip("texsynth_image")
-texsynth_audio = pytest.importorskip("texsynth_audio")
 
 
 class TestImageContract(DomainContract):

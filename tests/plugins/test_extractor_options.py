@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytest
 
 import texsynth
+import texsynth_audio  # noqa: F401  (built in: a missing plugin must fail, not skip)
+import texsynth_image  # noqa: F401
 from texsynth.errors import UsageError
-
-pytest.importorskip("texsynth_image")
-pytest.importorskip("texsynth_audio")
 
 #: extractor -> (domain, options it accepts)
 BUILT_IN: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -351,3 +351,18 @@ def test_block_writer_incomplete_or_failing_leaves_nothing(domain, tmp_path):
     writer.abort()
     writer.abort()  # safe twice
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_round_trip_and_given_arguments():
+    parser = argparse.ArgumentParser()
+    AudioDomain.add_arguments(parser.add_argument_group("audio"))
+    assert AudioDomain.arguments_config(parser.parse_args([])) == {}
+    given = AudioDomain.arguments_config(parser.parse_args(["--n-fft", "1024", "--peak",
+                                                            "0.5"]))
+    assert given == {"n_fft": 1024, "peak": 0.5}
+    stored = AudioDomain(sample_rate=16000, hop_length=256, keep_channels=True).config()
+    rebuilt = AudioDomain.from_config(stored)
+    assert rebuilt.config() == stored
+    merged = AudioDomain.from_config({**stored, **given})  # what sampling does
+    assert (merged.sample_rate, merged.n_fft, merged.hop_length, merged.peak) == (
+        16000, 1024, 256, 0.5)
