@@ -1,24 +1,37 @@
-"""Shared test fixtures: real exemplars from ../shared/data, tiny sizes, and a toy domain.
+"""Shared test fixtures: real exemplars from ../shared/data, tiny sizes, and two toy domains.
 
-The toy domain (``toy_manager``, ``toy_domain``, ``toy_extractor``) is a 1-D signal in
-[-1, 1] stored in ``.toy`` text files, with a one-layer random-convolution extractor,
-registered on a fresh plugin manager for one test; it needs no domain plugin.
+Both toy domains are registered on a fresh plugin manager for one test and need no
+domain plugin:
+
+* ``toy`` (``toy_manager``, ``toy_domain``, ``toy_extractor``, ``toy_exemplar``): a 1-D
+  signal in [-1, 1] stored in ``.toy`` text files, with a one-layer random-convolution
+  extractor ``toy-conv``.
+* ``toy-image`` (``toy_image_manager``, ``toy_image_domain``, ``toy_image_extractor``,
+  ``toy_image_exemplar``): RGB images in [0, 1] stored as ``.png``, with a three-layer
+  random-convolution extractor ``toy-image-conv``. The same plugin registers two variants:
+  ``toy-image-preferring`` (with :meth:`~texsynth.Domain.defaults`) and ``toy-image-logit``
+  (optimised through the :class:`Logit` representation).
+
+Sample files (``shared_image``, ``shared_audio``) are always present: ../shared/data in CI,
+else the copies in examples/data; a missing one fails the test that asks for it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import texsynth
+from texsynth.domain import Representation, write_sidecar
 
 # Tiny test tensors gain nothing from threads, and on a shared 2-core machine two threads
 # can make a step many times slower.
@@ -33,16 +46,16 @@ def _find(name: str, kind: str) -> Path:
     for base in (SHARED_DATA / kind, EXAMPLE_DATA):
         if (base / name).is_file():
             return base / name
-    pytest.skip(f"sample file {name} not found under {SHARED_DATA / kind} or {EXAMPLE_DATA}")
+    pytest.fail(f"sample file {name} not found under {SHARED_DATA / kind} or {EXAMPLE_DATA}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_image() -> Callable[[str], Path]:
     """``shared_image("bricks.png")`` -> path of a real exemplar image."""
     return lambda name: _find(name, "images")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_audio() -> Callable[[str], Path]:
     """``shared_audio("rain.wav")`` -> path of a real exemplar clip."""
     return lambda name: _find(name, "audio")
@@ -106,23 +119,10 @@ class ToyExtractor(texsynth.FeatureExtractor):
         return {name: maps[name] for name in layers}
 
 
-def _core_write_sidecar() -> Callable[[Path, Mapping[str, Any]], Path]:
-    """The core's ``write_sidecar``: top-level if exported, else from the module that
-    defines :class:`texsynth.Domain` (so the tests follow it if it moves)."""
-    found = getattr(texsynth, "write_sidecar", None)
-    if found is None:
-        found = importlib.import_module(texsynth.Domain.__module__).write_sidecar
-    return found
-
-
-def write_sidecar(path: Path, metadata: Mapping[str, Any]) -> Path:
-    return _core_write_sidecar()(path, metadata)
-
-
 @pytest.fixture
 def core_write_sidecar() -> Callable[[Path, Mapping[str, Any]], Path]:
     """The core's ``write_sidecar(path, metadata)`` function."""
-    return _core_write_sidecar()
+    return write_sidecar
 
 
 def make_toy_plugin() -> types.SimpleNamespace:
@@ -175,3 +175,177 @@ def toy_exemplar() -> torch.Tensor:
     """A 1-channel, 128-step exemplar ``(1, 1, 128)`` for the toy domain (a sine)."""
     t = torch.linspace(0, 6 * torch.pi, 128)
     return (0.8 * torch.sin(t)).reshape(1, 1, -1)
+
+
+# -- a tiny shared toy image domain --------------------------------------------------------
+def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
+    """``(1, 3, H, W)`` in [0, 1] from an image file, optionally resized to ``size``²
+    (bicubic, on the 8-bit image)."""
+    from PIL import Image  # Pillow comes with the image plugin, not the core
+
+    if not path.is_file():
+        raise texsynth.InputError(path, "no such file")
+    image = Image.open(path).convert("RGB")
+    if size is not None:
+        image = image.resize((size, size), Image.BICUBIC)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
+
+
+class ToyImageDomain(texsynth.Domain):
+    """RGB ``.png`` images in [0, 1]; the model input is the signal, centred and scaled.
+
+    Saving rounds to 8 bits; metadata goes to a ``.json`` sidecar.
+    """
+
+    name = "toy-image"
+    spatial_dims = 2
+    suffixes = (".png",)
+    value_range = (0.0, 1.0)
+    description = "test-only RGB images"
+    default_extractor = "toy-image-conv"
+
+    def load(self, path: Path) -> torch.Tensor:
+        return load_rgb(path)
+
+    def save(self, signal: torch.Tensor, path: Path, *,
+             metadata: Mapping[str, Any] | None = None) -> Path:
+        from PIL import Image
+
+        pixels = (signal.detach().float().cpu().reshape(3, *signal.shape[-2:])
+                  .clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8))
+        Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB").save(path)
+        if metadata is not None:
+            write_sidecar(path, metadata)
+        return path
+
+    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
+        return (signal - 0.5) / 0.25
+
+
+class PreferringImageDomain(ToyImageDomain):
+    """The toy image domain with preferred settings (:meth:`texsynth.Domain.defaults`)."""
+
+    name = "toy-image-preferring"
+    suffixes = (".toypref",)
+
+    def defaults(self) -> dict[str, Any]:
+        return {"steps": 3, "style_weight": 5.0, "train_size": (24, 24),
+                "generator_options": {"num_scales": 2}}
+
+
+class Logit(Representation):
+    """Optimise logits of the signal; decode with a sigmoid."""
+
+    name = "logit"
+
+    def encode(self, signal: torch.Tensor) -> torch.Tensor:
+        return torch.logit(signal.clamp(0.01, 0.99)).detach()
+
+    def to_features_input(self, variable: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(variable) - 0.5) / 0.25
+
+    def decode(self, variable: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
+        assert tuple(variable.shape[2:]) == extents
+        return torch.sigmoid(variable)
+
+    def settings(self) -> dict[str, Any]:
+        return {"squash": "sigmoid"}
+
+
+class LogitImageDomain(ToyImageDomain):
+    """The toy image domain optimised in the :class:`Logit` representation."""
+
+    name = "toy-image-logit"
+    suffixes = (".toylogit",)
+
+    def representation(self) -> Representation | None:
+        return Logit()
+
+
+class ToyImageExtractor(texsynth.FeatureExtractor):
+    """Three random 3×3 conv + ReLU layers with 2× average pooling between them."""
+
+    available_layers = ("relu1", "relu2", "relu3")
+    default_texture_layers = ("relu1", "relu2", "relu3")
+    default_content_layers = ("relu2",)
+
+    def __init__(self, config: texsynth.ExtractorConfig) -> None:
+        super().__init__(config.layers)
+        rng = torch.Generator().manual_seed(config.seed)
+        self.convs = nn.ModuleList()
+        for cin, cout in ((3, 32), (32, 48), (48, 48)):
+            conv = nn.Conv2d(cin, cout, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.normal_(0.0, (2.0 / (cin * 9)) ** 0.5, generator=rng)
+                conv.bias.zero_()  # type: ignore[union-attr]
+            self.convs.append(conv)
+
+    def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        out = {}
+        deepest = max(self.available_layers.index(name) for name in layers)
+        for index, conv in enumerate(self.convs[:deepest + 1]):
+            x = F.relu(conv(F.avg_pool2d(x, 2) if index else x))
+            if self.available_layers[index] in layers:
+                out[self.available_layers[index]] = x
+        return out
+
+
+TOY_IMAGE_DOMAINS = (ToyImageDomain, PreferringImageDomain, LogitImageDomain)
+
+
+def make_toy_image_plugin() -> types.SimpleNamespace:
+    """A fresh plugin object registering the toy image domains and ``toy-image-conv``."""
+
+    @texsynth.hookimpl
+    def texsynth_register_domains(register: Callable[..., None]) -> None:
+        for domain_class in TOY_IMAGE_DOMAINS:
+            register(domain_class)
+
+    @texsynth.hookimpl
+    def texsynth_register_extractors(register: Callable[..., None]) -> None:
+        register("toy-image-conv", lambda config, domain: ToyImageExtractor(config),
+                 domains=[d.name for d in TOY_IMAGE_DOMAINS], description="random convs")
+
+    return types.SimpleNamespace(
+        texsynth_register_domains=texsynth_register_domains,
+        texsynth_register_extractors=texsynth_register_extractors,
+    )
+
+
+@pytest.fixture
+def toy_image_manager(texsynth_isolated_plugins: texsynth.PluginManager
+                      ) -> texsynth.PluginManager:
+    """A fresh plugin manager (core plugin only, installed process-wide for the test) with
+    the toy image plugin registered as ``"toy-image"``: domains ``toy-image``,
+    ``toy-image-preferring`` and ``toy-image-logit``, extractor ``toy-image-conv``."""
+    texsynth_isolated_plugins.register(make_toy_image_plugin(), name="toy-image")
+    return texsynth_isolated_plugins
+
+
+@pytest.fixture
+def toy_image_domain(toy_image_manager: texsynth.PluginManager) -> texsynth.Domain:
+    """The registered :class:`ToyImageDomain` instance (2-D RGB, values in [0, 1], ``.png``)."""
+    return toy_image_manager.get_domain("toy-image")
+
+
+@pytest.fixture
+def toy_image_extractor(toy_image_manager: texsynth.PluginManager,
+                        toy_image_domain: texsynth.Domain) -> texsynth.FeatureExtractor:
+    """The frozen ``toy-image-conv`` extractor (seed 0) built through the plugin manager."""
+    return toy_image_manager.create_extractor(texsynth.ExtractorConfig("toy-image-conv"),
+                                              toy_image_domain)
+
+
+@pytest.fixture(scope="session")
+def toy_image_loader() -> Callable[..., torch.Tensor]:
+    """``toy_image_loader(path, size=None)`` -> ``(1, 3, H, W)`` in [0, 1], resized to
+    ``size``² when given (what :meth:`ToyImageDomain.load` reads, optionally smaller)."""
+    return load_rgb
+
+
+@pytest.fixture(scope="session")
+def toy_image_exemplar(shared_image: Callable[[str], Path]) -> torch.Tensor:
+    """The real grass exemplar at 64², ``(1, 3, 64, 64)`` in [0, 1], for the toy image
+    domain (read once per session; do not modify it in place)."""
+    return load_rgb(shared_image("grass.png"), 64)

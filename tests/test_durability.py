@@ -113,3 +113,130 @@ def test_same_seed_same_training_and_samples(exemplar: Path, tmp_path: Path) -> 
     s1 = texsynth.sample_generator(one.generator, (40, 24), seed=3)
     s2 = texsynth.sample_generator(two.generator, (40, 24), seed=3)
     assert torch.equal(s1, s2)
+
+
+# -- nothing replaced, nothing written over an input, nothing left after a signal ---------
+def _synth(exemplar: Path, out: Path, *extra: str) -> list[str]:
+    return ["synthesize", str(exemplar), "-o", str(out), "--size", "16x16", "--steps", "2",
+            "--option", "filters=2", "--seed", "0", "--quiet", *extra]
+
+
+def _one_error(code: int, err: str, fragment: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("texsynth: error:"), err
+    assert fragment in lines[0], lines[0]
+
+
+def test_existing_preview_and_step_files_are_not_replaced(
+        exemplar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    preview = tmp_path / "keep.png"
+    preview.write_bytes(b"precious")
+    out = tmp_path / "out.png"
+    _one_error(main(_synth(exemplar, out, "--preview", str(preview))),
+               capsys.readouterr().err, "keep.png: already exists; pass --overwrite")
+    step = tmp_path / "out_step00002.png"
+    step.write_bytes(b"precious")
+    _one_error(main(_synth(exemplar, out, "--save-every", "1")),
+               capsys.readouterr().err, "out_step00002.png: already exists")
+    assert preview.read_bytes() == step.read_bytes() == b"precious"
+    assert not out.exists() and not (tmp_path / "out_step00001.png").exists()
+    # with --overwrite both may be replaced, and exactly one step file per step is written
+    assert main(_synth(exemplar, out, "--save-every", "1", "--preview", str(preview),
+                       "--overwrite")) == 0
+    assert sorted(p.name for p in tmp_path.glob("out_step*")) == [
+        "out_step00001.png", "out_step00002.png"]
+    assert preview.read_bytes() != b"precious"
+
+
+def test_preview_or_output_that_is_an_input_is_refused(
+        exemplar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    before = exemplar.read_bytes()
+    _one_error(main(_synth(exemplar, exemplar, "--overwrite")), capsys.readouterr().err,
+               "is an input of this run")
+    _one_error(main(_synth(exemplar, tmp_path / "o.png", "--preview", str(exemplar),
+                           "--overwrite")), capsys.readouterr().err, "is an input of this run")
+    ckpt_args = ["train", str(exemplar), "-o", str(exemplar), "--iterations", "1", *TRAIN]
+    _one_error(main([*ckpt_args, "--overwrite"]), capsys.readouterr().err,
+               "is an input of this run")
+    _one_error(main([*ckpt_args, "--resume"]), capsys.readouterr().err,
+               "is an input of this run")
+    assert exemplar.read_bytes() == before
+
+
+def test_the_exists_check_and_the_rename_are_one_step(tmp_path: Path) -> None:
+    """A file that appears while a run writes the same name is not replaced."""
+    from texsynth.atomic import atomic_path, write_policy
+
+    target = tmp_path / "race.txt"
+    with write_policy(overwrite=False), pytest.raises(texsynth.InputError,
+                                                      match="already exists"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("second run")
+            target.write_text("first run")  # the other run finished in the meantime
+    assert target.read_text() == "first run"
+    assert [p.name for p in tmp_path.iterdir()] == ["race.txt"]  # no temporary file left
+    with write_policy(overwrite=False):  # a file the run wrote itself may be rewritten
+        for text in ("one", "two"):
+            with atomic_path(tmp_path / "own.txt") as tmp:
+                tmp.write_text(text)
+    assert (tmp_path / "own.txt").read_text() == "two"
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(exemplar: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from texsynth import atomic
+    from texsynth.cli import main
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    _one_error(main(_synth(exemplar, out_dir / "o.png")), capsys.readouterr().err,
+               "o.png: cannot write: no space left on device")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    odd = tmp_path / "two\nlines.png"
+    odd.write_bytes(b"not an image")
+    code = main(_synth(odd, tmp_path / "o.png"))
+    _one_error(code, capsys.readouterr().err, "two\\nlines.png")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_tiled_sampling_leaves_no_file(exemplar: Path, tmp_path: Path,
+                                                       signum: int) -> None:
+    ckpt = tmp_path / "g.ckpt"
+    texsynth.train_generator(exemplar, size=(32, 32), iterations=1, batch_size=1, seed=0,
+                             device="cpu", checkpoint=ckpt, progress=False,
+                             generator_options={"num_scales": 2},
+                             extractor_options={"filters": 2})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [sys.executable, "-m", "texsynth", "sample", str(ckpt), "-o",
+           str(out_dir / "big.png"), "--size", "6000x6000", "--tile", "256", "--quiet"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(out_dir.iterdir()) and time.monotonic() < deadline:  # writing began
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    assert any(out_dir.iterdir()), "sampling wrote nothing in time"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if signum == signal.SIGINT else 143), err
+    assert "Traceback" not in err
+    assert list(out_dir.iterdir()) == []

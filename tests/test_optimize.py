@@ -61,13 +61,8 @@ def test_steps_is_the_number_of_losses_recorded(toy_exemplar: torch.Tensor, opti
     assert result.settings["final_loss"] == result.losses[-1]
 
 
-LBFGS_OVERRUN = pytest.mark.xfail(
-    strict=True, reason="L-BFGS finishes its last strong-Wolfe line search past `steps` "
-                        "evaluations; the extra ones reach the callback (and --save-every)")
-
-
 @pytest.mark.usefixtures("toy_manager")
-@pytest.mark.parametrize("optimizer", [pytest.param("lbfgs", marks=LBFGS_OVERRUN), "adam"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 @pytest.mark.parametrize("steps", [1, 10])
 def test_steps_is_the_number_of_loss_evaluations(toy_exemplar: torch.Tensor, optimizer: str,
                                                  steps: int) -> None:

@@ -121,3 +121,22 @@ def test_error_text_names_flags_for_parameters() -> None:
     assert error_text(UsageError("sizes of steps", parameter="steps")) == "sizes of --steps"
     assert error_text(UsageError("steps must be positive")) == "steps must be positive"
     assert error_text(UsageError("x", parameter="unmapped")) == "x"
+
+
+def test_tiled_sampling_without_a_seed_records_the_drawn_one(trained: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    import texsynth_image
+
+    from texsynth.cli import main
+
+    _, ckpt = trained
+    outs = [tmp_path / "t_001.png", tmp_path / "t_002.png"]
+    assert main(["sample", str(ckpt), "-o", str(tmp_path / "t.png"), "--size", "40x40",
+                 "--tile", "16", "-n", "2", "--quiet"]) == 0
+    seeds = {texsynth_image.read_metadata(p)["seed"] for p in outs}  # type: ignore[index]
+    assert len(seeds) == 1  # both samples of one seed
+    seed = seeds.pop()
+    whole = texsynth.sample(ckpt, (40, 40), seed=seed, count=2).signals
+    got = np.asarray(Image.open(outs[1]), dtype=np.int16)
+    want = (whole[1].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.int16)
+    assert np.abs(got - want).max() <= 1

@@ -8,10 +8,9 @@ default six-scale generator at 1024²); both are asserted with ``atol=1e-5``.
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,41 +345,6 @@ def test_streaming_errors_leave_no_files(tmp_path: Path) -> None:
     _stream(domain, target, (0, 0), (0, 8), (8, 8), (8, 0))
     with Image.open(target) as image:
         assert image.size == (16, 16)
-
-
-class _ArrayDomain(Domain):
-    """A domain without a streaming writer: the base class assembles and saves."""
-
-    name = "array-test"
-    spatial_dims = 1
-    suffixes = (".npy",)
-
-    def load(self, path: Path) -> torch.Tensor:
-        return torch.from_numpy(np.load(path))
-
-    def save(self, signal: torch.Tensor, path: Path, *,
-             metadata: Mapping[str, Any] | None = None) -> Path:
-        np.save(path, signal.numpy())
-        Path(str(path) + ".json").write_text(json.dumps(dict(metadata or {})))
-        return path
-
-    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
-        return signal
-
-
-def test_base_writer_assembles_and_saves(tmp_path: Path) -> None:
-    domain = _ArrayDomain()
-    signal = torch.rand(1, 2, 50)
-    with domain.open_writer(tmp_path / "a.npy", (50,), 2, metadata={"k": 1}) as writer:
-        for start in range(0, 50, 16):
-            writer.write(signal[0, :, start:start + 16], (start,))
-    assert torch.equal(torch.from_numpy(np.load(tmp_path / "a.npy")), signal)
-    assert json.loads((tmp_path / "a.npy.json").read_text()) == {"k": 1}
-    writer = domain.open_writer(tmp_path / "b.npy", (50,), 2)
-    writer.write(signal[0, :, :16], (0,))
-    with pytest.raises(UsageError, match="16 of 50"):
-        writer.close()
-    assert not (tmp_path / "b.npy").exists()
 
 
 # -- command line -----------------------------------------------------------------------------

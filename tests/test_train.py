@@ -1,15 +1,16 @@
 """Training feed-forward generators: the loss falls, checkpoints resume, interrupts save.
 
-A test-local domain and a small random-conv extractor are registered through a test plugin
-(``texsynth_isolated_plugins``), so these tests do not depend on the image plugin; one test
-uses the real image plugin's ``random-multiscale`` extractor when it is installed.
+Most tests train on the shared toy image domain (``toy_image_manager`` in conftest.py:
+domains ``toy-image``, ``toy-image-preferring`` and ``toy-image-logit`` with the random-conv
+extractor ``toy-image-conv``), so they do not depend on the image plugin; one test uses
+the real image plugin's ``random-multiscale`` extractor.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,152 +18,31 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from PIL import Image
 
 import texsynth
-from texsynth import Domain, ExtractorConfig, FeatureExtractor, PluginManager, UsageError
+from texsynth import ExtractorConfig, PluginManager, UsageError
 from texsynth.checkpoint import load_checkpoint
-from texsynth.domain import Representation
 from texsynth.sampling import generate as sample
 from texsynth.train import train_generator
 
-PIL = pytest.importorskip("PIL.Image")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TEXSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
-#: Real exemplars: ../shared/data/images, else the copies shipped in examples/data.
-DATA = next((d for d in (SHARED / "images", REPO / "examples" / "data")
-             if (d / "grass.png").exists()), SHARED / "images")
-GRASS = DATA / "grass.png"
-if not GRASS.exists():  # pragma: no cover - examples/data ships a copy
-    pytest.skip(f"{GRASS} is missing", allow_module_level=True)
-
-
-def load_png(path: Path, size: int | None = None) -> torch.Tensor:
-    """``(1, 3, H, W)`` in [0, 1], optionally resized to ``size``² (bicubic)."""
-    image = PIL.open(path).convert("RGB")
-    if size is not None:
-        image = image.resize((size, size), PIL.BICUBIC)
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
-
-
-class ToyDomain(Domain):
-    """RGB PNGs in [0, 1]; the model input is the signal, centred and scaled."""
-
-    name = "toy"
-    spatial_dims = 2
-    suffixes = (".png",)
-    value_range = (0.0, 1.0)
-    default_extractor = "toy-random"
-
-    def load(self, path: Path) -> torch.Tensor:
-        return load_png(path)
-
-    def save(self, signal: torch.Tensor, path: Path, *,
-             metadata: Mapping[str, Any] | None = None) -> Path:
-        raise NotImplementedError
-
-    def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
-        return (signal - 0.5) / 0.25
-
-
-class ToyExtractor(FeatureExtractor):
-    """Three random 3×3 conv + ReLU layers with 2× average pooling between them."""
-
-    available_layers = ("relu1", "relu2", "relu3")
-    default_texture_layers = ("relu1", "relu2", "relu3")
-    default_content_layers = ("relu2",)
-
-    def __init__(self, config: ExtractorConfig) -> None:
-        super().__init__(config.layers)
-        rng = torch.Generator().manual_seed(config.seed)
-        self.convs = nn.ModuleList()
-        for cin, cout in ((3, 32), (32, 48), (48, 48)):
-            conv = nn.Conv2d(cin, cout, 3, padding=1)
-            with torch.no_grad():
-                conv.weight.normal_(0.0, (2.0 / (cin * 9)) ** 0.5, generator=rng)
-                conv.bias.zero_()  # type: ignore[union-attr]
-            self.convs.append(conv)
-
-    def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        out = {}
-        deepest = max(self.available_layers.index(name) for name in layers)
-        for index, conv in enumerate(self.convs[:deepest + 1]):
-            x = F.relu(conv(F.avg_pool2d(x, 2) if index else x))
-            if self.available_layers[index] in layers:
-                out[self.available_layers[index]] = x
-        return out
-
-
-class PreferringDomain(ToyDomain):
-    """The toy domain with preferred settings (:meth:`Domain.defaults`)."""
-
-    name = "toy-preferring"
-    suffixes = (".toypref",)
-
-    def defaults(self) -> dict[str, Any]:
-        return {"steps": 3, "style_weight": 5.0, "train_size": (24, 24),
-                "generator_options": {"num_scales": 2}}
-
-
-class Logit(Representation):
-    """Optimise logits of the signal; decode with a sigmoid."""
-
-    name = "logit"
-
-    def encode(self, signal: torch.Tensor) -> torch.Tensor:
-        return torch.logit(signal.clamp(0.01, 0.99)).detach()
-
-    def to_features_input(self, variable: torch.Tensor) -> torch.Tensor:
-        return (torch.sigmoid(variable) - 0.5) / 0.25
-
-    def decode(self, variable: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
-        assert tuple(variable.shape[2:]) == extents
-        return torch.sigmoid(variable)
-
-    def settings(self) -> dict[str, Any]:
-        return {"squash": "sigmoid"}
-
-
-class LogitDomain(ToyDomain):
-    name = "toy-logit"
-    suffixes = (".toylogit",)
-
-    def representation(self) -> Representation | None:
-        return Logit()
-
-
-class ToyPlugin:
-    @texsynth.hookimpl
-    def texsynth_register_domains(self, register: Any) -> None:
-        register(ToyDomain)
-        register(PreferringDomain)
-        register(LogitDomain)
-
-    @texsynth.hookimpl
-    def texsynth_register_extractors(self, register: Any) -> None:
-        register("toy-random", lambda config, domain: ToyExtractor(config),
-                 domains=["toy", "toy-preferring", "toy-logit"])
-
+@pytest.fixture
+def toy(toy_image_manager: PluginManager) -> PluginManager:
+    return toy_image_manager
 
 
 @pytest.fixture
-def toy(texsynth_isolated_plugins: PluginManager) -> PluginManager:
-    texsynth_isolated_plugins.register(ToyPlugin(), name="toy")
-    return texsynth_isolated_plugins
-
-
-@pytest.fixture(scope="module")
-def grass() -> torch.Tensor:
-    return load_png(GRASS, 64)
+def grass(toy_image_exemplar: torch.Tensor) -> torch.Tensor:
+    """The 64² grass exemplar (a copy: tests may not change the shared one)."""
+    return toy_image_exemplar.clone()
 
 
 def tiny(manager: PluginManager, exemplar: torch.Tensor, **kwargs: Any
          ) -> texsynth.train.TrainResult:
     """A 3-scale generator on 32² crops, batch 2, on the CPU."""
     options: dict[str, Any] = {
-        "domain": "toy", "size": (32, 32), "batch_size": 2, "iterations": 4, "seed": 0,
+        "domain": "toy-image", "size": (32, 32), "batch_size": 2, "iterations": 4, "seed": 0,
         "generator_options": {"num_scales": 3}, "device": "cpu", "progress": False,
         "manager": manager,
     }
@@ -178,9 +58,9 @@ def test_loss_falls_on_a_real_exemplar(toy: PluginManager, grass: torch.Tensor) 
     assert result.step == 30
     assert not result.generator.training
     settings = result.settings
-    assert settings["domain"] == "toy"
+    assert settings["domain"] == "toy-image"
     assert settings["generator"]["options"]["value_range"] == [0.0, 1.0]
-    assert settings["extractor"]["name"] == "toy-random"
+    assert settings["extractor"]["name"] == "toy-image-conv"
     assert settings["texture_layers"] == ["relu1", "relu2", "relu3"]
     out = sample(result.generator, (40, 52), seed=1, count=2)
     assert out.shape == (2, 3, 40, 52)
@@ -192,14 +72,10 @@ def test_instance_norm_generator_trains(toy: PluginManager, grass: torch.Tensor)
     assert np.mean(result.losses[-5:]) < 0.3 * result.losses[0]
 
 
-def test_real_image_plugin_random_multiscale(texsynth_plugins: PluginManager) -> None:
-    try:
-        import texsynth_image  # noqa: F401
-    except Exception as exc:  # the plugin is written concurrently
-        pytest.skip(f"the image plugin is not importable: {exc}")
-    if "random-multiscale" not in texsynth_plugins.extractors("image"):
-        pytest.skip("the image plugin does not register 'random-multiscale' (yet)")
-    exemplar = texsynth_plugins.get_domain("image").load(GRASS)
+def test_real_image_plugin_random_multiscale(texsynth_plugins: PluginManager,
+                                             shared_image: Callable[[str], Path]) -> None:
+    assert "random-multiscale" in texsynth_plugins.extractors("image")
+    exemplar = texsynth_plugins.get_domain("image").load(shared_image("grass.png"))
     exemplar = F.interpolate(exemplar, size=(64, 64), mode="area")
     result = train_generator(
         exemplar, domain="image", extractor="random-multiscale",
@@ -213,7 +89,7 @@ def test_checkpoint_holds_everything_to_resume(toy: PluginManager, grass: torch.
                                                tmp_path: Path) -> None:
     path = tmp_path / "run.ckpt"
     result = tiny(toy, grass, iterations=3, checkpoint=path, checkpoint_every=2)
-    ckpt = load_checkpoint(path, domain="toy")
+    ckpt = load_checkpoint(path, domain="toy-image")
     assert ckpt.step == 3
     assert ckpt.losses == result.losses
     for key in ("seed", "extractor", "texture_layers", "content_layers", "loss", "generator",
@@ -237,7 +113,7 @@ def test_resume_continues_the_loss_curve(toy: PluginManager, grass: torch.Tensor
     first = tiny(toy, grass, iterations=4, lr_step=3, lr_decay=0.5, checkpoint=path)
     assert first.losses == pytest.approx(straight.losses[:4], rel=1e-6)
     # Resume without repeating the settings: they come from the checkpoint.
-    resumed = train_generator(grass, domain="toy", iterations=8, checkpoint=path,
+    resumed = train_generator(grass, domain="toy-image", iterations=8, checkpoint=path,
                               resume=True, device="cpu", progress=False, manager=toy)
     assert resumed.step == 8
     assert len(resumed.losses) == 8
@@ -247,7 +123,7 @@ def test_resume_continues_the_loss_curve(toy: PluginManager, grass: torch.Tensor
                                    rtol=1e-5, atol=1e-6)
     assert load_checkpoint(path).step == 8
     # A finished run resumes to nothing more to do.
-    again = train_generator(grass, domain="toy", iterations=8, checkpoint=path, resume=True,
+    again = train_generator(grass, domain="toy-image", iterations=8, checkpoint=path, resume=True,
                             device="cpu", progress=False, manager=toy)
     assert again.losses == resumed.losses
     assert again.step == 8
@@ -331,12 +207,14 @@ def test_sigterm_saves_then_reaches_the_previous_handler(
     assert load_checkpoint(path).step == 2
 
 
-def test_stylisation_trains_on_a_content_folder(toy: PluginManager, grass: torch.Tensor,
-                                                tmp_path: Path) -> None:
+def test_stylisation_trains_on_a_content_folder(
+        toy: PluginManager, grass: torch.Tensor, tmp_path: Path,
+        shared_image: Callable[[str], Path],
+        toy_image_loader: Callable[..., torch.Tensor]) -> None:
     folder = tmp_path / "content"
     folder.mkdir()
     for name in ("bricks", "gravel"):
-        PIL.open(DATA / f"{name}.png").convert("RGB").resize((48, 48)).save(
+        Image.open(shared_image(f"{name}.png")).convert("RGB").resize((48, 48)).save(
             folder / f"{name}.png")
     (folder / "notes.txt").write_text("not content")
     result = tiny(toy, grass, content=folder, iterations=2, content_weight=2.0,
@@ -348,7 +226,7 @@ def test_stylisation_trains_on_a_content_folder(toy: PluginManager, grass: torch
     assert result.settings["content_layers"] == ["relu2"]
     assert result.settings["loss"]["content_weight"] == 2.0
     assert len(result.settings["training"]["content"]) == 2
-    content = load_png(DATA / "bricks.png", 40)
+    content = toy_image_loader(shared_image("bricks.png"), 40)
     out = sample(result.generator, seed=0, content=content)
     assert out.shape == (1, 3, 40, 40)
 
@@ -361,26 +239,26 @@ def test_stylisation_rejects_content_smaller_than_the_crops(
 
 def test_domain_defaults_fill_in_what_is_not_given(toy: PluginManager,
                                                    grass: torch.Tensor) -> None:
-    result = tiny(toy, grass, domain="toy-preferring", size=None, generator_options=None,
+    result = tiny(toy, grass, domain="toy-image-preferring", size=None, generator_options=None,
                   iterations=1)
     assert result.settings["generator"]["options"]["num_scales"] == 2
     assert result.settings["training"]["size"] == [24, 24]  # the 64² exemplar, cropped
-    given = tiny(toy, grass, domain="toy-preferring", size=(32, 32), iterations=1,
+    given = tiny(toy, grass, domain="toy-image-preferring", size=(32, 32), iterations=1,
                  generator_options={"num_scales": 3})
     assert given.settings["generator"]["options"]["num_scales"] == 3
     assert given.settings["training"]["size"] == [32, 32]
     small = grass[..., :20, :20]  # smaller than the preferred crop: used whole
-    assert tiny(toy, small, domain="toy-preferring", size=None, generator_options=None,
+    assert tiny(toy, small, domain="toy-image-preferring", size=None, generator_options=None,
                 iterations=0).settings["training"]["size"] == [20, 20]
 
-    synth = texsynth.synthesize(grass, domain="toy-preferring", size=(24, 24), seed=0,
+    synth = texsynth.synthesize(grass, domain="toy-image-preferring", size=(24, 24), seed=0,
                                 progress=False, manager=toy)
     assert synth.settings["steps"] == 3
     assert len(synth.losses) <= 3
-    styled = texsynth.stylize(grass, grass, domain="toy-preferring", steps=1, seed=0,
+    styled = texsynth.stylize(grass, grass, domain="toy-image-preferring", steps=1, seed=0,
                               progress=False, manager=toy)
     assert (styled.settings["style_weight"], styled.settings["content_weight"]) == (5.0, 1.0)
-    plain = texsynth.stylize(grass, grass, domain="toy", steps=1, seed=0, progress=False,
+    plain = texsynth.stylize(grass, grass, domain="toy-image", steps=1, seed=0, progress=False,
                              manager=toy)
     assert (plain.settings["style_weight"], plain.settings["content_weight"]) == (1000.0, 1.0)
 
@@ -388,7 +266,7 @@ def test_domain_defaults_fill_in_what_is_not_given(toy: PluginManager,
 def test_optimisation_in_a_domain_representation(toy: PluginManager,
                                                  grass: torch.Tensor, tmp_path: Path) -> None:
     seen: list[tuple[int, ...]] = []
-    result = texsynth.synthesize(grass, domain="toy-logit", size=(24, 24), steps=8, seed=0,
+    result = texsynth.synthesize(grass, domain="toy-image-logit", size=(24, 24), steps=8, seed=0,
                                  progress=False, manager=toy,
                                  callback=lambda step, loss, x: seen.append(tuple(x.shape)))
     assert result.signal.shape == (1, 3, 24, 24)
@@ -397,7 +275,7 @@ def test_optimisation_in_a_domain_representation(toy: PluginManager,
     assert result.settings["representation"] == {"name": "logit", "squash": "sigmoid"}
     assert seen and seen[0] == (1, 3, 24, 24)
     # Stylisation starts from the content's variable.
-    styled = texsynth.stylize(grass, grass, domain="toy-logit", steps=2, seed=0,
+    styled = texsynth.stylize(grass, grass, domain="toy-image-logit", steps=2, seed=0,
                               progress=False, manager=toy)
     assert styled.signal.shape == grass.shape
 
@@ -407,8 +285,8 @@ def test_batch_gram_matches_the_mean_gram_of_the_batch(toy: PluginManager,
     from texsynth.losses import gram_matrix
     from texsynth.objective import TextureObjective
 
-    domain = toy.get_domain("toy")
-    net = toy.create_extractor(ExtractorConfig("toy-random", seed=0), domain)
+    domain = toy.get_domain("toy-image")
+    net = toy.create_extractor(ExtractorConfig("toy-image-conv", seed=0), domain)
     batch = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0)) \
         * torch.tensor([0.4, 1.0, 0.7]).view(3, 1, 1, 1)  # samples with different Grams
     per_sample = TextureObjective(domain, net, [grass], texture_layers=("relu1", "relu2"),

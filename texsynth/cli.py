@@ -10,18 +10,22 @@ names its own options instead (``--steps must be at least 1``, see :data:`FLAGS`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .arguments import Handler, build_parser, key_values
+from .atomic import allow_replace, check_writable, protect, write_policy
 from .domain import Domain
-from .errors import TexsynthError, UsageError
+from .errors import Terminated, TexsynthError, UsageError
 from .outputs import check_input_path, check_output_path, numbered
 from .plugins import PluginManager, get_plugin_manager
 from .spec import FeatureSpec
@@ -38,19 +42,38 @@ FLAGS: dict[str, str] = {
     "memory_check=False": "--no-memory-check", "iterations": "--iterations",
     "checkpoint_every": "--checkpoint-every", "batch_size": "--batch-size",
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
-    "resume=False": "--overwrite",
+    "resume=False": "--overwrite", "overwrite=True": "--overwrite",
 }
 
 
 def error_text(exc: TexsynthError) -> str:
     """``exc``'s message with the library parameters it names replaced by the options of
-    this command line (the first mention of each)."""
+    this command line (the first mention of each), on one line (control characters, e.g.
+    a newline in a file name, are escaped)."""
     text = str(exc)
     for name in exc.parameters:
         flag = FLAGS.get(name)
         if flag is not None:
             text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, text, count=1)
-    return text
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs, so that cleanup
+    (temporary files, partial outputs) happens as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -77,10 +100,22 @@ def _features(args: argparse.Namespace) -> FeatureSpec:
 
 
 def _check_preview(domain: Domain, preview: str | None) -> None:
-    if preview and type(domain).write_preview is Domain.write_preview:
+    if not preview:
+        return
+    if type(domain).write_preview is Domain.write_preview:
         raise UsageError(f"--preview: domain {domain.name!r} cannot draw previews")
-    if preview and Path(preview).suffix.lower() != ".png":
+    if Path(preview).suffix.lower() != ".png":
         raise UsageError(f"{preview}: --preview writes PNG pictures; give a .png name")
+    check_writable(preview)
+
+
+def _inputs(args: argparse.Namespace, *paths: Path) -> None:
+    """Declare the run's input files: no output, preview or checkpoint may be one."""
+    extra = [args.init] if getattr(args, "init", None) not in (None, "noise", "content") \
+        else []
+    if getattr(args, "weights", None):
+        extra.append(args.weights)
+    protect([*paths, *(Path(p) for p in extra)])
 
 
 def _check_output(path: Path, domain: Domain, args: argparse.Namespace) -> None:
@@ -142,6 +177,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
     manager = get_plugin_manager()
     exemplars = [check_input_path(p) for p in args.exemplar]
+    _inputs(args, *exemplars)
     domain = _pick_domain(manager, args, exemplars[0])
     out = Path(args.output)
     _check_output(out, domain, args)
@@ -160,6 +196,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     manager = get_plugin_manager()
     content = check_input_path(args.content)
     styles = [check_input_path(p) for p in args.style]
+    _inputs(args, content, *styles)
     domain = _pick_domain(manager, args, content)
     out = Path(args.output)
     _check_output(out, domain, args)
@@ -226,6 +263,10 @@ def _check_training(args: argparse.Namespace, out: Path, domain: Domain) -> Path
     """Check the checkpoint path and ``--content-dir``; return the content folder."""
     if out.is_dir():
         raise UsageError(f"{out}: is a directory; give a checkpoint file name")
+    if args.resume:
+        allow_replace([out])  # the run continues, and rewrites, its own checkpoint
+    if args.overwrite or args.resume:
+        check_writable(out)  # never an input of the run
     if out.exists() and not (args.resume or args.overwrite):
         raise UsageError(f"{out}: already exists; pass --resume to continue that run or "
                          "--overwrite to start over")
@@ -245,6 +286,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     manager = get_plugin_manager()
     exemplars = [check_input_path(p) for p in args.exemplar]
+    _inputs(args, *exemplars)
     domain = _pick_domain(manager, args, exemplars[0])
     out = Path(args.output)
     content = _check_training(args, out, domain)
@@ -258,10 +300,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed,
             device=args.device, checkpoint=out, checkpoint_every=args.checkpoint_every,
             resume=args.resume, progress=not args.quiet, manager=manager)
-    except KeyboardInterrupt:
-        print(f"texsynth: interrupted; checkpoint saved to {out} "
+    except (KeyboardInterrupt, Terminated) as exc:
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        print(f"texsynth: {what}; checkpoint saved to {out} "
               "(continue with the same command and --resume)", file=sys.stderr)
-        return 130
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     if not is_main_process():
         return 0
     loss = result.losses[-1] if result.losses else float("nan")
@@ -285,12 +328,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _load_trained(args: argparse.Namespace) -> TrainedGenerator:
     from .sampling import load_trained
 
-    trained = load_trained(check_input_path(args.checkpoint), device=args.device)
+    ckpt = check_input_path(args.checkpoint)
+    protect([ckpt, *(Path(p) for p in getattr(args, "exemplar", None) or ())])
+    trained = load_trained(ckpt, device=args.device)
     given = type(trained.domain).arguments_config(args)  # e.g. --sample-rate
     return trained.with_domain_config(given) if given else trained
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from .runtime import seed_everything
     from .sampling import sample, sample_to_file, tile_extent
 
     trained = _load_trained(args)
@@ -310,11 +356,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         if args.preview:
             raise UsageError("--preview needs the samples in memory; they are made in tiles "
                              "at this size (pass --tile 0, or sample a smaller --size)")
-        seed = args.seed
+        seed = seed_everything(args.seed)  # one seed for every sample, drawn if not given
         for index, path in enumerate(outputs):  # streamed to the file where the domain can
-            seed = sample_to_file(trained, path, size, seed=seed, index=index, tile=tile,
-                                  metadata={"texsynth_version": __version__},
-                                  progress=not args.quiet)["seed"]
+            sample_to_file(trained, path, size, seed=seed, index=index, tile=tile,
+                           metadata={"texsynth_version": __version__}, progress=not args.quiet)
             _say(args, f"wrote {path}")
         return 0
     result = sample(trained, size, seed=args.seed, count=args.count,
@@ -337,6 +382,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         raise UsageError(f"{ckpt}: is a texture generator without content input; use "
                          f"'texsynth sample {ckpt} -o OUT'")
     content_path = check_input_path(args.content)
+    protect([content_path])
     out = Path(args.output)
     _check_output(out, domain, args)
     content = domain.load(content_path)
@@ -376,7 +422,8 @@ def _run(argv: list[str], debug: bool) -> int:
         if handler is None:
             parser.print_help(sys.stderr)
             return 2
-        return handler(args)
+        with write_policy(overwrite=bool(getattr(args, "overwrite", False))):
+            return handler(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere on the line
     argv = [arg for arg in argv if arg != "--debug"]
     try:
-        return _run(argv, debug)
+        with _sigterm_raises():
+            return _run(argv, debug)
     except TexsynthError as exc:
         if debug:
             traceback.print_exc()
@@ -394,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("texsynth: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("texsynth: terminated", file=sys.stderr)
+        return 143
     except MemoryError:
         if debug:
             traceback.print_exc()

@@ -12,6 +12,15 @@ import os
 from collections.abc import Sequence
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as messages show it: as it is, or quoted with escapes (``repr``) when it
+    holds control characters (a newline would split a one-line message)."""
+    text = os.fspath(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return repr(text)
+    return text
+
+
 class TexsynthError(Exception):
     """Base class of every error texsynth reports to a user.
 
@@ -48,7 +57,7 @@ class InputError(TexsynthError):
                  parameter: str | Sequence[str] | None = None) -> None:
         self.path = os.fspath(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}", parameter=parameter)
+        super().__init__(f"{display_path(self.path)}: {problem}", parameter=parameter)
 
 
 class NotFoundError(TexsynthError, LookupError):
@@ -75,3 +84,8 @@ class WeightsUnavailableError(TexsynthError):
 
 class ResourceError(TexsynthError):
     """The job cannot run with the resources at hand (memory, device)."""
+
+
+class Terminated(BaseException):
+    """The process received SIGTERM (raised by the command line's handler, so that every
+    ``finally`` runs and no temporary file is left behind)."""

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
+from .atomic import check_writable
 from .domain import Domain
 from .errors import UsageError
 from .objective import TextureObjective
@@ -79,6 +80,10 @@ class OptimizationResult:
         return int(self.settings["seed"])
 
 
+class _BudgetSpent(Exception):
+    """Raised by the loss closure once ``steps`` evaluations are done."""
+
+
 def run_optimization(
     signal: torch.Tensor,
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -94,9 +99,9 @@ def run_optimization(
     """Minimise ``loss_fn(signal)`` over the signal; return the result and loss history.
 
     ``steps`` counts loss evaluations (one forward and backward pass each), for both
-    optimisers, so runs of the same ``steps`` cost the same; the returned history has
-    ``steps`` entries. L-BFGS finishes a strong-Wolfe line search it has begun, so it may
-    evaluate a few more times than ``steps``; ``callback`` sees those evaluations too.
+    optimisers, so runs of the same ``steps`` cost the same: the history has ``steps``
+    entries and ``callback`` is called ``steps`` times (an L-BFGS line search still
+    under way when the budget is spent is cut short).
     The signal with the lowest loss seen is returned (the last iterate can be worse after
     a bad line-search step).
     L-BFGS uses a strong-Wolfe line search: without one, PyTorch's L-BFGS takes tiny
@@ -112,6 +117,8 @@ def run_optimization(
                dynamic_ncols=True, leave=False)
 
     def evaluate() -> torch.Tensor:
+        if len(losses) >= steps:  # the budget is spent, also inside a line search
+            raise _BudgetSpent
         if project is not None:
             with torch.no_grad():
                 x.copy_(project(x))
@@ -145,7 +152,10 @@ def run_optimization(
                 before = len(losses)
                 for group in opt.param_groups:
                     group["max_iter"] = group["max_eval"] = steps - len(losses)
-                opt.step(evaluate)  # type: ignore[arg-type]
+                try:
+                    opt.step(evaluate)  # type: ignore[arg-type]
+                except _BudgetSpent:
+                    break
                 if len(losses) == before:
                     break
         elif optimizer == "adam":
@@ -162,7 +172,7 @@ def run_optimization(
     final = best[1] if best[1] is not None else x.detach()
     with torch.no_grad():
         result = project(final) if project is not None else final
-    return result.detach(), losses[:steps]
+    return result.detach(), losses
 
 
 
@@ -205,7 +215,8 @@ def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int,
     check_fits(estimate, device, what=f"optimisation at {domain.describe_size(shape[2:])}")
 
 
-def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | None,
+def _checkpoint_saver(domain: Domain, every: int, steps: int,
+                      out: str | os.PathLike[str] | None,
                       settings: dict[str, Any], user: StepCallback | None,
                       decode: Callable[[torch.Tensor], torch.Tensor] | None = None
                       ) -> StepCallback | None:
@@ -214,10 +225,14 @@ def _checkpoint_saver(domain: Domain, every: int, out: str | os.PathLike[str] | 
     if every < 0:
         raise UsageError(f"save_every must be positive, got {every}", parameter="save_every")
     target = Path(out)
+    paths = {step: target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
+             for step in range(every, steps + 1, every)}
+    for path in paths.values():  # before any work: no step file may replace a file
+        check_writable(path)
 
     def save(step: int, loss: float, signal: torch.Tensor) -> None:
-        if step % every == 0:
-            path = target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
+        if step in paths:
+            path = paths[step]
             current = decode(signal) if decode is not None else signal
             domain.save(domain.clamp(current.cpu()), path,
                         metadata={**settings, "step": step, "loss": loss})
@@ -239,7 +254,8 @@ def _optimize(domain: Domain, objective: TextureObjective, start: torch.Tensor,
         result, losses = run_optimization(
             start, objective, steps=steps, optimizer=optimizer, lr=lr, project=domain.clamp,
             progress=progress, description=description,
-            callback=_checkpoint_saver(domain, save_every, output, settings, callback))
+            callback=_checkpoint_saver(domain, save_every, steps, output, settings,
+                                        callback))
     else:
         settings["representation"] = {"name": rep.name, **rep.settings()}
 
@@ -253,7 +269,7 @@ def _optimize(domain: Domain, objective: TextureObjective, start: torch.Tensor,
             rep.encode(start).to(start.device), loss, steps=steps, optimizer=optimizer,
             lr=lr, project=rep.project, progress=progress,
             description=f"{description} ({rep.name})",
-            callback=_checkpoint_saver(domain, save_every, output, settings, callback,
+            callback=_checkpoint_saver(domain, save_every, steps, output, settings, callback,
                                        decode))
         result = decode(found)
     settings["final_loss"] = losses[-1] if losses else math.nan

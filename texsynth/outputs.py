@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .atomic import check_writable
 from .errors import UsageError
 
 __all__ = ["check_input_path", "check_output_path", "numbered"]
@@ -17,14 +18,16 @@ __all__ = ["check_input_path", "check_output_path", "numbered"]
 
 def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False,
                       replace_hint: str = "pass overwrite=True to replace it") -> Path:
-    """Refuse an output path that exists (unless ``overwrite``), is a directory, or lies
-    in a folder that cannot be created or written.
+    """Refuse an output path that exists (unless ``overwrite``), is a directory, is an
+    input of the run (under a :func:`texsynth.atomic.write_policy`), or lies in a folder
+    that cannot be created or written.
 
     ``replace_hint`` says how to replace an existing file (front ends name their option).
     """
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{target}: is a directory; give a file name")
+    check_writable(target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target}: already exists; {replace_hint}")
     parent = target.parent if str(target.parent) else Path(".")
