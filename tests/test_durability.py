@@ -151,6 +151,19 @@ def test_existing_preview_and_step_files_are_not_replaced(
     assert preview.read_bytes() != b"precious"
 
 
+def test_an_existing_sidecar_is_not_replaced(exemplar: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    sidecar = tmp_path / "out.jpg.json"
+    sidecar.write_text("precious")
+    _one_error(main(_synth(exemplar, tmp_path / "out.jpg")), capsys.readouterr().err,
+               "out.jpg.json: already exists; pass --overwrite")
+    assert sidecar.read_text() == "precious" and not (tmp_path / "out.jpg").exists()
+    assert main(_synth(exemplar, tmp_path / "out.jpg", "--overwrite")) == 0
+    assert sidecar.read_text() != "precious"
+
+
 def test_preview_or_output_that_is_an_input_is_refused(
         exemplar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from texsynth.cli import main
@@ -173,11 +186,14 @@ def test_the_exists_check_and_the_rename_are_one_step(tmp_path: Path) -> None:
     from texsynth.atomic import atomic_path, write_policy
 
     target = tmp_path / "race.txt"
-    with write_policy(overwrite=False), pytest.raises(texsynth.InputError,
-                                                      match="already exists"):
+    def race() -> None:
         with atomic_path(target) as tmp:
             tmp.write_text("second run")
             target.write_text("first run")  # the other run finished in the meantime
+
+    with write_policy(overwrite=False), pytest.raises(texsynth.InputError,
+                                                      match="already exists"):
+        race()
     assert target.read_text() == "first run"
     assert [p.name for p in tmp_path.iterdir()] == ["race.txt"]  # no temporary file left
     with write_policy(overwrite=False):  # a file the run wrote itself may be rewritten

@@ -126,7 +126,6 @@ def test_error_text_names_flags_for_parameters() -> None:
 def test_tiled_sampling_without_a_seed_records_the_drawn_one(trained: tuple[Path, Path],
                                                              tmp_path: Path) -> None:
     import texsynth_image
-
     from texsynth.cli import main
 
     _, ckpt = trained

@@ -39,6 +39,7 @@ __all__ = [
     "check_writable",
     "protect",
     "remove_stale_temps",
+    "write_error",
     "write_policy",
 ]
 
@@ -127,9 +128,11 @@ def _temp_prefix(target: Path) -> str:
     return "." + stem.decode("utf-8", "ignore") + "."
 
 
-def _write_error(path: Path, exc: OSError) -> InputError:
-    reason = exc.strerror or os.strerror(exc.errno) if exc.errno else str(exc)
-    return InputError(path, f"cannot write: {(reason or 'I/O error').lower()}")
+def write_error(path: str | os.PathLike[str], exc: OSError) -> InputError:
+    """The one-line error for a failed write of ``path``:
+    ``out.png: cannot write: no space left on device``."""
+    reason = os.strerror(exc.errno) if exc.errno else (str(exc) or "I/O error")
+    return InputError(path, f"cannot write: {reason.lower()}")
 
 
 def _commit(tmp: Path, target: Path, policy: WritePolicy | None) -> None:
@@ -175,7 +178,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target),
                                         suffix=f".tmp{target.suffix}", dir=target.parent)
     except OSError as exc:
-        raise _write_error(target, exc) from None
+        raise write_error(target, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
@@ -186,7 +189,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.fsync(handle.fileno())
             _commit(tmp, target, policy)
         except OSError as exc:
-            raise _write_error(target, exc) from None
+            raise write_error(target, exc) from None
         _fsync_dir(target.parent)
         if policy is not None:
             policy.written.add(_resolved(target))

@@ -13,21 +13,25 @@ variable (e.g. a magnitude spectrogram) and decodes it into a signal at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
 import torch
 
-from .atomic import atomic_write_text
+from .atomic import atomic_path, atomic_write_text
 from .errors import UsageError
 
-__all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "write_sidecar"]
+__all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "sidecar_path",
+           "write_sidecar", "write_with_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
@@ -68,11 +72,47 @@ def parse_size(text: str, dims: int) -> tuple[int, ...]:
     return extents
 
 
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """Where the settings of a file without room for them go: ``<file>.json``."""
+    target = Path(path)
+    return target.with_name(target.name + ".json")
+
+
 def write_sidecar(path: Path, metadata: Mapping[str, Any]) -> Path:
     """Write ``metadata`` as JSON to ``<path>.json`` atomically and return that path."""
-    sidecar = path.with_name(path.name + ".json")
+    sidecar = sidecar_path(path)
     atomic_write_text(sidecar, json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n")
     return sidecar
+
+
+def write_with_sidecar(path: str | os.PathLike[str], write: Callable[[Path], None],
+                       sidecar: Mapping[str, Any] | None = None, *,
+                       opener: Callable[[Path], AbstractContextManager[Path]] = atomic_path
+                       ) -> Path:
+    """Write ``path`` atomically with ``write(tmp)`` and, if ``sidecar`` is given, its
+    JSON sidecar (:func:`sidecar_path`) before the file is moved into place.
+
+    Either both files are written or neither is: a failure of the sidecar discards the
+    file, and a failure to move the file into place removes the sidecar just written.
+    ``opener`` is the atomic writer (default :func:`texsynth.atomic.atomic_path`; a
+    domain may wrap it to translate its library's write errors). Returns ``path``.
+
+    Raises:
+        InputError: the file or the sidecar cannot be written (named in the message).
+    """
+    target = Path(path)
+    written: Path | None = None
+    try:
+        with opener(target) as tmp:
+            write(tmp)
+            if sidecar is not None:
+                written = write_sidecar(target, sidecar)
+    except BaseException:
+        if written is not None:
+            with contextlib.suppress(OSError):
+                written.unlink()
+        raise
+    return target
 
 
 class SignalWriter(ABC):

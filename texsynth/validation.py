@@ -7,6 +7,7 @@ whichever plugin reports it.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 from .errors import InputError, UsageError
 
-__all__ = ["check_choice", "check_options", "check_readable_file"]
+__all__ = ["check_choice", "check_options", "check_output_name", "check_readable_file",
+           "describe_bytes"]
+
+#: Longest file name component assumed where the file system does not say (bytes).
+DEFAULT_NAME_MAX = 255
 
 
 def check_options(options: Mapping[str, Any], allowed: Collection[str], *, owner: str) -> None:
@@ -46,21 +51,49 @@ def check_choice(value: Any, choices: Sequence[str], *, owner: str, name: str) -
     return text
 
 
+def describe_bytes(count: int) -> str:
+    """A size for messages: ``"2.50 GiB (2,684,354,560 bytes)"``."""
+    value, unit = float(count), "bytes"
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    if unit == "bytes":
+        return f"{count:,} bytes"
+    return f"{value:.2f} {unit} ({count:,} bytes)"
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1].lower() in "aeiou" else "a"
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, lower case: ``os.strerror`` of the errno, else the message."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
 def check_readable_file(path: str | os.PathLike[str], *, kind: str = "file",
-                        allow_empty: bool = False) -> Path:
+                        allow_empty: bool = False, max_bytes: int | None = None) -> Path:
     """Raise :class:`InputError` unless ``path`` is a regular file that can be read.
+
+    Nothing but a regular file is ever opened: directories, devices, FIFOs and sockets
+    (also behind a symbolic link, e.g. to ``/dev/zero``) are refused from ``stat`` alone,
+    since opening a FIFO blocks and a device can be read without end.
 
     Args:
         path: the file.
         kind: what the file should be, for messages (``"image file"``, ``"weights file"``).
         allow_empty: accept a file of 0 bytes.
+        max_bytes: the largest size accepted, checked before anything is read.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         InputError: naming the file: missing, a directory or other non-regular file,
-            empty, or not readable (permissions, I/O error).
+            empty, too large, or not readable (permissions, I/O error).
     """
     file = Path(path)
     try:
@@ -70,18 +103,58 @@ def check_readable_file(path: str | os.PathLike[str], *, kind: str = "file",
     except PermissionError:
         raise InputError(file, "cannot be read: permission denied") from None
     except OSError as exc:
-        raise InputError(file, f"cannot be read: {exc.strerror or exc}") from None
+        raise InputError(file, f"cannot be read: {_reason(exc)}") from None
     if file.is_dir():
-        raise InputError(file, f"is a directory, not a {kind}")
+        raise InputError(file, f"is a directory, not {_article(kind)} {kind}")
     if not file.is_file():
-        raise InputError(file, f"is not a regular file, so it cannot be a {kind}")
+        what = ("a FIFO (named pipe)" if file.is_fifo() else "a device"
+                if file.is_char_device() or file.is_block_device() else "a socket"
+                if file.is_socket() else "not a regular file")
+        raise InputError(file, f"is {what}, not {_article(kind)} {kind}")
     if info.st_size == 0 and not allow_empty:
         raise InputError(file, "is empty (0 bytes)")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise InputError(file, f"is too large for {_article(kind)} {kind}: "
+                               f"{describe_bytes(info.st_size)}; the limit is "
+                               f"{describe_bytes(max_bytes)}")
     try:
         with open(file, "rb") as handle:
             handle.read(1)
     except PermissionError:
         raise InputError(file, "cannot be read: permission denied") from None
     except OSError as exc:
-        raise InputError(file, f"cannot be read: {exc.strerror or exc}") from None
+        raise InputError(file, f"cannot be read: {_reason(exc)}") from None
     return file
+
+
+def _name_max(path: Path) -> int:
+    """The longest name component (bytes) the file system of ``path``'s nearest existing
+    folder allows."""
+    probe = path.parent if str(path.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return int(os.pathconf(probe, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_NAME_MAX
+
+
+def check_output_name(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output name the file system cannot hold.
+
+    Raises:
+        UsageError: ``PATH: cannot write: file name too long (300 bytes; at most 255
+            here)`` for a name component (or a whole path) that is too long.
+    """
+    target = Path(path)
+    limit = _name_max(target)
+    for part in target.parts:
+        size = len(os.fsencode(part))
+        if part != os.sep and size > limit:
+            raise UsageError(f"{target}: cannot write: file name too long ({size} bytes; "
+                             f"at most {limit} here)")
+    try:
+        os.lstat(target)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UsageError(f"{target}: cannot write: file name too long") from None

@@ -19,12 +19,20 @@ Files
     (high quality; the resampler of ``librosa.resample(res_type="soxr_hq")``). A file
     that is exact digital silence (every sample zero) is refused: its spectrogram is
     constant and there is no texture to learn. Silent stretches inside a file are fine.
+    Only regular files are opened, up to a size cap
+    (:func:`texsynth_audio.files.check_input_file`).
+
+    Written atomically with a ``<file>.json`` sidecar; a write that fails (a full disk, a
+    name too long) is an :class:`~texsynth.errors.InputError` naming the file and leaves
+    neither the file, nor its sidecar, nor a temporary file behind
+    (:mod:`texsynth_audio.files`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import tempfile
@@ -35,11 +43,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from texsynth.atomic import atomic_path
-from texsynth.domain import Domain, Representation, SignalWriter, write_sidecar
+from texsynth.atomic import check_writable
+from texsynth.domain import (
+    Domain,
+    Representation,
+    SignalWriter,
+    sidecar_path,
+    write_with_sidecar,
+)
 from texsynth.errors import InputError, UsageError
-from texsynth.validation import check_readable_file
+from texsynth.validation import check_output_name
 
+from .files import atomic_output, check_input_file, write_error
 from .stft import DEFAULT_EPS, frame_count, log_magnitude
 
 __all__ = ["PHASES", "AudioDomain"]
@@ -227,13 +242,15 @@ class AudioDomain(Domain):
         exceeds 1 (float files, resampling overshoot) are scaled down to peak 1.
 
         Raises:
-            InputError: the file is missing, a directory, empty, not a sound file
-                soundfile can read, has no samples, contains NaN/Inf samples, is exact
-                digital silence, or is shorter than ``n_fft`` samples after resampling.
+            InputError: the file is missing, a directory, a device or FIFO (never
+                opened), empty, larger than :data:`~texsynth_audio.files.MAX_SOUND_BYTES`,
+                not a sound file soundfile can read, has no samples, contains NaN/Inf
+                samples, is exact digital silence, or is shorter than ``n_fft`` samples
+                after resampling.
         """
         import soundfile as sf
 
-        path = check_readable_file(path, kind="sound file")
+        path = check_input_file(path, kind="sound file")
         try:
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
@@ -300,7 +317,13 @@ class AudioDomain(Domain):
         Vorbis. With :attr:`peak` set the waveform is scaled so that its largest absolute
         sample equals it (pure silence is written as silence). ``metadata`` goes to a
         JSON sidecar ``<path>.json`` together with an ``"audio"`` entry (rate, channels,
-        samples, gain applied). Returns ``path``.
+        samples, gain applied); after a failed write neither file is left. Returns
+        ``path``.
+
+        Raises:
+            UsageError: unknown suffix, or not one finite waveform.
+            InputError: the file or its sidecar cannot be written (no space left on the
+                device, a name too long, permission denied, ...).
         """
         path = Path(path)
         suffix = path.suffix.lower()
@@ -323,11 +346,12 @@ class AudioDomain(Domain):
         fmt, subtype = _WRITE_FORMATS[suffix]
         import soundfile as sf
 
-        with atomic_path(path) as tmp:
+        def write(tmp: Path) -> None:
             sf.write(str(tmp), data, self.sample_rate, format=fmt, subtype=subtype)
-        self._write_sidecar(path, metadata, channels=data.shape[1], samples=data.shape[0],
-                            gain=gain)
-        return path
+
+        return write_with_sidecar(path, write, self._sidecar(
+            metadata, channels=data.shape[1], samples=data.shape[0], gain=gain),
+            opener=atomic_output)
 
     def _gain(self, peak: float) -> float:
         """Scale that brings ``peak`` to :attr:`peak` (1 for silence or ``peak=None``)."""
@@ -335,14 +359,29 @@ class AudioDomain(Domain):
             return 1.0
         return self.peak / peak
 
-    def _write_sidecar(self, path: Path, metadata: Mapping[str, Any] | None, *,
-                       channels: int, samples: int, gain: float) -> None:
+    def _sidecar(self, metadata: Mapping[str, Any] | None, *, channels: int, samples: int,
+                 gain: float) -> dict[str, Any] | None:
+        """What the ``<file>.json`` sidecar holds: ``metadata`` and an ``"audio"`` entry
+        (``None``: no sidecar)."""
         if metadata is None:
-            return
+            return None
         info = {"sample_rate": self.sample_rate, "channels": int(channels),
                 "samples": int(samples), "duration_s": samples / self.sample_rate,
                 "gain": gain, "n_fft": self.n_fft, "hop_length": self.hop_length}
-        write_sidecar(path, {**dict(metadata), "audio": info})
+        return {**dict(metadata), "audio": info}
+
+    def check_output(self, path: Path) -> None:
+        """The base class's suffix check, and names the file system can hold (the
+        ``<file>.json`` sidecar's included).
+
+        Raises:
+            UsageError: unknown suffix, or a file name that is too long.
+            InputError: (under a write policy) the sidecar exists and may not be replaced.
+        """
+        super().check_output(path)
+        check_output_name(path)
+        check_output_name(sidecar_path(path))
+        check_writable(sidecar_path(path))  # an existing sidecar is not replaced
 
     def open_writer(self, path: Path, size: Sequence[int], channels: int, *,
                     metadata: Mapping[str, Any] | None = None) -> SignalWriter:
@@ -415,14 +454,16 @@ class _AudioWriter(SignalWriter):
             raise UsageError(f"audio has one axis (samples); got size {self.size}")
         self.domain = domain
         self.metadata = dict(metadata) if metadata is not None else None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.f32",
-                                    dir=self.path.parent)
-        os.close(fd)
-        self._scratch: Path | None = Path(name)
-        self._data: np.memmap[Any, np.dtype[np.float32]] | None = np.memmap(
-            name, dtype=np.float32, mode="w+", shape=(self.size[0], self.channels))
+        self._scratch: Path | None = None
+        self._data: np.memmap[Any, np.dtype[np.float32]] | None = None
         self.written = 0
+        shape = (self.size[0], self.channels)
+        try:
+            self._scratch = _scratch_file(self.path, shape[0] * shape[1] * 4)
+            self._data = np.memmap(self._scratch, dtype=np.float32, mode="r+", shape=shape)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from exc
 
     def write(self, block: torch.Tensor, offset: Sequence[int]) -> None:
         extent = self.check_block(block, offset)
@@ -436,8 +477,12 @@ class _AudioWriter(SignalWriter):
         self.written += extent[0]
 
     def close(self) -> Path:
-        import soundfile as sf
+        """Peak-normalise, write the file and its sidecar atomically; return the path.
 
+        Raises:
+            UsageError: some samples were never written.
+            InputError: the file or its sidecar cannot be written (nothing is left).
+        """
         data = self._data
         if data is None:
             raise UsageError(f"{self.path}: the writer is closed")
@@ -449,17 +494,27 @@ class _AudioWriter(SignalWriter):
             peak = max(float(np.abs(data[i:i + self.BLOCK]).max())
                        for i in range(0, total, self.BLOCK))
             gain = self.domain._gain(peak)
-            fmt, subtype = _WRITE_FORMATS[self.path.suffix.lower()]
-            with atomic_path(self.path) as tmp, sf.SoundFile(
-                    str(tmp), mode="w", samplerate=self.domain.sample_rate,
-                    channels=self.channels, format=fmt, subtype=subtype) as out:
-                for i in range(0, total, self.BLOCK):
-                    out.write(np.clip(data[i:i + self.BLOCK] * gain, -1.0, 1.0))
-            self.domain._write_sidecar(self.path, self.metadata, channels=self.channels,
-                                       samples=total, gain=gain)
+
+            def write(tmp: Path) -> None:
+                self._encode(data, gain, tmp)
+
+            write_with_sidecar(self.path, write, self.domain._sidecar(
+                self.metadata, channels=self.channels, samples=total, gain=gain),
+                opener=atomic_output)
         finally:
             self.abort()
         return self.path
+
+    def _encode(self, data: np.ndarray, gain: float, tmp: Path) -> None:
+        """Write ``data`` ``(T, C)`` times ``gain`` to ``tmp`` in the final format, block
+        by block."""
+        import soundfile as sf
+
+        fmt, subtype = _WRITE_FORMATS[self.path.suffix.lower()]
+        with sf.SoundFile(str(tmp), mode="w", samplerate=self.domain.sample_rate,
+                          channels=self.channels, format=fmt, subtype=subtype) as out:
+            for i in range(0, data.shape[0], self.BLOCK):
+                out.write(np.clip(data[i:i + self.BLOCK] * gain, -1.0, 1.0))
 
     def abort(self) -> None:
         self._data = None
@@ -467,3 +522,42 @@ class _AudioWriter(SignalWriter):
             with contextlib.suppress(FileNotFoundError):
                 self._scratch.unlink()
             self._scratch = None
+
+
+#: Longest stem (bytes) in the name of a scratch file, so that the name fits where the
+#: final name uses the whole of a file system's 255-byte limit.
+_SCRATCH_STEM_BYTES = 200
+
+
+def _scratch_file(path: Path, nbytes: int) -> Path:
+    """A hidden scratch file ``.STEM.XXXXXXXX.tmp.f32`` of ``nbytes`` beside ``path``.
+
+    Its space is reserved at once (``posix_fallocate`` where there is one): on a full
+    disk that is an :class:`OSError` now, where writing into a sparse memory map would
+    kill the process with SIGBUS later.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = os.fsencode(path.stem)[:_SCRATCH_STEM_BYTES].decode("utf-8", "ignore")
+    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.f32", dir=path.parent)
+    try:
+        _reserve(fd, nbytes)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    os.close(fd)
+    return Path(name)
+
+
+def _reserve(fd: int, nbytes: int) -> None:
+    """Make the file ``fd`` ``nbytes`` long, allocating its blocks where supported."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, nbytes)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, nbytes)

@@ -6,7 +6,8 @@ per frame (so panels of different durations keep the same time scale), frequency
 bottom (0 Hz) to top (``rate / 2`` Hz) on a linear axis. All panels share one dB scale:
 0 dB is the loudest bin of any panel and the scale spans ``dynamic_range`` dB below it,
 so loudness differences between panels stay visible. Multichannel signals are shown as
-the mean of their channels' magnitudes.
+the mean of their channels' magnitudes. A picture that cannot be written (a full disk)
+is an :class:`~texsynth.errors.InputError` naming it, with nothing left behind.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from texsynth.atomic import atomic_path
 from texsynth.errors import UsageError
 
+from .files import atomic_output
 from .stft import magnitude
 
 __all__ = ["colorize", "save_spectrogram_comparison", "spectrogram_db"]
@@ -92,6 +93,10 @@ def save_spectrogram_comparison(
 
     Returns:
         ``path``.
+
+    Raises:
+        UsageError: no signals, a path that is not ``.png``, or a signal too short.
+        InputError: the picture cannot be written (no space left, ...).
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -133,6 +138,6 @@ def save_spectrogram_comparison(
         draw.text((2, max(0, y - 5)), text, fill=_TEXT, font=font)
         freq += step
     draw.text((2, total_h - 14), "Hz", fill=_TEXT, font=font)
-    with atomic_path(target) as tmp:
+    with atomic_output(target) as tmp:
         canvas.save(tmp, format="PNG")
     return target

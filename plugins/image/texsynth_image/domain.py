@@ -6,9 +6,14 @@ alpha, RGBA, CMYK, 16-bit grey, float, ...); everything becomes 8-bit-equivalent
 and animated files contribute their first frame. Every problem with a file is an
 :class:`~texsynth.errors.InputError` that names the file and says what is wrong.
 
+Only regular files are opened, and only up to a size cap
+(:func:`texsynth_image.files.check_image_file`); float images must hold finite values.
+
 Writing is atomic (:func:`texsynth.atomic.atomic_path`). PNG files carry the run's settings
 as JSON in a ``tEXt`` chunk keyed ``"texsynth"`` (read back with :func:`read_metadata`);
-other formats get a ``<file>.json`` sidecar.
+other formats get a ``<file>.json`` sidecar, written together with the image. A write that
+fails (a full disk, a name too long) is an :class:`~texsynth.errors.InputError` naming the
+file, and leaves neither the file nor a temporary one behind.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from texsynth.atomic import atomic_path
-from texsynth.domain import Domain, SignalWriter, write_sidecar
+from texsynth.atomic import atomic_path, check_writable
+from texsynth.domain import Domain, SignalWriter, sidecar_path, write_with_sidecar
 from texsynth.errors import InputError, UsageError
-from texsynth.validation import check_readable_file
+from texsynth.validation import check_output_name
+
+from .files import check_image_file, check_metadata_file
 
 # Re-exported where they used to live; the extractors own the normalisation now.
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -139,8 +146,13 @@ def _rgb_array(img: Image.Image, path: Path) -> np.ndarray:
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "F":
         values = np.asarray(img).astype(np.float32)
-        peak = float(np.nanmax(values)) if values.size else 0.0
-        grey = np.clip(np.nan_to_num(values / (255.0 if peak > 1.0 else 1.0)), 0.0, 1.0)
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(values.size - np.count_nonzero(finite))
+            raise InputError(path, f"contains {bad} NaN or infinite pixel value(s); "
+                             "repair or re-export the file")
+        peak = float(values.max()) if values.size else 0.0
+        grey = np.clip(values / (255.0 if peak > 1.0 else 1.0), 0.0, 1.0)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -168,8 +180,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     Raises:
         InputError: the file cannot be read or its stored metadata is not valid JSON.
     """
-    target = Path(path)
-    check_readable_file(target, kind="image file")
+    target = check_image_file(path)
     text: str | None = None
     if target.suffix.lower() == ".png":
         try:
@@ -180,9 +191,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
             raise InputError(target, f"is not a readable PNG ({exc})") from None
     if text is None:
-        sidecar = target.with_name(target.name + ".json")
-        if not sidecar.is_file():
+        sidecar = sidecar_path(target)
+        if not sidecar.is_file():  # also a FIFO or device: never opened
             return None
+        check_metadata_file(sidecar)
         try:
             text = sidecar.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -224,12 +236,14 @@ class ImageDomain(Domain):
         """Read an image file into a float32 signal ``(1, 3, H, W)`` in [0, 1].
 
         Raises:
-            InputError: the file is missing, a directory, unreadable, empty, not an
-                image, truncated or corrupt, too large (decompression-bomb guard) or
-                smaller than :meth:`min_extent` pixels on a side.
+            InputError: the file is missing, a directory, a device or FIFO (never
+                opened), unreadable, empty, larger than
+                :data:`texsynth_image.files.MAX_IMAGE_BYTES`, not an image, truncated or
+                corrupt, too large (decompression-bomb guard), holds NaN or infinite
+                values (float images) or is smaller than :meth:`min_extent` pixels on a
+                side.
         """
-        target = Path(path)
-        check_readable_file(target, kind="image file")
+        target = check_image_file(path)
         img = _open_first_frame(target)
         width, height = img.size
         low = self.min_extent()
@@ -246,10 +260,13 @@ class ImageDomain(Domain):
 
         Values are clamped to [0, 1] and rounded to 0..255. The format follows the
         suffix. ``metadata`` goes into a PNG ``tEXt`` chunk (key ``"texsynth"``) or, for
-        other formats, into ``<path>.json``. The write is atomic. Returns ``path``.
+        other formats, into ``<path>.json``. The write is atomic, the sidecar's too:
+        after a failure neither file (nor a temporary one) is left. Returns ``path``.
 
         Raises:
             UsageError: unknown suffix, or a signal that is not one RGB/grey image.
+            InputError: the file or its sidecar cannot be written (no space left on
+                the device, a name too long, permission denied, ...).
         """
         target = Path(path)
         suffix = target.suffix.lower()
@@ -267,11 +284,26 @@ class ImageDomain(Domain):
             info = PngInfo()
             info.add_text(METADATA_KEY, meta_text)
             options["pnginfo"] = info
-        with atomic_path(target) as tmp:
+
+        def write(tmp: Path) -> None:
             image.save(tmp, format=fmt, **options)
-        if fmt != "PNG" and metadata is not None:
-            write_sidecar(target, json.loads(meta_text or "{}"))
-        return target
+
+        sidecar = json.loads(meta_text) if fmt != "PNG" and meta_text is not None else None
+        return write_with_sidecar(target, write, sidecar)
+
+    def check_output(self, path: Path) -> None:
+        """The base class's suffix check, and names the file system can hold (the
+        ``<file>.json`` sidecar of formats other than PNG included).
+
+        Raises:
+            UsageError: unknown suffix, or a file name that is too long.
+            InputError: (under a write policy) the sidecar exists and may not be replaced.
+        """
+        super().check_output(path)
+        check_output_name(path)
+        if Path(path).suffix.lower() != ".png":
+            check_output_name(sidecar_path(path))
+            check_writable(sidecar_path(path))  # an existing sidecar is not replaced
 
     def open_writer(self, path: Path, size: Sequence[int], channels: int, *,
                     metadata: Mapping[str, Any] | None = None) -> SignalWriter:

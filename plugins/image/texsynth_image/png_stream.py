@@ -13,7 +13,10 @@ chunks of at most :data:`IDAT_BYTES` holding one zlib stream (``zlib.compressobj
 ``IEND``; every chunk carries its CRC-32. Each row gets the filter (None, Sub, Up, Average
 or Paeth) with the smallest sum of absolute signed bytes, the heuristic libpng uses. The
 file is written under a temporary name beside the target and renamed over it when
-complete (:func:`texsynth.atomic.atomic_path`); on any error the temporary file is removed.
+complete (:func:`texsynth.atomic.atomic_path`); on any error the temporary file is removed,
+and a failed write (no space left, a name too long) is raised as one
+:class:`~texsynth.errors.InputError` naming the file
+(:func:`texsynth.atomic.write_error`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from texsynth.atomic import atomic_path
+from texsynth.atomic import atomic_path, write_error
 from texsynth.domain import SignalWriter
-from texsynth.errors import UsageError
+from texsynth.errors import InputError, UsageError
 
 __all__ = ["IDAT_BYTES", "PNG_SIGNATURE", "PngStreamWriter", "png_chunk", "to_uint8"]
 
@@ -122,9 +125,16 @@ class PngStreamWriter(SignalWriter):
                 if not 1 <= len(key) <= 79 or b"\0" in key:
                     raise UsageError(f"bad PNG text keyword {keyword!r}")
                 self._file.write(png_chunk(b"tEXt", key + b"\0" + value.encode("latin-1")))
+        except OSError as exc:
+            raise self._failed(exc) from exc
         except BaseException:
             self.abort()
             raise
+
+    def _failed(self, exc: OSError) -> InputError:
+        """Drop the temporary file after a failed write; the error to raise."""
+        self.abort()
+        return write_error(self.path, exc)
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, block: torch.Tensor, offset: Sequence[int]) -> None:
@@ -151,7 +161,10 @@ class PngStreamWriter(SignalWriter):
         full = self._filled == self.width
         complete = len(full) if bool(full.all()) else int(np.argmin(full))  # first gap
         if complete:
-            self._flush(complete)
+            try:
+                self._flush(complete)
+            except OSError as exc:
+                raise self._failed(exc) from exc
 
     def _flush(self, count: int) -> None:
         """Filter, compress and write the first ``count`` buffered rows."""
@@ -184,6 +197,7 @@ class PngStreamWriter(SignalWriter):
 
         Raises:
             UsageError: some rows were never written (the temporary file is removed).
+            InputError: the file cannot be written (no space left, ...; removed too).
         """
         if self._file is None:
             raise UsageError(f"{self.path}: the PNG writer is closed")
@@ -201,6 +215,8 @@ class PngStreamWriter(SignalWriter):
             atomic, self._atomic = self._atomic, None
             assert atomic is not None
             atomic.__exit__(None, None, None)  # fsync and rename over the target
+        except OSError as exc:
+            raise self._failed(exc) from exc
         except BaseException:
             self.abort()
             raise

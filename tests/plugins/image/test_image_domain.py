@@ -299,7 +299,7 @@ def test_save_is_atomic(domain, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(InputError, match="result.png: cannot write: disk full"):
+    with pytest.raises(InputError, match=r"result\.png: cannot write: disk full"):
         domain.save(torch.ones(1, 3, 9, 9), target, metadata={"run": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
     monkeypatch.undo()
