@@ -10,15 +10,12 @@ names its own options instead (``--steps must be at least 1``, see :data:`FLAGS`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
-import signal
 import sys
-import threading
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +25,9 @@ from .domain import Domain
 from .errors import Terminated, TexsynthError, UsageError
 from .outputs import check_input_path, check_output_path, numbered
 from .plugins import PluginManager, get_plugin_manager
+from .runtime import sigterm_raises
 from .spec import FeatureSpec
+from .validation import check_output_name
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -56,24 +55,6 @@ def error_text(exc: TexsynthError) -> str:
         if flag is not None:
             text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, text, count=1)
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` while a command runs, so that cleanup
-    (temporary files, partial outputs) happens as for Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -106,6 +87,7 @@ def _check_preview(domain: Domain, preview: str | None) -> None:
         raise UsageError(f"--preview: domain {domain.name!r} cannot draw previews")
     if Path(preview).suffix.lower() != ".png":
         raise UsageError(f"{preview}: --preview writes PNG pictures; give a .png name")
+    check_output_name(preview)
     check_writable(preview)
 
 
@@ -263,6 +245,7 @@ def _check_training(args: argparse.Namespace, out: Path, domain: Domain) -> Path
     """Check the checkpoint path and ``--content-dir``; return the content folder."""
     if out.is_dir():
         raise UsageError(f"{out}: is a directory; give a checkpoint file name")
+    check_output_name(out)
     if args.resume:
         allow_replace([out])  # the run continues, and rewrites, its own checkpoint
     if args.overwrite or args.resume:
@@ -432,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere on the line
     argv = [arg for arg in argv if arg != "--debug"]
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             return _run(argv, debug)
     except TexsynthError as exc:
         if debug:

@@ -3,19 +3,20 @@ deferral of Ctrl-C/SIGTERM until a training step is done."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import UsageError
+from .errors import Terminated, UsageError
 
 __all__ = [
     "DeferredSignals",
@@ -23,6 +24,7 @@ __all__ = [
     "resolve_device",
     "restore_rng_state",
     "seed_everything",
+    "sigterm_raises",
 ]
 
 
@@ -160,3 +162,22 @@ class DeferredSignals:
         self.restore()
         if signum is not None:
             signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`~texsynth.errors.Terminated` inside the block (main
+    thread only), so that cleanup (temporary files, partial outputs) happens as for
+    Ctrl-C; the previous handler is put back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
