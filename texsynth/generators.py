@@ -16,7 +16,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["Generator", "GeneratorConfig", "NormStats", "Region", "WindowedGenerator"]
+__all__ = ["MAX_SIGNAL_CHANNELS", "Generator", "GeneratorConfig", "NormStats", "Region",
+           "WindowedGenerator"]
+
+#: Most channels a generator's signal (``out_channels``) or content input
+#: (``content_channels``) may have; configs read from checkpoints are checked against it.
+MAX_SIGNAL_CHANNELS = 256
 
 #: A window of one scale: ``(start, stop)`` per spatial axis (tensor order), in positions
 #: of that scale. Positions may lie outside ``[0, extent)``: they wrap around (circular
@@ -84,6 +89,14 @@ class Generator(nn.Module):
     def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Produce signals ``(N, C_out, *size)`` from :meth:`make_noise` output."""
+
+    def min_extent(self) -> int:
+        """Smallest extent this generator can make along any spatial axis (default 1).
+
+        Probes made before a run (memory and time estimates,
+        :func:`texsynth.sampling.estimate_sample`) are never smaller than this.
+        """
+        return 1
 
     def sample(self, batch: int, size: tuple[int, ...], *,
                generator: torch.Generator | None = None,

@@ -59,13 +59,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError
-from .generators import Generator, GeneratorConfig, NormStats, Region
+from .generators import MAX_SIGNAL_CHANNELS, Generator, GeneratorConfig, NormStats, Region
 from .noise import NOISE_KINDS, counter_noise
 from .validation import check_choice, check_options
 from .windows import Windows, instance_norm_layers, scale_halos
 
-__all__ = ["DEFAULT_OPTIONS", "PyramidGenerator", "create_pyramid", "create_pyramid_stylize",
-           "scale_sizes"]
+__all__ = ["DEFAULT_OPTIONS", "MAX_PARAMETERS", "OPTION_BOUNDS", "PyramidGenerator",
+           "create_pyramid", "create_pyramid_stylize", "parameter_count", "scale_sizes"]
 
 #: Options of the ``pyramid`` generators and their defaults (see the module docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -81,25 +81,74 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 _PADDINGS = ("circular", "reflect", "zeros")
 _NORMS = ("batch", "instance")
 
+#: Inclusive upper bounds of the integer options, checked for configs from any source
+#: (a checkpoint's settings are untrusted input). Twenty scales need outputs of at least
+#: ``2**19 + 1`` positions per axis, about the largest extent a size may have
+#: (:data:`texsynth.domain.MAX_EXTENT` = ``2**20``); the widths are far beyond what
+#: texture generators use (8 filters in the paper).
+OPTION_BOUNDS: dict[str, int] = {"num_scales": 20, "channels": 1024, "noise_channels": 1024}
+#: Most weights (elements of parameters) a pyramid may have: ``2**28`` float32 values,
+#: 1 GiB; with Adam's two moments its checkpoint stays within
+#: :data:`texsynth.checkpoint.MAX_CHECKPOINT_BYTES`.
+MAX_PARAMETERS = 2**28
+#: Largest magnitude of ``value_range`` ends and ``negative_slope``.
+_MAX_MAGNITUDE = 1e6
+
+
+def _finite(value: Any, owner: str, name: str) -> float:
+    """``value`` as a float within ±:data:`_MAX_MAGNITUDE` (not a bool, not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or abs(value) > _MAX_MAGNITUDE:
+        raise UsageError(f"{owner}: {name} must be a finite number of magnitude at most "
+                         f"{_MAX_MAGNITUDE:g}, got {value!r}")
+    return float(value)
+
 
 def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """``options`` checked and completed with :data:`DEFAULT_OPTIONS`; ``owner`` names the
-    generator in messages (``"generator 'pyramid'"``)."""
+    generator in messages (``"generator 'pyramid'"``). Integers are bounded by
+    :data:`OPTION_BOUNDS`."""
     check_options(options, DEFAULT_OPTIONS, owner=owner)
     opts = {**DEFAULT_OPTIONS, **options}
-    for key in ("num_scales", "channels", "noise_channels"):
+    for key, most in OPTION_BOUNDS.items():
         value = opts[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{owner}: {key} must be a positive integer, got {value!r}")
+        if value > most:
+            raise UsageError(f"{owner}: {key} must be at most {most}, got {value!r}")
     for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS)):
         opts[key] = check_choice(opts[key], allowed, owner=owner, name=key)
-    low, high = (float(v) for v in opts["value_range"])
+    given = opts["value_range"]
+    if not isinstance(given, (list, tuple)) or len(given) != 2:
+        raise UsageError(f"{owner}: value_range must be [low, high], got {given!r}")
+    low, high = (_finite(v, owner, "value_range") for v in given)
     if not low < high:
         raise UsageError(f"{owner}: value_range must be [low, high] with low < high, "
                          f"got {opts['value_range']!r}")
     opts["value_range"] = [low, high]
-    opts["negative_slope"] = float(opts["negative_slope"])
+    opts["negative_slope"] = _finite(opts["negative_slope"], owner, "negative_slope")
     return opts
+
+
+def parameter_count(config: GeneratorConfig) -> int:
+    """Number of weights (parameter elements) of the pyramid ``config`` describes, without
+    building it; ``config.options`` must be resolved (:class:`PyramidGenerator` stores
+    them so). Each block ``in → out`` has convolutions of ``in·out·3^d``, ``out·out·3^d``
+    and ``out·out`` weights (``d`` spatial dims, no bias) and three norms of ``2·out``;
+    each join normalises its two inputs; the final 1×1 convolution has a bias."""
+    opts, dims = config.options, config.spatial_dims
+    width, scales = int(opts["channels"]), int(opts["num_scales"])
+    three = 3 ** dims
+
+    def block(inputs: int, out: int) -> int:
+        return inputs * out * three + out * out * three + out * out + 3 * 2 * out
+
+    inputs = int(opts["noise_channels"]) + config.content_channels
+    total = scales * block(inputs, width)
+    for k in range(scales - 1):
+        coarse = width * (scales - 1 - k)
+        total += 2 * coarse + 2 * width + block(coarse + width, coarse + width)
+    return total + width * scales * config.out_channels + config.out_channels
 
 
 def scale_sizes(size: Sequence[int], num_scales: int) -> list[tuple[int, ...]]:
@@ -186,10 +235,20 @@ class PyramidGenerator(Generator):
         config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
                                  out_channels=config.out_channels,
                                  content_channels=config.content_channels, options=opts)
-        super().__init__(config)
-        if config.out_channels < 1 or config.content_channels < 0:
+        if config.spatial_dims not in (1, 2):
+            raise UsageError("the pyramid generator supports 1 or 2 spatial dims, got "
+                             f"{config.spatial_dims}")
+        if not (1 <= config.out_channels <= MAX_SIGNAL_CHANNELS
+                and 0 <= config.content_channels <= MAX_SIGNAL_CHANNELS):
             raise UsageError(f"bad generator channels: out {config.out_channels}, "
-                             f"content {config.content_channels}")
+                             f"content {config.content_channels} (at most "
+                             f"{MAX_SIGNAL_CHANNELS} each)")
+        weights = parameter_count(config)
+        if weights > MAX_PARAMETERS:
+            raise UsageError(f"generator {config.name!r}: {opts['channels']} channels and "
+                             f"{opts['num_scales']} scales give {weights:.3g} weights, more "
+                             f"than the {MAX_PARAMETERS:.3g} a pyramid may have")
+        super().__init__(config)
         self.num_scales: int = opts["num_scales"]
         self.noise_channels: int = opts["noise_channels"]
         self.noise_kind: str = opts["noise"]

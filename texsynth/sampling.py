@@ -12,17 +12,33 @@ Everything ``texsynth sample`` and ``texsynth apply`` do is one call here:
   writer can), so memory does not grow with the size; :func:`tile_extent` is the policy
   that decides when to tile;
 * :func:`apply` runs a stylisation generator on a content signal;
-* :func:`generate` is the low-level draw from a :class:`~texsynth.generators.Generator`.
+* :func:`generate` is the low-level draw from a :class:`~texsynth.generators.Generator`;
+* :func:`estimate_sample` says, before a run, about how long it will take, how much memory
+  it needs and how large its output is (:class:`SampleEstimate`).
+
+**Memory guard.** Before drawing, :func:`generate` (and so :func:`sample` and
+:func:`apply`) estimates the memory of the pass and refuses with a one-line
+:class:`~texsynth.errors.ResourceError` when it cannot fit; :func:`sample_to_file` does the
+same for one tile. The estimate is measured: the peak of live tensors
+(:func:`texsynth.resources.peak_live_bytes`) while one signal of a small probe size
+(:data:`PROBE_EXTENT` per axis, at least the generator's ``min_extent``) is drawn, per
+position, times the positions of the run and
+:data:`~texsynth.resources.WORKSPACE_FACTOR`. A cheap lower bound (the widest layer's maps
+at full size) is checked first, and is the only check for runs of at most
+:data:`SMALL_RUN_POSITIONS` positions. ``memory_check=False`` or
+``TEXSYNTH_MEMORY_CHECK=0`` skips the guard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,19 +46,24 @@ from typing import Any
 import torch
 
 from .checkpoint import load_generator
-from .domain import Domain
+from .domain import MAX_EXTENT, Domain
 from .errors import InputError, TexsynthError, UsageError
-from .generators import Generator
+from .generators import Generator, NormStats, WindowedGenerator
 from .optimize import OptimizationResult, synthesize
 from .plugins import PluginManager, get_plugin_manager
+from .resources import WORKSPACE_FACTOR, check_fits, memory_check_enabled, peak_live_bytes
 from .runtime import resolve_device, seed_everything
 from .spec import FeatureSpec
 from .tiled import AUTO_TILE_POSITIONS, default_tile, sample_tiled, tiling_problem
 
 __all__ = [
+    "PROBE_EXTENT",
+    "SMALL_RUN_POSITIONS",
+    "SampleEstimate",
     "SampleResult",
     "TrainedGenerator",
     "apply",
+    "estimate_sample",
     "generate",
     "load_trained",
     "refine",
@@ -54,6 +75,17 @@ __all__ = [
 
 #: A checkpoint file.
 CheckpointPath = str | os.PathLike[str]
+
+#: Extent per axis of the probe the memory and time estimates measure (at least the
+#: generator's :meth:`~texsynth.generators.Generator.min_extent`, at most the run's).
+PROBE_EXTENT = 64
+#: Runs of at most this many positions (samples × positions per sample) are only checked
+#: against the cheap lower bound: measuring them would cost about as much as the run.
+SMALL_RUN_POSITIONS = 2**16
+#: What a refused sampling run can do instead (the parameters it names, for front ends).
+_ADVICE = ("use a smaller size or count, sample in tiles (tile), or set "
+           "TEXSYNTH_MEMORY_CHECK=0 to try anyway")
+_ADVICE_NAMES = ("size", "count", "tile")
 
 
 @dataclass
@@ -79,8 +111,16 @@ class TrainedGenerator:
 
     @property
     def training_size(self) -> tuple[int, ...]:
-        """The extents it was trained at (tensor order)."""
-        return tuple(int(e) for e in self.metadata["training"]["size"])
+        """The extents it was trained at (tensor order).
+
+        Raises:
+            InputError: the checkpoint does not record them.
+        """
+        size = (self.metadata.get("training") or {}).get("size")
+        if size is None:
+            raise InputError(self.path, "corrupt or tampered checkpoint: training.size is "
+                                        "missing; give the size to sample")
+        return tuple(int(e) for e in size)
 
     def with_domain_config(self, config: Mapping[str, Any]) -> TrainedGenerator:
         """A copy whose domain is rebuilt with ``config`` over the stored settings (e.g.
@@ -137,15 +177,242 @@ def load_trained(path: str | os.PathLike[str], *, device: str | torch.device | N
     if info is None:
         manager.get_domain(name)  # raises, listing the known domains
         raise AssertionError("unreachable")
-    config = {**dict(meta.get("domain_config") or {}), **dict(domain_config or {})}
-    domain = info.domain_class.from_config(config)
+    stored = dict(meta.get("domain_config") or {})
+    try:  # the stored settings are untrusted: a refusal of them names the checkpoint
+        domain = info.domain_class.from_config(stored)
+    except (TexsynthError, TypeError, ValueError, OverflowError) as exc:
+        text = str(exc).strip().splitlines()
+        raise InputError(path, f"corrupt or tampered checkpoint: domain_config is refused by "
+                               f"domain {name!r} ({text[0] if text else type(exc).__name__})"
+                         ) from None
+    if domain_config:
+        domain = info.domain_class.from_config({**stored, **dict(domain_config)})
     return TrainedGenerator(generator=generator, metadata=meta, domain=domain, path=Path(path))
+
+
+# -- memory and time estimates ----------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleEstimate:
+    """What a sampling run will cost, estimated before it starts (:func:`estimate_sample`).
+
+    Attributes:
+        seconds: rough wall-clock seconds for all samples on the generator's device (a
+            timed probe scaled by positions; tiled runs include the statistics passes of
+            instance norm). Small probes tend to overestimate.
+        output_bytes: ``count × channels × positions``, the uncompressed output at one
+            byte per value: a lower bound of what is written (the domain's format decides
+            the real size, e.g. 16-bit sound or compressed pictures).
+        memory_bytes: peak memory of the run on its device: the whole batch in one piece,
+            or one tile when tiled (what :func:`generate` / :func:`sample_to_file` check).
+    """
+
+    seconds: float
+    output_bytes: int
+    memory_bytes: int
+
+
+def _device_of(generator: Generator) -> torch.device:
+    """The device of ``generator``'s first parameter (the CPU if it has none)."""
+    for tensor in generator.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _check_extents(size: Sequence[int]) -> tuple[int, ...]:
+    """``size`` as ints, every extent from 1 to :data:`~texsynth.domain.MAX_EXTENT`."""
+    extents = tuple(int(e) for e in size)
+    for extent in extents:
+        if not 1 <= extent <= MAX_EXTENT:
+            raise UsageError(f"size: every extent must be from 1 to {MAX_EXTENT}, got "
+                             f"{extent}", parameter="size")
+    return extents
+
+
+def _probe_extents(generator: Generator, size: Sequence[int], extent: int = PROBE_EXTENT
+                   ) -> tuple[int, ...]:
+    """Per axis ``extent`` (at least the generator's ``min_extent``), at most ``size``."""
+    low = generator.min_extent()
+    return tuple(min(int(e), max(extent, low)) for e in size)
+
+
+def _lower_bound_bytes(generator: Generator, size: Sequence[int], count: int) -> int:
+    """Bytes any one-piece pass needs at least: the input and output of the widest layer
+    (most ``out_channels`` of any module) and the signal, float32, at full size."""
+    widths = [int(w) for m in generator.modules()
+              if isinstance(w := getattr(m, "out_channels", None), int)]
+    widest = max(widths, default=generator.config.out_channels)
+    return 4 * count * math.prod(size) * (2 * widest + generator.config.out_channels)
+
+
+def _probe_draw(generator: Generator, probe: tuple[int, ...],
+                content: torch.Tensor | None) -> Callable[[], object]:
+    """A function that draws one signal of ``probe`` extents (noise and forward, no
+    gradients, eval mode expected); ``content`` is cropped to the probe."""
+    device = _device_of(generator)
+    crop = None
+    if content is not None:
+        crop = content[(slice(0, 1), slice(None), *(slice(0, p) for p in probe))].to(device)
+
+    def draw() -> object:
+        rng = torch.Generator().manual_seed(0)
+        noise = generator.make_noise(1, probe, generator=rng, device=device)
+        return generator(noise, crop)
+
+    return draw
+
+
+def _timed(run: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``run()`` takes (after the device has finished)."""
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _evaluating(generator: Generator) -> Any:
+    """Eval mode and no gradients for the block; the previous mode comes back after."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        generator.train(was_training)
+
+
+def _one_piece(generator: Generator, size: tuple[int, ...], count: int,
+               content: torch.Tensor | None, *, timed: bool = False) -> tuple[int, float]:
+    """``(bytes, seconds)`` of drawing ``count`` signals of ``size`` in one pass, from a
+    probe scaled by positions (seconds only when ``timed``, else 0)."""
+    probe = _probe_extents(generator, size)
+    draw = _probe_draw(generator, probe, content)
+    with _evaluating(generator):
+        peak = peak_live_bytes(draw)
+        seconds = _timed(draw, _device_of(generator)) if timed else 0.0
+    scale = count * math.prod(size) / math.prod(probe)
+    return int(peak * scale * WORKSPACE_FACTOR), seconds * scale
+
+
+def _probe_stats(generator: WindowedGenerator) -> NormStats | None:
+    """Stand-in statistics (mean 0, variance 1) for every instance-norm layer, or
+    ``None`` when a layer does not say its channels (``num_features``)."""
+    stats: NormStats = {}
+    for _, module in generator.instance_norms():
+        channels = getattr(module, "num_features", None)
+        if not isinstance(channels, int):
+            return None
+        device = next(iter(module.parameters()), torch.zeros(0)).device
+        stats[module] = (torch.zeros(1, channels, device=device),
+                         torch.ones(1, channels, device=device))
+    return stats
+
+
+def _per_tile(generator: Generator, size: tuple[int, ...], tile: int, *,
+              timed: bool = False) -> tuple[int, float]:
+    """``(bytes, seconds)`` of one tile of ``tile`` positions per axis of an output of
+    ``size`` (the last pass, without instance norm's statistics passes; seconds only when
+    ``timed``, else 0), measured on a window of at most :data:`PROBE_EXTENT` per axis."""
+    extents = tuple(min(tile, e) for e in size)
+    stats = _probe_stats(generator) if isinstance(generator, WindowedGenerator) else None
+    if stats is None:  # no windows to measure: a one-piece pass of the tile's extents
+        low = generator.min_extent()
+        piece = tuple(min(s, max(e, low)) for e, s in zip(extents, size, strict=True))
+        return _one_piece(generator, piece, 1, None, timed=timed)
+    assert isinstance(generator, WindowedGenerator)
+    region = tuple((0, min(PROBE_EXTENT, e)) for e in extents)
+    device = _device_of(generator)
+    window = functools.partial(generator.forward_region, 0, [0], size, region,
+                               norm_stats=stats, device=device)
+    with _evaluating(generator):
+        peak = peak_live_bytes(window)
+        seconds = _timed(window, device) if timed else 0.0
+    scale = math.prod(extents) / math.prod(hi for _, hi in region)
+    return int(peak * scale * WORKSPACE_FACTOR), seconds * scale
+
+
+def _stats_seconds(generator: Generator, size: tuple[int, ...]) -> float:
+    """Seconds of instance norm's statistics passes over a whole output of ``size`` (0
+    without instance norm): per layer, one :meth:`~WindowedGenerator.norm_input` on a
+    window of at most :data:`PROBE_EXTENT` per axis of its scale, scaled to the scale's
+    positions."""
+    if not isinstance(generator, WindowedGenerator):
+        return 0.0
+    stats = _probe_stats(generator)
+    if not stats:
+        return 0.0
+    device = _device_of(generator)
+    sizes = generator.scale_sizes(size)
+    total = 0.0
+    with _evaluating(generator):
+        for scale, module in generator.instance_norms():
+            window = tuple((0, min(PROBE_EXTENT, e)) for e in sizes[scale])
+            run = functools.partial(generator.norm_input, 0, [0], size, module, window,
+                                    norm_stats=stats, device=device)
+            share = math.prod(sizes[scale]) / math.prod(hi for _, hi in window)
+            total += _timed(run, device) * share
+    return total
+
+
+def estimate_sample(source: TrainedGenerator | Generator, size: Sequence[int],
+                    count: int = 1, tile: int = 0) -> SampleEstimate:
+    """Estimate a sampling run before making it (for warnings about very long runs).
+
+    Args:
+        source: the generator, or a :func:`load_trained` result.
+        size: extents of each sample, tensor order.
+        count: number of samples.
+        tile: tile extent per axis (0: in one piece, as :func:`generate`).
+
+    Returns:
+        :class:`SampleEstimate`: ``seconds`` (rough, from a timed probe of at most
+        :data:`PROBE_EXTENT` per axis scaled by positions), ``output_bytes``
+        (``count × channels × positions``, one byte per value: a lower bound) and
+        ``memory_bytes`` (peak, of the whole pass or of one tile).
+
+    Raises:
+        UsageError: a size, count or tile that cannot be used.
+    """
+    generator = source.generator if isinstance(source, TrainedGenerator) else source
+    extents = _check_extents(size)
+    if count < 1:
+        raise UsageError(f"count must be at least 1, got {count}", parameter="count")
+    if tile < 0:
+        raise UsageError(f"tile must be at least 0, got {tile}", parameter="tile")
+    output = count * generator.config.out_channels * math.prod(extents)
+    if tile:
+        memory, seconds = _per_tile(generator, extents, tile, timed=True)
+        tiles = math.prod(math.ceil(e / tile) for e in extents)
+        seconds = (seconds * tiles + _stats_seconds(generator, extents)) * count
+        return SampleEstimate(seconds=seconds, output_bytes=output, memory_bytes=memory)
+    memory, seconds = _one_piece(generator, extents, count, None, timed=True)
+    return SampleEstimate(seconds=seconds, output_bytes=output, memory_bytes=memory)
+
+
+def _check_memory(generator: Generator, size: tuple[int, ...], count: int,
+                  content: torch.Tensor | None) -> None:
+    """Refuse (:class:`ResourceError`) a one-piece pass that will not fit its device."""
+    if not memory_check_enabled():
+        return
+    device = _device_of(generator)
+    what = f"sampling {count} of {'x'.join(map(str, reversed(size)))} in one piece"
+    check_fits(_lower_bound_bytes(generator, size, count), device, what=what,
+               advice=_ADVICE, parameter=_ADVICE_NAMES)
+    if count * math.prod(size) <= SMALL_RUN_POSITIONS:
+        return
+    try:
+        estimate, _ = _one_piece(generator, size, count, content)
+    except UsageError:
+        return  # the probe cannot be made; the run reports its own error
+    check_fits(estimate, device, what=what, advice=_ADVICE, parameter=_ADVICE_NAMES)
 
 
 def generate(source: Generator | CheckpointPath, size: tuple[int, ...] | None = None, *,
              seed: int | None = 0, count: int = 1, content: torch.Tensor | None = None,
              device: str | torch.device | None = None,
-             manager: PluginManager | None = None) -> torch.Tensor:
+             manager: PluginManager | None = None, memory_check: bool = True
+             ) -> torch.Tensor:
     """Draw ``count`` signals from a generator in one pass.
 
     Args:
@@ -160,6 +427,9 @@ def generate(source: Generator | CheckpointPath, size: tuple[int, ...] | None = 
         device: device to run on (the generator is moved there); default: its own (the
             CPU for a checkpoint).
         manager: plugin manager used to build a generator from a checkpoint.
+        memory_check: estimate the memory of the pass first and refuse with
+            :class:`~texsynth.errors.ResourceError` when it cannot fit (see the module
+            docstring; ``TEXSYNTH_MEMORY_CHECK=0`` also skips it).
 
     Returns:
         ``(count, C, *size)`` on the CPU.
@@ -177,20 +447,18 @@ def generate(source: Generator | CheckpointPath, size: tuple[int, ...] | None = 
             raise UsageError("a size is needed to sample a texture generator",
                              parameter="size")
         size = tuple(content.shape[2:])
+    size = _check_extents(size)
+    if memory_check:
+        _check_memory(generator, size, count, content)
     rng = torch.Generator()
     if seed is None:
         rng.seed()
     else:
         rng.manual_seed(int(seed))
-    dev = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            noise = generator.make_noise(count, tuple(size), generator=rng, device=dev)
-            out = generator(noise, content.to(dev) if content is not None else None)
-    finally:
-        generator.train(was_training)
+    dev = _device_of(generator)
+    with _evaluating(generator):
+        noise = generator.make_noise(count, size, generator=rng, device=dev)
+        out = generator(noise, content.to(dev) if content is not None else None)
     return out.cpu()
 
 
@@ -214,7 +482,7 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
            seed: int | None = None, count: int = 1, refine_steps: int = 0,
            exemplars: Sequence[str | os.PathLike[str]] | None = None,
            device: str | torch.device | None = None, progress: bool = False,
-           manager: PluginManager | None = None) -> SampleResult:
+           manager: PluginManager | None = None, memory_check: bool = True) -> SampleResult:
     """Sample ``count`` textures from a trained texture generator, in memory.
 
     Args:
@@ -228,6 +496,8 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
         device: where to run.
         progress: show progress bars (refinement).
         manager: plugin manager.
+        memory_check: refuse, before drawing, a pass that will not fit in memory
+            (:func:`generate`).
 
     Returns:
         :class:`SampleResult` with ``(count, C, *size)`` signals and, per sample,
@@ -242,7 +512,8 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
     trained.domain.check_size(extents)
     paths = refine_exemplars(trained, exemplars) if refine_steps else []
     used = seed_everything(seed)
-    signals = generate(trained.generator, extents, seed=used, count=count)
+    signals = generate(trained.generator, extents, seed=used, count=count,
+                       memory_check=memory_check)
     if refine_steps:
         signals = torch.cat([refine(trained, signals[i:i + 1], steps=refine_steps,
                                     exemplars=paths, seed=used, device=device,
@@ -287,7 +558,12 @@ def refine(source: CheckpointPath | TrainedGenerator, start: torch.Tensor, *, st
     :func:`refine_exemplars`). The sample keeps its layout and gains detail."""
     trained = _trained(source, None, manager)
     paths = refine_exemplars(trained, exemplars)
-    spec = FeatureSpec.from_settings(trained.metadata)
+    try:
+        spec = FeatureSpec.from_settings(trained.metadata)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(trained.path, "corrupt or tampered checkpoint: the training loss "
+                                       f"cannot be rebuilt ({type(exc).__name__}: {exc})",
+                         parameter="refine_steps") from None
     return synthesize([str(p) for p in paths], features=spec, domain=trained.domain,
                       size=tuple(start.shape[2:]), steps=steps, init=start, seed=seed,
                       device=device, progress=progress, memory_check=True,
@@ -320,14 +596,23 @@ def tile_extent(generator: Generator, size: Sequence[int], tile: int | None = No
 def sample_to_file(source: CheckpointPath | TrainedGenerator, path: str | os.PathLike[str],
                    size: tuple[int, ...], *, seed: int, index: int = 0, tile: int,
                    metadata: Mapping[str, Any] | None = None, progress: bool = False,
-                   manager: PluginManager | None = None) -> dict[str, Any]:
+                   manager: PluginManager | None = None, memory_check: bool = True
+                   ) -> dict[str, Any]:
     """Write sample ``index`` of ``seed`` (as :func:`sample` would draw it) to ``path`` in
     tiles of ``tile`` positions per axis, through the domain's streaming writer
     (:meth:`Domain.open_writer`). Returns the settings stored with it (``metadata``
-    added)."""
+    added). With ``memory_check`` the memory of one tile is estimated first and a tile
+    that will not fit is refused (:class:`~texsynth.errors.ResourceError`)."""
     trained = _trained(source, None, manager)
     domain = trained.domain
+    size = _check_extents(size)
     domain.check_size(size)
+    if memory_check and memory_check_enabled() and tile > 0:
+        generator = trained.generator
+        estimate, _ = _per_tile(generator, size, tile)
+        check_fits(estimate, _device_of(generator), what=f"sampling in tiles of {tile}",
+                   advice="use smaller tiles (tile), or set TEXSYNTH_MEMORY_CHECK=0 to try "
+                          "anyway", parameter=("tile",))
     settings = {**_settings(trained, "sample", seed, index=index,
                             size=domain.describe_size(size)), **dict(metadata or {}),
                 "tile": tile}
@@ -340,9 +625,11 @@ def sample_to_file(source: CheckpointPath | TrainedGenerator, path: str | os.Pat
 
 def apply(source: CheckpointPath | TrainedGenerator, content: torch.Tensor | str | os.PathLike[str],
           *, seed: int | None = None, device: str | torch.device | None = None,
-          manager: PluginManager | None = None) -> SampleResult:
+          manager: PluginManager | None = None, memory_check: bool = True) -> SampleResult:
     """Repaint ``content`` (a signal ``(1, C, *spatial)`` or a file) with a trained
-    stylisation generator in one pass; the result has the content's size."""
+    stylisation generator in one pass; the result has the content's size. A pass that
+    will not fit in memory is refused first unless ``memory_check`` is false
+    (:func:`generate`)."""
     trained = _trained(source, device, manager)
     if not trained.is_stylizer:
         raise UsageError(f"{trained.path}: is a texture generator without content input; "
@@ -351,7 +638,7 @@ def apply(source: CheckpointPath | TrainedGenerator, content: torch.Tensor | str
     signal = content if isinstance(content, torch.Tensor) \
         else trained.domain.load(Path(content))
     used = seed_everything(seed)
-    out = generate(trained.generator, seed=used, content=signal)
+    out = generate(trained.generator, seed=used, content=signal, memory_check=memory_check)
     settings = _settings(trained, "apply", used, content=described)
     settings.pop("generator")
     return SampleResult(signals=out, settings=[settings])
