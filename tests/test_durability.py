@@ -256,3 +256,32 @@ def test_a_signal_during_tiled_sampling_leaves_no_file(exemplar: Path, tmp_path:
     assert proc.returncode == (130 if signum == signal.SIGINT else 143), err
     assert "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_very_long_samples_are_announced_and_full_disks_refused(
+        exemplar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from texsynth import resources
+    from texsynth.cli import main
+    from texsynth.sampling import plan_notice
+
+    ckpt = tmp_path / "g.ckpt"
+    texsynth.train_generator(exemplar, size=(32, 32), iterations=1, batch_size=1, seed=0,
+                             device="cpu", checkpoint=ckpt, progress=False,
+                             generator_options={"num_scales": 2},
+                             extractor_options={"filters": 2})
+    trained = texsynth.load_trained(ckpt)
+    notice = plan_notice(trained, [tmp_path / "huge.png"], (60000, 60000), tile=512)
+    assert notice is not None and "GiB" in notice and "60000x60000" in notice
+    assert plan_notice(trained, [tmp_path / "small.png"], (64, 64), tile=0) is None
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(resources.shutil, "disk_usage",
+                        lambda path: usage(10**6, 10**6 - 1000, 1000))
+    assert shutil.disk_usage is resources.shutil.disk_usage
+    out = tmp_path / "out" / "big.png"
+    code = main(["sample", str(ckpt), "-o", str(out), "--size", "100x100", "--quiet"])
+    _one_error(code, capsys.readouterr().err, "big.png needs at least")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

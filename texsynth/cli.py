@@ -319,8 +319,7 @@ def _load_trained(args: argparse.Namespace) -> TrainedGenerator:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from .runtime import seed_everything
-    from .sampling import sample, sample_to_file, tile_extent
+    from .sampling import plan_notice, sample, sample_to_file, tile_extent
 
     trained = _load_trained(args)
     ckpt, domain = trained.path, trained.domain
@@ -335,14 +334,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.refine and args.tile:
         raise UsageError("--refine optimises whole samples; it cannot be used with --tile")
     tile = 0 if args.refine else tile_extent(trained.generator, size, args.tile)
+    notice = plan_notice(trained, outputs, size, tile)
+    if notice:
+        warnings.warn(notice, UserWarning, stacklevel=1)
     if tile:
         if args.preview:
             raise UsageError("--preview needs the samples in memory; they are made in tiles "
                              "at this size (pass --tile 0, or sample a smaller --size)")
-        seed = seed_everything(args.seed)  # one seed for every sample, drawn if not given
+        seed = args.seed  # the first sample draws it when not given; the others reuse it
         for index, path in enumerate(outputs):  # streamed to the file where the domain can
-            sample_to_file(trained, path, size, seed=seed, index=index, tile=tile,
-                           metadata={"texsynth_version": __version__}, progress=not args.quiet)
+            seed = sample_to_file(trained, path, size, seed=seed, index=index, tile=tile,
+                                  metadata={"texsynth_version": __version__},
+                                  progress=not args.quiet)["seed"]
             _say(args, f"wrote {path}")
         return 0
     result = sample(trained, size, seed=args.seed, count=args.count,
@@ -351,8 +354,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     for index, path in enumerate(outputs):
         _save(args, domain, result.signals[index:index + 1], result.settings[index], path)
         _say(args, f"wrote {path}")
-    _preview(args, domain, trained.readable_exemplars(),
-             [(p.name, result.signals[i:i + 1]) for i, p in enumerate(outputs[:3])])
+    if args.preview:
+        _preview(args, domain, trained.readable_exemplars(),
+                 [(p.name, result.signals[i:i + 1]) for i, p in enumerate(outputs[:3])])
     return 0
 
 
@@ -373,8 +377,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     settings = {**result.settings[0], "content": str(content_path)}
     _save(args, domain, result.signals, settings, out)
     _say(args, f"wrote {out}")
-    _preview(args, domain, [*trained.readable_exemplars(), (content_path.name, content)],
-             [(out.name, result.signals)])
+    if args.preview:
+        _preview(args, domain, [*trained.readable_exemplars(), (content_path.name, content)],
+                 [(out.name, result.signals)])
     return 0
 
 

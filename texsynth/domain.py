@@ -29,6 +29,7 @@ import torch
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import UsageError
+from .resources import check_signal_fits
 
 __all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "sidecar_path",
            "write_sidecar", "write_with_sidecar"]
@@ -182,6 +183,9 @@ class _AssemblingWriter(SignalWriter):
         super().__init__(path, size, channels)
         self.domain = domain
         self.metadata = dict(metadata) if metadata is not None else None
+        # the whole signal is held in memory until close
+        check_signal_fits((1, self.channels, *self.size), torch.device("cpu"),
+                          what=f"assembling {path.name} in memory", copies=2)
         self.signal: torch.Tensor | None = torch.zeros(1, self.channels, *self.size)
         self.written = 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,7 +35,7 @@ from torch.utils._pytree import tree_leaves
 
 from .errors import ResourceError
 
-__all__ = ["HEADROOM", "WORKSPACE_FACTOR", "available_memory", "check_fits",
+__all__ = ["HEADROOM", "WORKSPACE_FACTOR", "available_memory", "check_disk", "check_fits",
            "estimate_optimization_bytes", "format_bytes", "memory_check_enabled",
            "peak_live_bytes", "saved_bytes"]
 
@@ -220,3 +221,19 @@ def check_signal_fits(shape: tuple[int, ...], device: torch.device, *, what: str
     ``advice`` and ``parameter`` keywords of :func:`check_fits`.
     """
     check_fits(math.prod(shape) * 4 * copies, device, what=what, **advice)
+
+
+def check_disk(path: str | os.PathLike[str], needed: int, *, what: str) -> None:
+    """Raise :class:`ResourceError` if the file system that will hold ``path`` has less
+    than ``needed`` bytes free (the output's lower bound: refusing at once beats failing
+    after hours of work). Unknown free space passes."""
+    probe = Path(path).parent if str(Path(path).parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return
+    if needed > free:
+        raise ResourceError(f"{what} needs at least {format_bytes(needed)} of disk but only "
+                            f"{format_bytes(free)} is free under {probe}")

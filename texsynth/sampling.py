@@ -51,7 +51,14 @@ from .errors import InputError, TexsynthError, UsageError
 from .generators import Generator, NormStats, WindowedGenerator
 from .optimize import OptimizationResult, synthesize
 from .plugins import PluginManager, get_plugin_manager
-from .resources import WORKSPACE_FACTOR, check_fits, memory_check_enabled, peak_live_bytes
+from .resources import (
+    WORKSPACE_FACTOR,
+    check_disk,
+    check_fits,
+    format_bytes,
+    memory_check_enabled,
+    peak_live_bytes,
+)
 from .runtime import resolve_device, seed_everything
 from .spec import FeatureSpec
 from .tiled import AUTO_TILE_POSITIONS, default_tile, sample_tiled, tiling_problem
@@ -66,6 +73,7 @@ __all__ = [
     "estimate_sample",
     "generate",
     "load_trained",
+    "plan_notice",
     "refine",
     "refine_exemplars",
     "sample",
@@ -570,6 +578,36 @@ def refine(source: CheckpointPath | TrainedGenerator, start: torch.Tensor, *, st
                       manager=manager)
 
 
+#: Runs estimated to take longer than this (seconds) or to write more than
+#: :data:`LONG_RUN_BYTES` are announced before they start (:func:`plan_notice`).
+LONG_RUN_SECONDS = 60.0
+LONG_RUN_BYTES = 1 << 30
+#: Runs of at most this many output positions in all are never probed for an estimate.
+QUICK_RUN_POSITIONS = 4 * 1024 * 1024
+
+
+def plan_notice(trained: TrainedGenerator, outputs: Sequence[str | os.PathLike[str]],
+                size: Sequence[int], tile: int) -> str | None:
+    """Before sampling ``len(outputs)`` files of ``size``: refuse what the disk cannot hold
+    (:func:`~texsynth.resources.check_disk`, against the output's lower bound), and for
+    runs estimated above :data:`LONG_RUN_SECONDS` or :data:`LONG_RUN_BYTES`, return a
+    one-line notice of their time and size (``None`` for ordinary runs)."""
+    count = len(outputs)
+    lower = trained.generator.config.out_channels * math.prod(size)
+    for path in outputs:
+        check_disk(path, lower, what=f"{Path(path).name}")
+    if count * math.prod(size) <= QUICK_RUN_POSITIONS:
+        return None
+    estimate = estimate_sample(trained, size, count=count, tile=tile)
+    if estimate.seconds < LONG_RUN_SECONDS and estimate.output_bytes < LONG_RUN_BYTES:
+        return None
+    minutes = estimate.seconds / 60
+    duration = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return (f"this run will take about {duration} and write at least "
+            f"{format_bytes(estimate.output_bytes)} "
+            f"({trained.domain.describe_size(tuple(size))} x {count})")
+
+
 def tile_extent(generator: Generator, size: Sequence[int], tile: int | None = None) -> int:
     """How to make an output of ``size``: tiles of this extent per axis, or 0 for one piece.
 
@@ -594,15 +632,17 @@ def tile_extent(generator: Generator, size: Sequence[int], tile: int | None = No
 
 
 def sample_to_file(source: CheckpointPath | TrainedGenerator, path: str | os.PathLike[str],
-                   size: tuple[int, ...], *, seed: int, index: int = 0, tile: int,
+                   size: tuple[int, ...], *, seed: int | None, index: int = 0, tile: int,
                    metadata: Mapping[str, Any] | None = None, progress: bool = False,
                    manager: PluginManager | None = None, memory_check: bool = True
                    ) -> dict[str, Any]:
     """Write sample ``index`` of ``seed`` (as :func:`sample` would draw it) to ``path`` in
     tiles of ``tile`` positions per axis, through the domain's streaming writer
     (:meth:`Domain.open_writer`). Returns the settings stored with it (``metadata``
-    added). With ``memory_check`` the memory of one tile is estimated first and a tile
-    that will not fit is refused (:class:`~texsynth.errors.ResourceError`)."""
+    added; ``seed`` is the one used: drawn, and the process seeded, when ``None``, as
+    :func:`sample` does). With ``memory_check`` the memory of one tile is estimated first
+    and a tile that will not fit is refused (:class:`~texsynth.errors.ResourceError`)."""
+    seed = seed_everything(seed)
     trained = _trained(source, None, manager)
     domain = trained.domain
     size = _check_extents(size)

@@ -57,7 +57,13 @@ from texsynth.validation import check_output_name
 from .files import atomic_output, check_input_file, write_error
 from .stft import DEFAULT_EPS, frame_count, log_magnitude
 
-__all__ = ["PHASES", "AudioDomain"]
+__all__ = ["MAX_N_FFT", "MAX_SAMPLE_RATE", "PHASES", "AudioDomain"]
+
+#: Highest working sample rate accepted (Hz): above studio rates (384 kHz), far below
+#: what would make a second of sound exhaust memory.
+MAX_SAMPLE_RATE = 1_000_000
+#: Largest STFT window accepted (samples).
+MAX_N_FFT = 1 << 16
 
 #: How the phase of synthesised sound is found: by optimising the waveform itself, or by
 #: optimising the magnitude spectrogram and running Griffin-Lim.
@@ -107,10 +113,11 @@ class AudioDomain(Domain):
                  *, keep_channels: bool = False, peak: float | None = 0.98,
                  noise_std: float | None = None, eps: float = DEFAULT_EPS,
                  phase: str = "waveform", griffin_lim_iters: int = 100) -> None:
-        if sample_rate <= 0:
-            raise UsageError(f"sample rate must be positive, got {sample_rate}")
-        if n_fft < 2:
-            raise UsageError(f"n_fft must be at least 2, got {n_fft}")
+        if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+            raise UsageError(f"sample rate must be between 1 and {MAX_SAMPLE_RATE} Hz, "
+                             f"got {sample_rate}")
+        if not 2 <= n_fft <= MAX_N_FFT:
+            raise UsageError(f"n_fft must be between 2 and {MAX_N_FFT}, got {n_fft}")
         if not 0 < hop_length <= n_fft:
             raise UsageError(f"hop length must be between 1 and n_fft={n_fft}, "
                              f"got {hop_length}")

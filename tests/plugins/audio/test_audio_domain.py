@@ -366,3 +366,16 @@ def test_config_round_trip_and_given_arguments():
     merged = AudioDomain.from_config({**stored, **given})  # what sampling does
     assert (merged.sample_rate, merged.n_fft, merged.hop_length, merged.peak) == (
         16000, 1024, 256, 0.5)
+
+
+def test_absurd_rates_and_windows_are_refused():
+    """Settings that would make a second of sound exhaust memory (e.g. from an edited
+    checkpoint) are refused when the domain is built."""
+    from texsynth_audio.domain import MAX_N_FFT, MAX_SAMPLE_RATE
+
+    with pytest.raises(UsageError, match="sample rate must be between 1 and"):
+        AudioDomain(sample_rate=10**9)
+    with pytest.raises(UsageError, match="n_fft must be between 2 and"):
+        AudioDomain(n_fft=MAX_N_FFT * 2)
+    assert AudioDomain(sample_rate=MAX_SAMPLE_RATE, n_fft=MAX_N_FFT,
+                       hop_length=MAX_N_FFT).sample_rate == MAX_SAMPLE_RATE
