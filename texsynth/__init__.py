@@ -32,10 +32,13 @@ from .features import ExtractorConfig, FeatureExtractor
 from .generators import Generator, GeneratorConfig
 from .hookspecs import hookimpl
 from .losses import (
+    CombinedLoss,
     ContentLoss,
+    SlicedWassersteinLoss,
     TextureLoss,
     content_loss,
     gram_matrix,
+    sliced_wasserstein,
     texture_loss,
 )
 from .objective import TextureObjective
@@ -57,6 +60,7 @@ from .train import TrainResult, train_generator
 from .version import __version__
 
 __all__ = [
+    "CombinedLoss",
     "ContentLoss",
     "Domain",
     "ExtractorConfig",
@@ -72,6 +76,7 @@ __all__ = [
     "PluginManager",
     "ResourceError",
     "SampleResult",
+    "SlicedWassersteinLoss",
     "TexsynthError",
     "TextureLoss",
     "TextureObjective",
@@ -99,6 +104,7 @@ __all__ = [
     "sample_to_file",
     "save",
     "seed_everything",
+    "sliced_wasserstein",
     "stylize",
     "synthesize",
     "texture_loss",

@@ -233,7 +233,8 @@ def _add_features(parser: argparse.ArgumentParser) -> None:
                        help="the same as --option padding=P, for extractors that pad; "
                             "circular makes tileable outputs")
     feats.add_argument("--loss", default="gram", metavar="NAME",
-                       help="texture loss (default: gram)")
+                       help="texture loss: gram, sw (sliced Wasserstein) or a weighted sum "
+                            "such as gram+0.5*sw (default: gram)")
     feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",
                        help="Gram normalisation: by positions (hw, Gatys) or channels x "
                             "positions (chw, Johnson/Ulyanov; default)")

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from .hookspecs import RegisterGenerator, RegisterLoss, hookimpl
-from .losses import TextureLoss
+from .hookspecs import RegisterExtractor, RegisterGenerator, RegisterLoss, hookimpl
+from .losses import SlicedWassersteinLoss, TextureLoss
+from .patches import OPTIONS as PATCH_OPTIONS
+from .patches import build_patches
+from .plugins import ANY_DOMAIN
 from .pyramid import create_pyramid, create_pyramid_stylize
 
 
 @hookimpl
 def texsynth_register_losses(register: RegisterLoss) -> None:
+    """``gram`` (Gram matrices) and ``sw`` (sliced Wasserstein; ignores ``normalize``,
+    takes the run's ``seed`` for its random directions)."""
     register("gram", TextureLoss,
              description="Gram matrices of feature maps (Gatys et al. 2015)")
+    register("sw", SlicedWassersteinLoss,
+             description="sliced Wasserstein distance of feature distributions, random "
+                         "directions redrawn every 5 evaluations (Heitz et al. 2021)")
+
+
+@hookimpl
+def texsynth_register_extractors(register: RegisterExtractor) -> None:
+    """``patches``: the model input's patches at several scales, for every domain."""
+    register("patches", build_patches, domains=(ANY_DOMAIN,),
+             description="patches of the model input at full, 1/2 and 1/4 scale, plus the "
+                         "input's values; no network (Elnekave & Weiss 2022)",
+             options=PATCH_OPTIONS)
 
 
 @hookimpl

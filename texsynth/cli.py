@@ -41,7 +41,7 @@ FLAGS: dict[str, str] = {
     "memory_check=False": "--no-memory-check", "iterations": "--iterations",
     "checkpoint_every": "--checkpoint-every", "batch_size": "--batch-size",
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
-    "resume=False": "--overwrite", "overwrite=True": "--overwrite",
+    "resume=False": "--overwrite", "overwrite=True": "--overwrite", "texture_loss": "--loss",
 }
 
 

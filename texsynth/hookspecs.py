@@ -45,8 +45,10 @@ class RegisterExtractor(Protocol):
     """``register(name, factory, *, domains, description="", options=None)``.
 
     ``factory(config: ExtractorConfig, domain: Domain) -> FeatureExtractor`` builds a
-    frozen extractor; ``domains`` names the domains it accepts input from; ``options``
-    maps each option the factory accepts in ``config.options`` to a one-line help text
+    frozen extractor; ``domains`` names the domains it accepts input from (``("*",)``,
+    :data:`texsynth.plugins.ANY_DOMAIN`, accepts every domain: for extractors that read
+    only the model input's layout ``(N, C, *spatial)``, like the core's ``patches``);
+    ``options`` maps each option the factory accepts in ``config.options`` to a one-line help text
     (shown by ``texsynth plugins``; the command line passes them as ``--option KEY=VALUE``).
     """
 
@@ -59,8 +61,12 @@ class RegisterExtractor(Protocol):
 class RegisterLoss(Protocol):
     """``register(name, factory, *, description="")``.
 
-    ``factory(target_features, *, layer_weights, normalize) -> nn.Module`` whose forward
-    maps ``{layer: maps}`` to a scalar texture loss.
+    ``factory(target_features, *, layer_weights, normalize[, seed]) -> nn.Module`` whose
+    forward maps ``{layer: maps}`` to a scalar texture loss. A factory that accepts a
+    ``seed`` keyword receives the run's seed and should draw randomness only from
+    generators seeded with it (and may offer ``random_state()``/``set_random_state()`` so
+    that memory probes leave its stream alone). Losses that do not use ``normalize`` may
+    ignore it. Losses are combined as ``gram+0.5*sw``.
     """
 
     def __call__(self, name: str, factory: Callable[..., nn.Module], *,
@@ -96,7 +102,8 @@ def texsynth_register_extractors(register: RegisterExtractor) -> None:
 
 @_spec_marker
 def texsynth_register_losses(register: RegisterLoss) -> None:
-    """Register texture-statistics losses (Gram matrices are built in as ``"gram"``).
+    """Register texture-statistics losses (built in: Gram matrices ``"gram"``, sliced
+    Wasserstein ``"sw"``).
 
     :param register: call ``register(name, factory, description=...)``.
     """

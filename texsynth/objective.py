@@ -3,11 +3,20 @@
 Optimisation minimises it over a signal (:mod:`texsynth.optimize`), training over a
 generator's weights (:mod:`texsynth.train`); :meth:`texsynth.spec.Features.objective`
 builds it from a :class:`~texsynth.spec.FeatureSpec`.
+
+The texture loss is named by a registered loss (``"gram"``, ``"sw"``) or a weighted sum
+of them, ``"gram+sw"`` or ``"gram+0.5*sw"``: terms joined by ``+``, each ``NAME`` or
+``WEIGHT*NAME`` with a non-negative decimal ``WEIGHT`` (``2e-3`` works; exponents take no
+``+``); see :func:`parse_texture_loss` and :func:`build_texture_loss`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import inspect
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,10 +24,16 @@ from torch import nn
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
-from .losses import ContentLoss, GramNormalization, content_loss
+from .losses import CombinedLoss, ContentLoss, GramNormalization, content_loss
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["TextureObjective", "module_device", "pool_exemplar_maps"]
+__all__ = [
+    "TextureObjective",
+    "build_texture_loss",
+    "module_device",
+    "parse_texture_loss",
+    "pool_exemplar_maps",
+]
 
 
 class TextureObjective(nn.Module):
@@ -31,7 +46,8 @@ class TextureObjective(nn.Module):
             averaged (so several photos of one texture can be combined).
         texture_layers: layers whose Gram matrices are matched.
         layer_weights: per-layer texture weights.
-        texture_loss: registry name of the texture loss (``"gram"``).
+        texture_loss: registry name of the texture loss (``"gram"``), or a weighted
+            sum of registered losses (``"gram+0.5*sw"``, see :func:`parse_texture_loss`).
         normalize: Gram normalisation (see :func:`texsynth.gram_matrix`).
         content: content signal ``(1, C, *spatial)`` for stylisation, or ``None``.
         content_layers: layers whose maps are matched to the content (the fixed one, or a
@@ -44,6 +60,9 @@ class TextureObjective(nn.Module):
             much a sample's Gram varies, which pushes feed-forward generators towards
             fine-grained textures whose Grams vary least; over a batch of ``B`` that
             term shrinks ``B``-fold.
+        seed: seed of random texture losses (those whose factory takes ``seed``, such as
+            ``"sw"``); ``None``: ``torch.initial_seed()``, the seed of the run's
+            :func:`~texsynth.seed_everything`.
     """
 
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
@@ -53,7 +72,7 @@ class TextureObjective(nn.Module):
                  content: torch.Tensor | None = None,
                  content_layers: Sequence[str] = (), style_weight: float = 1.0,
                  content_weight: float = 1.0, batch_gram: bool = False,
-                 manager: PluginManager | None = None) -> None:
+                 manager: PluginManager | None = None, seed: int | None = None) -> None:
         super().__init__()
         manager = manager or get_plugin_manager()
         self.domain = domain
@@ -72,8 +91,9 @@ class TextureObjective(nn.Module):
                 for name in self.texture_layers:
                     maps[name].append(feats[name])
             pooled = pool_exemplar_maps(maps)
-        factory = manager.get_loss(texture_loss).factory
-        self.texture = factory(pooled, layer_weights=layer_weights, normalize=normalize)
+        self.texture = build_texture_loss(
+            texture_loss, pooled, layer_weights=layer_weights, normalize=normalize,
+            seed=torch.initial_seed() if seed is None else seed, manager=manager)
         self.content: ContentLoss | None = None
         if content is not None:
             if not self.content_layers:
@@ -120,10 +140,116 @@ class TextureObjective(nn.Module):
             out["total"] = out["total"] + self.content_weight * term
         return out
 
+    @contextlib.contextmanager
+    def probing(self) -> Iterator[None]:
+        """Evaluate inside the block (e.g. a memory probe) without moving any loss's random
+        stream: modules with ``random_state()``/``set_random_state()`` (the sliced
+        Wasserstein loss) get their state back afterwards, so probing changes no result."""
+        saved = []
+        for module in self.modules():
+            get, put = (getattr(module, "random_state", None),
+                        getattr(module, "set_random_state", None))
+            if callable(get) and callable(put):
+                saved.append((put, get()))
+        try:
+            yield
+        finally:
+            for put, state in saved:
+                put(state)
+
     def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """The weighted total loss (a scalar); ``content`` as for :meth:`terms`."""
         return self.terms(signal, content)["total"]
+
+
+def parse_texture_loss(text: str, available: Collection[str]) -> list[tuple[str, float]]:
+    """``[(name, weight), ...]`` of a texture-loss setting.
+
+    ``text`` is a registered name (taken as it is, even if it holds ``+``), or terms
+    joined by ``+``, each ``NAME`` (weight 1) or ``WEIGHT*NAME``; spaces around names and
+    weights are ignored, a name may appear once.
+
+    >>> parse_texture_loss("gram + 0.5*sw", ["gram", "sw"])
+    [('gram', 1.0), ('sw', 0.5)]
+
+    Raises:
+        UsageError: one line naming the bad term, and for unknown names the registered ones.
+    """
+    if text in available:
+        return [(text, 1.0)]
+    known = ", ".join(sorted(available)) or "none are installed"
+    terms: list[tuple[str, float]] = []
+    for raw in text.split("+"):
+        weight_text, star, name = raw.rpartition("*")
+        name = name.strip()
+        weight = _loss_weight(weight_text, text) if star else 1.0
+        if not name:
+            raise UsageError(f"texture loss {text!r}: {raw.strip()!r} is not NAME or "
+                             f"WEIGHT*NAME (e.g. gram+0.5*sw); registered: {known}",
+                             parameter="texture_loss")
+        if name not in available:
+            where = f" in {text!r}" if name != text else ""
+            raise UsageError(f"unknown texture loss {name!r}{where}; available: {known} "
+                             "(combine them as gram+0.5*sw)", parameter="texture_loss")
+        if any(name == seen for seen, _ in terms):
+            raise UsageError(f"texture loss {text!r} names {name!r} twice",
+                             parameter="texture_loss")
+        terms.append((name, weight))
+    return terms
+
+
+def _loss_weight(value: str, text: str) -> float:
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = math.nan
+    if not math.isfinite(weight) or weight < 0:
+        raise UsageError(f"texture loss {text!r}: weight {value.strip()!r} must be a "
+                         "non-negative number", parameter="texture_loss")
+    return weight
+
+
+def _takes_seed(factory: Any) -> bool:
+    """Whether ``factory`` accepts a ``seed`` keyword (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD
+               or (p.name == "seed" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+               for p in params)
+
+
+def build_texture_loss(text: str, target_features: Mapping[str, torch.Tensor], *,
+                       layer_weights: Mapping[str, float] | None = None,
+                       normalize: GramNormalization = "chw", seed: int = 0,
+                       manager: PluginManager | None = None) -> nn.Module:
+    """The texture loss ``text`` (see :func:`parse_texture_loss`) against exemplar maps.
+
+    Each factory is called as ``factory(target_features, layer_weights=...,
+    normalize=...)``, with ``seed=seed`` too when it accepts one. One loss of weight 1 is
+    the factory's module itself; otherwise a :class:`~texsynth.losses.CombinedLoss`.
+
+    Args:
+        text: the setting (``"gram"``, ``"gram+0.5*sw"``).
+        target_features: ``{layer: (N_t, C_l, *spatial)}`` pooled exemplar maps.
+        layer_weights: ``{layer: w_l}``, for every loss.
+        normalize: Gram normalisation, for every loss that uses it.
+        seed: seed of random losses.
+        manager: plugin manager (default: the process-wide one).
+    """
+    manager = manager or get_plugin_manager()
+    terms = parse_texture_loss(text, manager.losses())
+    modules = []
+    for name, weight in terms:
+        factory = manager.get_loss(name).factory
+        extra = {"seed": int(seed)} if _takes_seed(factory) else {}
+        modules.append((name, weight, factory(target_features, layer_weights=layer_weights,
+                                              normalize=normalize, **extra)))
+    if len(modules) == 1 and modules[0][1] == 1.0:
+        return modules[0][2]
+    return CombinedLoss(modules)
 
 
 def module_device(module: nn.Module) -> torch.device:

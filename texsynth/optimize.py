@@ -208,8 +208,9 @@ def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int,
     if all(e <= probe_extent for e in shape[2:]):
         return  # small enough that the run itself is the cheapest check
     try:
-        estimate = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
-                                               device=device)
+        with objective.probing():  # leaves random loss streams where they were
+            estimate = estimate_optimization_bytes(objective, shape,
+                                                   probe_extent=probe_extent, device=device)
     except UsageError:
         return  # the probe is too small for this extractor; the run reports its own errors
     check_fits(estimate, device, what=f"optimisation at {domain.describe_size(shape[2:])}")

@@ -10,6 +10,11 @@ Plugins are found through the ``texsynth`` entry-point group, loaded once and la
 A plugin that fails to import, or whose hook raises, is named in a warning and skipped;
 two plugins registering the same name is a :class:`~texsynth.errors.PluginError` naming
 both.
+
+An extractor registered with ``domains=("*",)`` (:data:`ANY_DOMAIN`) accepts input from
+every domain, present or future: it reads nothing but the model input's layout
+``(N, C, *spatial)``, as the core's ``patches`` extractor does. Lookups by domain list
+such extractors after the domain's own (:meth:`ExtractorInfo.accepts`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .features import ExtractorConfig, FeatureExtractor
 from .generators import Generator, GeneratorConfig
 
 __all__ = [
+    "ANY_DOMAIN",
     "DomainInfo",
     "ExtractorInfo",
     "GeneratorInfo",
@@ -45,6 +51,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "texsynth"
+#: The wildcard of ``register(..., domains=[...])``: the extractor accepts every domain.
+ANY_DOMAIN = "*"
 _HOOKS = (
     "texsynth_register_domains",
     "texsynth_register_extractors",
@@ -73,6 +81,16 @@ class ExtractorInfo:
     plugin: str
     #: Options the extractor accepts (``ExtractorConfig.options``): name -> one-line help.
     options: Mapping[str, str] = field(default_factory=dict)
+
+    def accepts(self, domain: str) -> bool:
+        """Whether input of ``domain`` is accepted: it is named, or the extractor was
+        registered for every domain (:data:`ANY_DOMAIN`)."""
+        return domain in self.domains or ANY_DOMAIN in self.domains
+
+    @property
+    def any_domain(self) -> bool:
+        """Whether the extractor was registered for every domain (:data:`ANY_DOMAIN`)."""
+        return ANY_DOMAIN in self.domains
 
 
 @dataclass(frozen=True)
@@ -253,9 +271,10 @@ class PluginManager:
         return dict(self.registry.domains)
 
     def extractors(self, domain: str | None = None) -> dict[str, ExtractorInfo]:
-        """Registered extractors by name, optionally only those for ``domain``."""
+        """Registered extractors by name, optionally only those that accept ``domain``
+        (registered for it or for every domain, :data:`ANY_DOMAIN`)."""
         found = self.registry.extractors
-        return {k: v for k, v in found.items() if domain is None or domain in v.domains}
+        return {k: v for k, v in found.items() if domain is None or v.accepts(domain)}
 
     def losses(self) -> dict[str, LossInfo]:
         """Registered texture losses by name."""
@@ -290,12 +309,10 @@ class PluginManager:
         """The extractor registration called ``name``, checked against ``domain``."""
         registry = self.registry.extractors
         if name not in registry:
-            usable = [k for k, v in registry.items() if domain is None or domain in v.domains]
-            raise NotFoundError(f"extractor{f' for domain {domain!r}' if domain else ''}",
-                                name, usable)
+            raise _unknown_extractor(name, domain, registry)
         info = registry[name]
-        if domain is not None and domain not in info.domains:
-            usable = [k for k, v in registry.items() if domain in v.domains]
+        if domain is not None and not info.accepts(domain):
+            usable = [k for k, v in registry.items() if v.accepts(domain)]
             raise UsageError(f"extractor {name!r} does not accept {domain!r} input; "
                              f"available for {domain}: {', '.join(sorted(usable))}")
         return info
@@ -412,6 +429,20 @@ class _Registry:
             self._add(self.generators, "generator", name,
                       GeneratorInfo(name, factory, description, plugin))
         return register_generator
+
+
+def _unknown_extractor(name: str, domain: str | None,
+                       registry: Mapping[str, ExtractorInfo]) -> NotFoundError:
+    """The error for an unknown extractor: those of ``domain`` (all, without one) are
+    listed first, those registered for every domain after them."""
+    if domain is None:
+        return NotFoundError("extractor", name, list(registry))
+    own = [k for k, v in registry.items() if domain in v.domains]
+    general = sorted(k for k, v in registry.items() if v.any_domain and k not in own)
+    error = NotFoundError(f"extractor for domain {domain!r}", name, own or general)
+    if own and general:
+        error.args = (f"{error.args[0]}; for any domain: {', '.join(general)}",)
+    return error
 
 
 def _distribution_of(module: ModuleType) -> tuple[str | None, str | None]:

@@ -62,7 +62,8 @@ class FeatureSpec:
         layers: texture layers; ``None``: the extractor's defaults.
         content_layers: content layers (stylisation only); ``None``: the extractor's.
         layer_weights: ``{layer: weight}`` of the texture loss (missing layers weigh 1).
-        texture_loss: registered texture-loss name (``"gram"``).
+        texture_loss: registered texture-loss name (``"gram"``, ``"sw"``), or a weighted
+            sum of them on the same features (``"gram+0.5*sw"``).
         normalize: Gram normalisation, ``"hw"``, ``"chw"`` or ``"none"``
             (see :func:`texsynth.gram_matrix`).
         batch_gram: match the Gram of a whole batch instead of each sample's (training;
@@ -176,7 +177,7 @@ class Features:
             layer_weights=spec.layer_weights, texture_loss=spec.texture_loss,
             normalize=spec.normalize, content=content, content_layers=self.content_layers,
             style_weight=style_weight, content_weight=content_weight,
-            batch_gram=spec.batch_gram, manager=manager)
+            batch_gram=spec.batch_gram, seed=self.config.seed, manager=manager)
 
     def settings(self) -> dict[str, Any]:
         """What results record of the features (JSON-serialisable): ``extractor`` (the

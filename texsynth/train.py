@@ -427,7 +427,9 @@ def _check_step_fits(plan: RunPlan, gen: Generator, objective: TextureObjective,
              *objective.buffers()]
     try:
         noise = twin.make_noise(1, probe, generator=rng, device=device)
-        measured = saved_bytes(lambda: objective(twin(noise, content), content), exclude=fixed)
+        with objective.probing():  # leaves random loss streams where they were
+            measured = saved_bytes(lambda: objective(twin(noise, content), content),
+                                   exclude=fixed)
     except UsageError:
         return  # the probe is too small for this extractor; the run reports its own errors
     weights = sum(p.numel() * p.element_size() for p in gen.parameters())
