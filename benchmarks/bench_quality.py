@@ -1,0 +1,287 @@
+"""Texture quality in a space no texsynth loss uses: Portilla–Simoncelli statistics.
+
+For each exemplar in ``../shared/data/images`` (five photographs, see
+``../shared/data/SOURCES.md``) this scores outputs of the benchmark size with
+:mod:`quality` (texture score ``T``: RMS z of the PS statistics of 64² windows against
+the spread over the exemplar's own windows, ≈ 1 for a genuine piece of the exemplar;
+colour distance ``C``: sliced Wasserstein-1 between RGB distributions). Rows:
+
+* calibration: *crop* (the four corner crops of the exemplar, each scored against the
+  exemplar without it: the floor), *phase-randomised* (power spectrum of every channel
+  kept, one shared set of random phases, clipped to [0, 1]), *pixel-shuffled* (colours
+  kept, structure lost);
+* *optimisation*: ``texsynth.synthesize`` with the image domain's default extractor,
+  L-BFGS, ``--steps`` steps (default 300), seed fixed;
+* per ``--checkpoint NAME=PATH`` a feed-forward sample (seed fixed), and per
+  ``--refine N`` that sample refined by ``N`` steps with ``texsynth.refine``. ``PATH``
+  may contain ``{image}`` (the exemplar's stem); otherwise the checkpoint counts for the
+  exemplars whose file name matches one it was trained on.
+
+It writes the contact sheet ``docs/images/quality_sheet.png`` and the section "Quality:
+..." of RESULTS.md. The scores are for evaluation only: never optimise against them.
+
+    python benchmarks/bench_quality.py                  # ~5 min, 1 thread, 2-core CPU
+    python benchmarks/bench_quality.py --steps 50 --no-write --images grass
+    python benchmarks/bench_quality.py --checkpoint ff=out/{image}.ckpt --refine 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import quality  # noqa: E402
+from common import machine, publish  # noqa: E402
+
+IMAGES = HERE.parent.parent / "shared" / "data" / "images"
+SHEET = HERE.parent / "docs" / "images" / "quality_sheet.png"
+Scores = tuple[float, float]
+
+
+@dataclass
+class Row:
+    """One row of the table: its outputs (one shown per exemplar) and their scores."""
+
+    name: str
+    shown: dict[str, torch.Tensor] = field(default_factory=dict)
+    scores: dict[str, Scores] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def calibration(exemplar: torch.Tensor, size: int, seed: int
+                ) -> list[tuple[str, torch.Tensor, Scores]]:
+    """The three calibration rows for one exemplar: ``(name, shown image, (T, C))``."""
+    boxes = quality.corner_boxes(exemplar, size)
+    crops = [quality.crop(exemplar, box) for box in boxes]
+    floor = quality.mean_scores([quality.scores(c, exemplar, held_out=box)
+                                 for c, box in zip(crops, boxes, strict=True)])
+    generator = torch.Generator().manual_seed(seed)
+    corner = (0, 0, size, size)
+    phased = quality.crop(quality.phase_randomize(exemplar, generator), corner)
+    shuffled = quality.crop(quality.pixel_shuffle(exemplar, generator), corner)
+    return [("crop of the exemplar (held out)", crops[0], floor),
+            ("phase-randomised", phased, quality.scores(phased, exemplar)),
+            ("pixel-shuffled", shuffled, quality.scores(shuffled, exemplar))]
+
+
+def optimise(path: Path, size: int, steps: int, seed: int, device: str) -> torch.Tensor:
+    """``texsynth.synthesize`` from noise with the default extractor."""
+    import texsynth
+
+    return texsynth.synthesize(path, size=(size, size), steps=steps, seed=seed,
+                               device=device, progress=False).signal
+
+
+def checkpoint_path(template: str, image: Path, trained_on: Callable[[Path], list[str]]
+                    ) -> Path | None:
+    """The checkpoint of ``--checkpoint NAME=PATH`` that belongs to ``image``, if any."""
+    if "{image}" in template:
+        path = Path(template.format(image=image.stem))
+        return path if path.is_file() else None
+    path = Path(template)
+    return path if image.name in {Path(n).name for n in trained_on(path)} else None
+
+
+def feed_forward(path: Path, image: Path, size: int, seed: int, refine: list[int],
+                 device: str) -> list[tuple[str, torch.Tensor, float]]:
+    """A sample of the checkpoint and its refinements: ``(suffix, signal, seconds)``."""
+    import texsynth
+
+    trained = texsynth.load_trained(path, device=device)
+    start = time.perf_counter()
+    sample = texsynth.sample(trained, (size, size), seed=seed, device=device).signals[:1]
+    made = [("", sample, time.perf_counter() - start)]
+    for steps in refine:
+        start = time.perf_counter()
+        refined = texsynth.refine(trained, sample, steps=steps, exemplars=[image], seed=seed,
+                                  device=device).signal
+        made.append((f" + refine {steps}", refined, time.perf_counter() - start))
+    return made
+
+
+def trained_exemplars(path: Path) -> list[str]:
+    """The exemplar paths a checkpoint records it was trained on."""
+    import texsynth
+
+    meta = texsynth.load_trained(path).metadata
+    return [str(n) for n in (meta.get("training") or {}).get("exemplars", [])]
+
+
+def add(rows: dict[str, Row], name: str, image: str, shown: torch.Tensor, scores: Scores,
+        seconds: float | None = None) -> None:
+    """Record one output's scores in the row ``name`` (made on first use)."""
+    row = rows.setdefault(name, Row(name))
+    row.shown[image], row.scores[image] = shown, scores
+    if seconds is not None:
+        row.seconds[image] = seconds
+    print(f"{image:>8} | {name:<34} | T {scores[0]:7.3f} | C {scores[1]:.4f}"
+          + (f" | {seconds:.1f} s" if seconds is not None else ""), flush=True)
+
+
+def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> None:
+    """Make and score every row's output for one exemplar."""
+    import texsynth
+
+    exemplar = texsynth.load(image)
+    if min(exemplar.shape[2:]) < args.size:
+        raise SystemExit(f"{image}: {tuple(exemplar.shape[2:])} is smaller than --size "
+                         f"{args.size}")
+    name = image.stem
+    rows.setdefault("exemplar", Row("exemplar")).shown[name] = exemplar
+    for row, shown, scores in calibration(exemplar, args.size, args.seed):
+        add(rows, row, name, shown, scores)
+    start = time.perf_counter()
+    out = optimise(image, args.size, args.steps, args.seed, args.device)
+    add(rows, f"optimisation, {args.steps} L-BFGS steps", name, out,
+        quality.scores(out, exemplar), time.perf_counter() - start)
+    for spec in args.checkpoint:
+        label, _, template = spec.partition("=")
+        path = checkpoint_path(template, image, trained_exemplars)
+        if path is None:
+            continue
+        for suffix, signal, seconds in feed_forward(path, image, args.size, args.seed,
+                                                    args.refine, args.device):
+            add(rows, f"{label}{suffix}", name, signal, quality.scores(signal, exemplar),
+                seconds)
+
+
+def table(rows: list[Row], images: list[str], which: int, timed: bool) -> str:
+    """A markdown table of score ``which`` (0: T, 1: C), a column per exemplar + mean."""
+    digits = 2 if which == 0 else 4
+    head = ["output", *images, "mean"] + (["seconds per image"] if timed else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [f"{row.scores[i][which]:.{digits}f}" if i in row.scores else "—"
+                 for i in images]
+        values = [row.scores[i][which] for i in images if i in row.scores]
+        mean = f"{statistics.fmean(values):.{digits}f}" + \
+            ("" if len(values) == len(images) else f" ({len(values)})")
+        extra = [f"{statistics.fmean(row.seconds.values()):.1f}" if row.seconds else ""]
+        lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
+                     + " |")
+    return "\n".join(lines)
+
+
+def to_pil(signal: torch.Tensor, size: int) -> Any:
+    """A ``(1, 3, H, W)`` signal in [0, 1] as a ``size``² PIL image (area-downscaled if
+    larger, e.g. the whole exemplar)."""
+    from PIL import Image
+
+    array = (signal[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    image = Image.fromarray(array)
+    return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BOX)
+
+
+def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> None:
+    """One line per exemplar, one column per row (the exemplar whole, scaled to fit),
+    each cell labelled with its scores."""
+    from PIL import Image, ImageDraw
+
+    pad, label, head = 4, 14, 16
+    sheet = Image.new("RGB", (len(rows) * (size + pad) + pad,
+                              head + len(images) * (size + label + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, row in enumerate(rows):
+        x = pad + c * (size + pad)
+        draw.text((x, 2), row.name.split(",")[0].split(" (")[0][:size // 6], fill="black")
+        for r, image in enumerate(images):
+            y = head + r * (size + label + pad)
+            if image in row.shown:
+                sheet.paste(to_pil(row.shown[image], size), (x, y))
+            text = (f"T {row.scores[image][0]:.2f}  C {row.scores[image][1]:.3f}"
+                    if image in row.scores else image if c == 0 else "")
+            draw.text((x, y + size + 1), text, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=IMAGES, help="folder of exemplars")
+    parser.add_argument("--images", nargs="+", help="stems to use (default: every *.png)")
+    parser.add_argument("--size", type=int, default=128, help="output size (square)")
+    parser.add_argument("--steps", type=int, default=300, help="L-BFGS steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--refine", action="append", type=int, default=[], metavar="N")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared 2-core machine two "
+                             "threads made L-BFGS steps 7x slower; 0: torch's choice)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sheet", type=Path, default=SHEET)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if any("=" not in spec for spec in args.checkpoint):
+        parser.error("--checkpoint takes NAME=PATH")
+    return args
+
+
+def describe(args: argparse.Namespace, seconds: float) -> str:
+    """What the tables measure, for RESULTS.md."""
+    return (
+        f"Measured on: {machine()}, device `{args.device}`. Outputs {args.size}², seed "
+        f"{args.seed}; whole run {seconds / 60:.1f} min. Exemplars: `../shared/data/images`.\n"
+        "Texture score T (lower is better): RMS over the output's 64² windows (stride 16) "
+        "of the z-scores of their 529 Portilla–Simoncelli statistics (luminance, 3 scales, "
+        "4 orientations, 7×7 neighbourhood; plenoptic) against the mean and spread of the "
+        "same statistics over the exemplar's windows (σ floored at 0.1 × its family's "
+        "median σ); a genuine piece of the exemplar scores ≈ 1. Colour distance C: sliced "
+        "Wasserstein-1 between RGB pixel distributions, 64 fixed directions, [0, 1] units. "
+        "No texsynth loss uses either; definitions in `benchmarks/quality.py`. Rows: crop = "
+        "the exemplar's four corner crops, each scored against the rest of the exemplar "
+        "(windows overlapping it and its pixels left out); phase-randomised = every "
+        "channel's amplitude spectrum with one shared set of random phases, clipped; "
+        "pixel-shuffled = the exemplar's pixels in random order; optimisation = "
+        "`texsynth.synthesize` from noise with the default extractor. Contact sheet: "
+        "`docs/images/quality_sheet.png`.\n"
+        "Reading: T below the crop row is not better than real; it means the output's "
+        "windows are closer to the exemplar's average window than real pieces are (less "
+        "varied). C of the shuffled row (≈ 0.001) is the sampling noise of a perfect "
+        "colour match; crops score more because the exemplars vary in colour. The `sw` "
+        "loss on the `patches` extractor's `value` layer optimises the colour "
+        "distribution directly, so C is not independent for outputs made with it.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the tables, write the sheet and RESULTS.md."""
+    args = parse(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    paths = sorted(args.data.glob("*.png"))
+    if args.images:
+        paths = [p for p in paths if p.stem in args.images]
+    if not paths:
+        raise SystemExit(f"no exemplars found under {args.data}")
+    start = time.perf_counter()
+    rows: dict[str, Row] = {}
+    for path in paths:
+        evaluate(args, path, rows)
+    seconds = time.perf_counter() - start
+    names = [p.stem for p in paths]
+    scored = [row for row in rows.values() if row.scores]
+    tables = (f"Texture score T (RMS z; ≈ 1 is the floor)\n\n"
+              f"{table(scored, names, 0, timed=True)}\n\n"
+              f"Colour distance C (sliced Wasserstein-1, [0, 1] units)\n\n"
+              f"{table(scored, names, 1, timed=False)}")
+    print(tables)
+    print(f"whole run: {seconds:.0f} s")
+    contact_sheet(list(rows.values()), names, args.size, args.sheet)
+    publish(f"Quality: Portilla–Simoncelli texture score and colour distance ({args.device})",
+            describe(args, seconds), tables, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()

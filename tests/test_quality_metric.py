@@ -1,0 +1,86 @@
+"""The quality metric of ``benchmarks/quality.py`` ranks what it should, on a real image.
+
+It scores a genuine crop of an exemplar better than copies that keep only its colours
+(pixel shuffle) or only its power spectrum (phase randomisation); its colour distance is
+0 for the same pixels and grows with a colour shift. The benchmark script imports
+without running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+import texsynth
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import quality  # noqa: E402
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def bricks(shared_image: Callable[[str], Path]) -> torch.Tensor:
+    return texsynth.load(shared_image("bricks.png"))
+
+
+def test_crop_scores_better_than_shuffled_and_phase_randomised(bricks: torch.Tensor) -> None:
+    box = (0, 0, SIZE, SIZE)
+    crop_score = quality.texture_score(quality.crop(bricks, box),
+                                       quality.reference(bricks, exclude=box))
+    full = quality.reference(bricks)
+    generator = torch.Generator().manual_seed(0)
+    phased = quality.crop(quality.phase_randomize(bricks, generator), box)
+    shuffled = quality.crop(quality.pixel_shuffle(bricks, generator), box)
+    phase_score = quality.texture_score(phased, full)
+    shuffle_score = quality.texture_score(shuffled, full)
+    assert crop_score < 1.5, "a genuine piece of the exemplar should score near 1"
+    assert crop_score * 1.2 < phase_score < shuffle_score
+
+
+def test_reference_leaves_out_the_windows_of_the_box(bricks: torch.Tensor) -> None:
+    full = quality.reference(bricks)
+    held = quality.reference(bricks, exclude=(0, 0, SIZE, SIZE))
+    assert full.windows == 13 * 13
+    assert held.windows == 13 * 13 - 8 * 8
+    assert full.mean.shape == (len(quality.statistic_families()),) == (529,)
+    assert torch.all(held.std > 0)
+
+
+def test_colour_distance_is_zero_for_the_same_pixels(bricks: torch.Tensor) -> None:
+    assert quality.colour_distance(bricks, bricks) == 0.0
+    shuffled = quality.pixel_shuffle(bricks, torch.Generator().manual_seed(1))
+    assert quality.colour_distance(shuffled, bricks) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_colour_distance_grows_with_a_colour_shift(bricks: torch.Tensor) -> None:
+    small = quality.colour_distance((bricks + 0.05).clamp(0, 1), bricks)
+    large = quality.colour_distance((bricks + 0.2).clamp(0, 1), bricks)
+    assert 0.02 < small < large
+    tinted = bricks * torch.tensor([1.0, 0.7, 0.7]).view(1, 3, 1, 1)
+    assert quality.colour_distance(tinted, bricks) > 0.01
+    # an unclipped shift by δ of every channel: E|θ·(1, 1, 1)| δ = (√3 / 2) δ
+    pixels = quality.pixels(bricks)
+    assert quality.colour_distance(pixels + 0.1, pixels) == pytest.approx(0.0866, rel=0.02)
+
+
+def test_the_benchmark_imports_without_running() -> None:
+    spec = importlib.util.spec_from_file_location("bench_quality_under_test",
+                                                  BENCHMARKS / "bench_quality.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    args = module.parse([])
+    assert (args.size, args.steps, args.checkpoint) == (128, 300, [])
+    assert callable(module.main)
