@@ -120,6 +120,19 @@ class FeatureExtractor(nn.Module):
         they are among :attr:`layers`; a truncated network may cover shallower ones)."""
         return set(layers) <= set(self.layers)
 
+    def wrap_margin(self, layer: str) -> int:
+        """Positions at each end of every spatial axis of ``layer``'s maps whose receptive
+        field wraps around the input (circular padding), 0 if none (the default).
+
+        An exemplar is not periodic: where its maps wrap, they see its top edge meet its
+        bottom edge, a seam that is not part of the texture. :class:`TextureObjective`
+        leaves these positions out of the exemplar's statistics (outputs, which tile, keep
+        all of theirs); otherwise outputs reproduce the seam as straight, axis-aligned
+        edges, most visibly on smooth textures.
+        """
+        del layer
+        return 0
+
     def freeze(self) -> FeatureExtractor:
         """Switch to eval mode and stop gradients to parameters; returns ``self``."""
         self.eval()

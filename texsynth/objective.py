@@ -33,6 +33,7 @@ __all__ = [
     "module_device",
     "parse_texture_loss",
     "pool_exemplar_maps",
+    "unwrapped",
 ]
 
 
@@ -89,7 +90,7 @@ class TextureObjective(nn.Module):
                 feats = extractor(domain.to_features_input(exemplar.to(dev)),
                                   layers=self.texture_layers)
                 for name in self.texture_layers:
-                    maps[name].append(feats[name])
+                    maps[name].append(unwrapped(feats[name], extractor.wrap_margin(name)))
             pooled = pool_exemplar_maps(maps)
         self.texture = build_texture_loss(
             texture_loss, pooled, layer_weights=layer_weights, normalize=normalize,
@@ -250,6 +251,18 @@ def build_texture_loss(text: str, target_features: Mapping[str, torch.Tensor], *
     if len(modules) == 1 and modules[0][1] == 1.0:
         return modules[0][2]
     return CombinedLoss(modules)
+
+
+def unwrapped(maps: torch.Tensor, margin: int) -> torch.Tensor:
+    """``maps`` ``(N, C, *spatial)`` without ``margin`` positions at both ends of every
+    spatial axis (see :meth:`FeatureExtractor.wrap_margin`); axes too short to keep at
+    least ``margin`` positions are left whole."""
+    if margin <= 0:
+        return maps
+    index: list[slice] = [slice(None), slice(None)]
+    for extent in maps.shape[2:]:
+        index.append(slice(margin, extent - margin) if extent >= 3 * margin else slice(None))
+    return maps[tuple(index)]
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -308,6 +308,11 @@ class RandomMultiscaleExtractor(FeatureExtractor):
         self.clear_cache()
         return self
 
+    def wrap_margin(self, layer: str) -> int:
+        """``size // 2`` for layer ``k<size>`` with circular padding (the positions whose
+        window wraps around), 0 with valid padding."""
+        return self._size_of[layer] // 2 if self.padding == "circular" else 0
+
     def weight(self, layer: str) -> torch.Tensor:
         """Filters ``(F, C, k, k)`` of ``layer`` (``"k<size>"``)."""
         value = getattr(self, f"weight_{layer}", None)
