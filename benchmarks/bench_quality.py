@@ -75,12 +75,13 @@ def calibration(exemplar: torch.Tensor, size: int, seed: int
             ("pixel-shuffled", shuffled, quality.scores(shuffled, exemplar))]
 
 
-def optimise(path: Path, size: int, steps: int, seed: int, device: str) -> torch.Tensor:
-    """``texsynth.synthesize`` from noise with the default extractor."""
+def optimise(path: Path, size: int, steps: int, seed: int, device: str,
+             loss: str = "gram") -> torch.Tensor:
+    """``texsynth.synthesize`` from noise with the default extractor and ``loss``."""
     import texsynth
 
     return texsynth.synthesize(path, size=(size, size), steps=steps, seed=seed,
-                               device=device, progress=False).signal
+                               device=device, progress=False, texture_loss=loss).signal
 
 
 def checkpoint_path(template: str, image: Path, trained_on: Callable[[Path], list[str]]
@@ -141,10 +142,12 @@ def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> Non
     rows.setdefault("exemplar", Row("exemplar")).shown[name] = exemplar
     for row, shown, scores in calibration(exemplar, args.size, args.seed):
         add(rows, row, name, shown, scores)
-    start = time.perf_counter()
-    out = optimise(image, args.size, args.steps, args.seed, args.device)
-    add(rows, f"optimisation, {args.steps} L-BFGS steps", name, out,
-        quality.scores(out, exemplar), time.perf_counter() - start)
+    for loss in args.loss:
+        start = time.perf_counter()
+        out = optimise(image, args.size, args.steps, args.seed, args.device, loss)
+        label = "" if loss == "gram" else f", --loss {loss}"
+        add(rows, f"optimisation, {args.steps} L-BFGS steps{label}", name, out,
+            quality.scores(out, exemplar), time.perf_counter() - start)
     for spec in args.checkpoint:
         label, _, template = spec.partition("=")
         path = checkpoint_path(template, image, trained_exemplars)
@@ -215,6 +218,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128, help="output size (square)")
     parser.add_argument("--steps", type=int, default=300, help="L-BFGS steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss", nargs="+", default=["gram"], metavar="LOSS",
+                        help="texture losses of the optimisation rows (default: gram)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--refine", action="append", type=int, default=[], metavar="N")
     parser.add_argument("--threads", type=int, default=1,
