@@ -25,7 +25,6 @@ the offsets along each axis in order (``c, o_1, …, o_d``, row-major).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from .domain import Domain
 from .errors import UsageError
 from .features import ExtractorConfig, FeatureExtractor
-from .validation import check_choice, check_options
+from .validation import check_choice, check_int_list, check_options
 
 __all__ = [
     "DEFAULT_SCALES",
@@ -174,21 +173,7 @@ class PatchExtractor(FeatureExtractor):
 
 
 def _int_list(value: Any, what: str) -> list[int]:
-    """Integers from a number, a sequence or a string such as ``"1:2:4"`` (``,`` ``;``
-    ``/`` and spaces separate too)."""
-    if isinstance(value, str):
-        items: list[Any] = [v for v in re.split(r"[\s,;:/]+", value.strip()) if v]
-    elif isinstance(value, (int, float)):
-        items = [value]
-    else:
-        items = list(value)
-    try:
-        numbers = [int(v) for v in items]
-    except (TypeError, ValueError):
-        raise UsageError(f"{_OWNER}: {what} must be integers, got {value!r}") from None
-    if not numbers or any(isinstance(v, bool) for v in items):
-        raise UsageError(f"{_OWNER}: {what} must be integers, got {value!r}")
-    return numbers
+    return check_int_list(value, owner=_OWNER, name=what)
 
 
 def _positive(options: Mapping[str, Any], key: str, default: int) -> int:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, UsageError
 
-__all__ = ["check_choice", "check_options", "check_output_name", "check_readable_file",
-           "describe_bytes"]
+__all__ = ["check_choice", "check_int_list", "check_options", "check_output_name",
+           "check_readable_file", "describe_bytes"]
 
 #: Longest file name component assumed where the file system does not say (bytes).
 DEFAULT_NAME_MAX = 255
@@ -49,6 +50,29 @@ def check_choice(value: Any, choices: Sequence[str], *, owner: str, name: str) -
     if text not in choices:
         raise UsageError(f"{owner}: {name} must be one of {', '.join(choices)}, got {value!r}")
     return text
+
+
+def check_int_list(value: Any, *, owner: str, name: str) -> list[int]:
+    """Integers from a number, a sequence, or a string such as ``"3:5:7"`` (the command
+    line's ``--option sizes=3:5:7``; ``,`` ``;`` ``/`` and spaces also separate).
+
+    Raises:
+        UsageError: ``extractor 'patches': scales must be integers, got 'a'`` (also for
+            an empty value or booleans).
+    """
+    if isinstance(value, str):
+        items: list[Any] = [v for v in re.split(r"[\s,;:/]+", value.strip()) if v]
+    elif isinstance(value, (int, float)):
+        items = [value]
+    else:
+        items = list(value)
+    try:
+        numbers = [int(v) for v in items]
+    except (TypeError, ValueError):
+        raise UsageError(f"{owner}: {name} must be integers, got {value!r}") from None
+    if not numbers or any(isinstance(v, bool) for v in items):
+        raise UsageError(f"{owner}: {name} must be integers, got {value!r}")
+    return numbers
 
 
 def describe_bytes(count: int) -> str:

@@ -34,7 +34,6 @@ Design choices here:
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,7 +44,7 @@ import torch.nn.functional as F
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
 from texsynth.features import ExtractorConfig, FeatureExtractor
-from texsynth.validation import check_choice, check_options
+from texsynth.validation import check_choice, check_int_list, check_options
 
 from .normalization import imagenet_normalize
 
@@ -392,19 +391,7 @@ class RandomMultiscaleExtractor(FeatureExtractor):
 
 
 def _int_list(value: Any, what: str) -> list[int]:
-    """Integers from a number, a sequence, or a string such as ``"3:5:7"`` (the command
-    line's ``--option sizes=3:5:7``; ``,`` ``;`` ``/`` and spaces also separate)."""
-    if isinstance(value, str):
-        items: list[Any] = [v for v in re.split(r"[\s,;:/]+", value.strip()) if v]
-    elif isinstance(value, (int, float)):
-        items = [value]
-    else:
-        items = list(value)
-    try:
-        numbers = [int(v) for v in items]
-    except (TypeError, ValueError):
-        raise UsageError(f"{_OWNER}: {what} must be integers, got {value!r}") from None
-    return numbers
+    return check_int_list(value, owner=_OWNER, name=what)
 
 
 def _parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
