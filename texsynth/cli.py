@@ -154,14 +154,19 @@ def _save(args: argparse.Namespace, domain: Domain, signal: Any, settings: dict[
 
 
 # -- optimisation ----------------------------------------------------------------------
+def _exemplar_run(manager: PluginManager, args: argparse.Namespace
+                  ) -> tuple[list[Path], Domain, Path]:
+    """The exemplar files (checked, declared as inputs), their domain and ``-o``."""
+    exemplars = [check_input_path(p) for p in args.exemplar]
+    _inputs(args, *exemplars)
+    return exemplars, _pick_domain(manager, args, exemplars[0]), Path(args.output)
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .optimize import synthesize
 
     manager = get_plugin_manager()
-    exemplars = [check_input_path(p) for p in args.exemplar]
-    _inputs(args, *exemplars)
-    domain = _pick_domain(manager, args, exemplars[0])
-    out = Path(args.output)
+    exemplars, domain, out = _exemplar_run(manager, args)
     _check_output(out, domain, args)
     result = synthesize(
         exemplars, features=_features(args), domain=domain, size=_size(domain, args),
@@ -268,10 +273,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train_generator
 
     manager = get_plugin_manager()
-    exemplars = [check_input_path(p) for p in args.exemplar]
-    _inputs(args, *exemplars)
-    domain = _pick_domain(manager, args, exemplars[0])
-    out = Path(args.output)
+    exemplars, domain, out = _exemplar_run(manager, args)
     content = _check_training(args, out, domain)
     try:
         result = train_generator(
