@@ -238,6 +238,10 @@ def _add_features(parser: argparse.ArgumentParser) -> None:
     feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",
                        help="Gram normalisation: by positions (hw, Gatys) or channels x "
                             "positions (chw, Johnson/Ulyanov; default)")
+    feats.add_argument("--value-weight", type=_non_negative_float, default=None, metavar="W",
+                       help="add W x the sliced Wasserstein distance between the output's "
+                            "and the exemplar's value distributions (colours of a picture), "
+                            "which zero-mean filters cannot see (default: 0, none)")
 
 
 def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:

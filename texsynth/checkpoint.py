@@ -443,7 +443,7 @@ def _check_features(path: Path, settings: dict[str, Any]) -> None:
     for key in ("texture_loss", "normalize"):
         if key in loss:
             _name(path, f"loss.{key}", loss[key])
-    for key in ("style_weight", "content_weight"):
+    for key in ("style_weight", "content_weight", "value_weight"):
         if key in loss:
             _number(path, f"loss.{key}", loss[key])
     for key, weight in _mapping(path, "loss.layer_weights", loss.get("layer_weights")).items():

@@ -42,6 +42,7 @@ FLAGS: dict[str, str] = {
     "checkpoint_every": "--checkpoint-every", "batch_size": "--batch-size",
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
     "resume=False": "--overwrite", "overwrite=True": "--overwrite", "texture_loss": "--loss",
+    "value_weight": "--value-weight",
 }
 
 
@@ -77,7 +78,8 @@ def _features(args: argparse.Namespace) -> FeatureSpec:
         extractor=args.extractor, weights=args.weights, extractor_options=options,
         layers=args.layers, content_layers=getattr(args, "content_layers", None),
         layer_weights=_layer_weights(args.layer_weights), texture_loss=args.loss,
-        normalize=args.normalize, batch_gram=bool(getattr(args, "batch_gram", None)))
+        normalize=args.normalize, batch_gram=bool(getattr(args, "batch_gram", None)),
+        value_weight=args.value_weight or 0.0)
 
 
 def _check_preview(domain: Domain, preview: str | None) -> None:

@@ -24,7 +24,13 @@ from torch import nn
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
-from .losses import CombinedLoss, ContentLoss, GramNormalization, content_loss
+from .losses import (
+    CombinedLoss,
+    ContentLoss,
+    GramNormalization,
+    SlicedWassersteinLoss,
+    content_loss,
+)
 from .plugins import PluginManager, get_plugin_manager
 
 __all__ = [
@@ -64,6 +70,14 @@ class TextureObjective(nn.Module):
         seed: seed of random texture losses (those whose factory takes ``seed``, such as
             ``"sw"``); ``None``: ``torch.initial_seed()``, the seed of the run's
             :func:`~texsynth.seed_everything`.
+        value_weight: weight ``γ`` of the value term, added to the texture loss: the
+            sliced Wasserstein distance (:class:`~texsynth.losses.SlicedWassersteinLoss`,
+            directions as many as channels, from a stream seeded with ``seed + 1``)
+            between the distributions of the model input's channel vectors over
+            positions, output against exemplar -- colours for pictures, spectrum frames
+            for sound. Zero-mean filters cannot see the level of a flat region or the
+            mean colour, so without it a generator can drift in colour. ``0``: no term.
+            Its unweighted value is reported as ``"value"`` by :meth:`terms`.
     """
 
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
@@ -73,8 +87,12 @@ class TextureObjective(nn.Module):
                  content: torch.Tensor | None = None,
                  content_layers: Sequence[str] = (), style_weight: float = 1.0,
                  content_weight: float = 1.0, batch_gram: bool = False,
-                 manager: PluginManager | None = None, seed: int | None = None) -> None:
+                 manager: PluginManager | None = None, seed: int | None = None,
+                 value_weight: float = 0.0) -> None:
         super().__init__()
+        if not math.isfinite(value_weight) or value_weight < 0:
+            raise UsageError(f"the value weight must be a non-negative number, got "
+                             f"{value_weight}", parameter="value_weight")
         manager = manager or get_plugin_manager()
         self.domain = domain
         self.extractor = extractor
@@ -83,18 +101,26 @@ class TextureObjective(nn.Module):
         self.style_weight = float(style_weight)
         self.content_weight = float(content_weight)
         self.batch_gram = bool(batch_gram)
+        self.value_weight = float(value_weight)
         dev = module_device(extractor)
+        seed = torch.initial_seed() if seed is None else int(seed)
         with torch.no_grad():
             maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
+            values: list[torch.Tensor] = []
             for exemplar in exemplars:
-                feats = extractor(domain.to_features_input(exemplar.to(dev)),
-                                  layers=self.texture_layers)
+                model_input = domain.to_features_input(exemplar.to(dev))
+                values.append(model_input)
+                feats = extractor(model_input, layers=self.texture_layers)
                 for name in self.texture_layers:
                     maps[name].append(unwrapped(feats[name], extractor.wrap_margin(name)))
             pooled = pool_exemplar_maps(maps)
         self.texture = build_texture_loss(
             texture_loss, pooled, layer_weights=layer_weights, normalize=normalize,
-            seed=torch.initial_seed() if seed is None else seed, manager=manager)
+            seed=seed, manager=manager)
+        self.value: SlicedWassersteinLoss | None = None
+        if self.value_weight > 0:
+            self.value = SlicedWassersteinLoss(pool_exemplar_maps({"value": values}),
+                                               seed=(seed + 1) % 2**63)
         self.content: ContentLoss | None = None
         if content is not None:
             if not self.content_layers:
@@ -107,7 +133,8 @@ class TextureObjective(nn.Module):
 
     def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None
               ) -> dict[str, torch.Tensor]:
-        """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch.
+        """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch (and
+        ``"value"``, unweighted, when the value term is on; ``"texture"`` includes it).
 
         ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
         content given at construction: feed-forward stylisation has new content each batch.
@@ -119,13 +146,18 @@ class TextureObjective(nn.Module):
         """:meth:`terms` from extractor input (what :meth:`Domain.to_features_input` or a
         :class:`~texsynth.domain.Representation` gives) instead of a signal."""
         feats = self.extractor(model_input, layers=self._all_layers)
-        if self.batch_gram and model_input.shape[0] > 1:
+        joined = self.batch_gram and model_input.shape[0] > 1
+        if joined:
             # (N, C, *spatial) -> (1, C, *spatial[:-1], N·last): one Gram over all positions
-            texture = self.texture({name: torch.cat(feats[name].unbind(0), dim=-1)[None]
-                                    for name in self.texture_layers})
+            texture = self.texture({name: _joined(feats[name]) for name in self.texture_layers})
         else:
             texture = self.texture(feats)
-        out = {"texture": texture, "total": self.style_weight * texture}
+        out = {}
+        if self.value is not None:
+            value = self.value({"value": _joined(model_input) if joined else model_input})
+            out["value"] = value
+            texture = texture + self.value_weight * value
+        out.update({"texture": texture, "total": self.style_weight * texture})
         term: torch.Tensor | None = None
         if content is not None:
             if not self.content_layers:
@@ -162,6 +194,12 @@ class TextureObjective(nn.Module):
                 ) -> torch.Tensor:
         """The weighted total loss (a scalar); ``content`` as for :meth:`terms`."""
         return self.terms(signal, content)["total"]
+
+
+def _joined(maps: torch.Tensor) -> torch.Tensor:
+    """``(N, C, *spatial)`` -> ``(1, C, *spatial[:-1], N · spatial[-1])``: the batch's
+    positions side by side, so a statistic sees them as one sample."""
+    return torch.cat(maps.unbind(0), dim=-1)[None]
 
 
 def parse_texture_loss(text: str, available: Collection[str]) -> list[tuple[str, float]]:

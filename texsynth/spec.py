@@ -68,6 +68,10 @@ class FeatureSpec:
             (see :func:`texsynth.gram_matrix`).
         batch_gram: match the Gram of a whole batch instead of each sample's (training;
             see :class:`~texsynth.objective.TextureObjective`).
+        value_weight: weight of the value term, a sliced Wasserstein distance between
+            the signal's own value distributions (colours of a picture), which zero-mean
+            filters cannot see (see :class:`~texsynth.objective.TextureObjective`);
+            ``0``: none.
     """
 
     extractor: str | ExtractorConfig | None = None
@@ -79,6 +83,7 @@ class FeatureSpec:
     texture_loss: str = "gram"
     normalize: GramNormalization = "chw"
     batch_gram: bool = False
+    value_weight: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalise containers so that specs compare and serialise predictably.
@@ -116,6 +121,7 @@ class FeatureSpec:
             texture_loss=str(merged.get("texture_loss", "gram")),
             normalize=merged.get("normalize", "chw"),
             batch_gram=bool(merged.get("batch_gram", False)),
+            value_weight=float(merged.get("value_weight", 0.0)),
         )
 
 
@@ -132,6 +138,7 @@ class FeatureOptions(TypedDict, total=False):
     texture_loss: str | None
     normalize: GramNormalization | None
     batch_gram: bool | None
+    value_weight: float | None
 
 
 @dataclass(frozen=True)
@@ -177,12 +184,13 @@ class Features:
             layer_weights=spec.layer_weights, texture_loss=spec.texture_loss,
             normalize=spec.normalize, content=content, content_layers=self.content_layers,
             style_weight=style_weight, content_weight=content_weight,
-            batch_gram=spec.batch_gram, seed=self.config.seed, manager=manager)
+            batch_gram=spec.batch_gram, seed=self.config.seed, manager=manager,
+            value_weight=spec.value_weight)
 
     def settings(self) -> dict[str, Any]:
         """What results record of the features (JSON-serialisable): ``extractor`` (the
         config), ``texture_layers``, ``content_layers`` when stylising, ``layer_weights``,
-        ``texture_loss``, ``normalize``."""
+        ``texture_loss``, ``normalize`` (and ``value_weight`` when not 0)."""
         out: dict[str, Any] = {"extractor": self.config.to_dict(),
                                "texture_layers": list(self.texture_layers)}
         if self.content_layers:
@@ -190,6 +198,8 @@ class Features:
         out.update({"layer_weights": dict(self.spec.layer_weights),
                     "texture_loss": self.spec.texture_loss,
                     "normalize": self.spec.normalize})
+        if self.spec.value_weight:
+            out["value_weight"] = float(self.spec.value_weight)
         return out
 
 

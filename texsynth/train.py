@@ -174,7 +174,7 @@ _SPEC_KEYS = {
     "weights": "extractor.weights", "layers": "texture_layers",
     "content_layers": "content_layers", "layer_weights": "loss.layer_weights",
     "texture_loss": "loss.texture_loss", "normalize": "loss.normalize",
-    "batch_gram": "loss.batch_gram",
+    "batch_gram": "loss.batch_gram", "value_weight": "loss.value_weight",
 }
 
 
@@ -182,6 +182,7 @@ def _given_features(features: FeatureSpec | None, options: Mapping[str, Any]
                     ) -> dict[str, Any]:
     """Feature settings the caller gave, keyed as in a checkpoint: keyword ``options``
     that are not ``None``, and fields of ``features`` other than the defaults."""
+    FeatureSpec().replace(**options)  # refuses unknown names, as synthesize does
     given: dict[str, Any] = {}
     if features is not None:
         blank = FeatureSpec()
@@ -243,6 +244,7 @@ def _new_settings(spec: FeatureSpec, stylising: bool, batch_size: int | None,
         "texture_loss": spec.texture_loss,
         "normalize": spec.normalize,
         "batch_gram": bool(spec.batch_gram),
+        "value_weight": float(spec.value_weight),
         "layer_weights": dict(spec.layer_weights),
         "style_weight": float(style_weight if style_weight is not None
                               else DEFAULTS["style_weight"]),
@@ -445,7 +447,8 @@ def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
     spec = dataclasses.replace(plan.features.spec, layer_weights=loss["layer_weights"],
                                texture_loss=loss["texture_loss"],
                                normalize=loss["normalize"],
-                               batch_gram=bool(loss.get("batch_gram", False)))
+                               batch_gram=bool(loss.get("batch_gram", False)),
+                               value_weight=float(loss.get("value_weight", 0.0)))
     features = dataclasses.replace(plan.features, spec=spec)
     return features.objective(plan.exemplars, style_weight=loss["style_weight"],
                               content_weight=loss["content_weight"], manager=manager)
