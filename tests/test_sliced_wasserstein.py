@@ -302,3 +302,19 @@ def test_the_memory_probe_leaves_the_direction_stream_alone() -> None:
                                 extractor_options={"filters": 2}, memory_check=check)
             for check in (True, False)]
     assert torch.equal(runs[0].signal, runs[1].signal)
+
+
+@pytest.mark.parametrize("calls", [0, 1, 4, 5, 6, 13])
+def test_fast_forward_gives_the_stream_of_a_module_called_that_often(calls: int) -> None:
+    gen = torch.Generator().manual_seed(3)
+    target = {"a": torch.randn(1, 4, 6, 6, generator=gen)}
+    feats = {"a": torch.randn(1, 4, 6, 6, generator=gen)}
+    called = SlicedWassersteinLoss(target, seed=1)
+    for _ in range(calls):
+        called(feats)
+    skipped = SlicedWassersteinLoss(target, seed=1)
+    skipped.fast_forward(calls)
+    for _ in range(7):  # the draws to come agree, inside a draw and across its end
+        assert skipped(feats).item() == called(feats).item()
+    with pytest.raises(UsageError, match="fresh"):
+        skipped.fast_forward(2)

@@ -129,6 +129,20 @@ def test_resume_continues_the_loss_curve(toy: PluginManager, grass: torch.Tensor
     assert again.step == 8
 
 
+@pytest.mark.parametrize("stop", [5, 7])  # inside a draw of directions, and at its end
+def test_resume_continues_random_loss_streams(toy: PluginManager, grass: torch.Tensor,
+                                              tmp_path: Path, stop: int) -> None:
+    # sliced Wasserstein (on the features and as the value term) renews its directions
+    # every 5 evaluations: a resumed run must draw what the uninterrupted one drew
+    settings: dict[str, Any] = {"texture_loss": "sw", "value_weight": 0.5}
+    straight = tiny(toy, grass, iterations=12, **settings)
+    path = tmp_path / "run.ckpt"
+    tiny(toy, grass, iterations=stop, checkpoint=path, **settings)
+    resumed = train_generator(grass, domain="toy-image", iterations=12, checkpoint=path,
+                              resume=True, device="cpu", progress=False, manager=toy)
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+
+
 def test_zero_iterations_writes_the_initial_generator(toy: PluginManager,
                                                       grass: torch.Tensor,
                                                       tmp_path: Path) -> None:

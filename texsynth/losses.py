@@ -459,6 +459,18 @@ class SlicedWassersteinLoss(nn.Module):
         self.calls, self._draw = int(state["calls"]), int(state["draw"])
         self._drawn, self._sorted = dict(state["drawn"]), dict(state["sorted"])
 
+    def fast_forward(self, calls: int) -> None:
+        """Move a fresh module's stream to where it is after ``calls`` calls, so that a
+        resumed run (training continued from a checkpoint) sees the directions an
+        uninterrupted one would: the draws before are replayed (cheap: only the random
+        directions are drawn, nothing is evaluated)."""
+        if self.calls != 0:
+            raise UsageError("fast_forward needs a fresh sliced Wasserstein loss")
+        for draw in range((calls - 1) // self.redraw_every + 1 if calls > 0 else 0):
+            self.calls = draw * self.redraw_every
+            self.current_directions()
+        self.calls = max(int(calls), 0)
+
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         drawn = self.current_directions()
         self.calls += 1

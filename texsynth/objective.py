@@ -190,6 +190,15 @@ class TextureObjective(nn.Module):
             for put, state in saved:
                 put(state)
 
+    def fast_forward(self, calls: int) -> None:
+        """Put every random loss stream (modules with ``fast_forward``, such as the sliced
+        Wasserstein loss and the value term) where ``calls`` evaluations leave it: a
+        resumed training run then draws what the uninterrupted run would have."""
+        for module in self.modules():
+            advance = getattr(module, "fast_forward", None)
+            if module is not self and callable(advance):
+                advance(calls)
+
     def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """The weighted total loss (a scalar); ``content`` as for :meth:`terms`."""

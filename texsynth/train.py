@@ -502,6 +502,7 @@ class _Trainer:
                              f"({type(exc).__name__}: {text[0] if text else ''})") from None
         self.losses = list(previous.losses)
         self.step = previous.step
+        self.objective.fast_forward(self.step)  # one evaluation per step
 
     def save(self) -> None:
         """Write the checkpoint (rank 0 only; nothing without a checkpoint path)."""
