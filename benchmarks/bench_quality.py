@@ -186,6 +186,20 @@ def to_pil(signal: torch.Tensor, size: int) -> Any:
     return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BOX)
 
 
+def column_title(name: str, width: int) -> str:
+    """A row's name shortened to ``width`` characters for the sheet: the part before the
+    first comma (``"optimisation"``) and what a suffix adds (``"+ refine 50"``), or only
+    the suffix where both do not fit (the column to its left names the row)."""
+    head = name.split(",")[0].split(" (")[0]
+    if "--loss " in name:
+        head += f" ({name.rpartition('--loss ')[2].split(' + ')[0]})"
+    extra = f"+ {name.rpartition(' + ')[2]}" if " + " in name else ""
+    title = f"{head} {extra}".strip()
+    if len(title) > width and extra:
+        title = extra
+    return title if len(title) <= width else title[:width - 1] + "…"
+
+
 def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> None:
     """One line per exemplar, one column per row (the exemplar whole, scaled to fit),
     each cell labelled with its scores."""
@@ -197,7 +211,7 @@ def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> 
     draw = ImageDraw.Draw(sheet)
     for c, row in enumerate(rows):
         x = pad + c * (size + pad)
-        draw.text((x, 2), row.name.split(",")[0].split(" (")[0][:size // 6], fill="black")
+        draw.text((x, 2), column_title(row.name, size // 6), fill="black")
         for r, image in enumerate(images):
             y = head + r * (size + label + pad)
             if image in row.shown:

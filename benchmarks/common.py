@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,7 @@ def command_line() -> str:
     """``Command: `python benchmarks/SCRIPT ARGS` ``: how this run was started, for the
     results table (the script from ``sys.argv[0]``, the arguments as given)."""
     script = Path(sys.argv[0]).name
-    return f"Command: `python benchmarks/{script} {' '.join(sys.argv[1:])}`"
+    return f"Command: `python benchmarks/{script} {shlex.join(sys.argv[1:])}`"
 
 
 def publish(name: str, description: str, tables: str, *, write: bool = True) -> str:
