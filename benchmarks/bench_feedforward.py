@@ -29,9 +29,11 @@ L-BFGS evaluation took 0.9 s and 5 s on a loaded 2-core machine), hence equal qu
 one size by default: it adds about 40 s to a run (the exemplar's reference, 5 samples,
 30 checks). A full CPU run with the defaults is estimated at ~25 min on an idle 2-core
 machine (training 300 steps ~7 min, 256² ~3 min, 512² ~13 min, memory rows ~1.5 min),
-up to ~40 min on a loaded one.
+up to ~40 min on a loaded one. The defaults train a `random-multiscale` generator; with
+the CPU recipe's checkpoint (patch statistics, ``--checkpoint out/cpu-recipe/grass.ckpt``)
+256² took 8 min on a loaded machine and 300 evaluations at 512² more than 35 min.
 
-    python benchmarks/bench_feedforward.py                      # CPU recipe, ~25 min
+    python benchmarks/bench_feedforward.py                      # ~25 min
     python benchmarks/bench_feedforward.py --device cuda --iterations 2000 --batch-size 16
     python benchmarks/bench_feedforward.py --checkpoint CKPT --sizes 256 --opt-steps 60 \\
         --memory-sizes --threads 1 --no-write                  # quick look, ~2 min
