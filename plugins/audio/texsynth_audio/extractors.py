@@ -160,12 +160,6 @@ def _padding(value: Any, extractor: str) -> str:
     return check_choice(value, PADDINGS, owner=f"extractor {extractor!r}", name="padding")
 
 
-def _wrapped_frames(span: int, padding: str) -> int:
-    """Frames at each end whose ``span``-frame window wraps around (circular padding):
-    the larger of the two pads :func:`_pad_time` adds; 0 for other paddings."""
-    return span - 1 - (span - 1) // 2 if padding == "circular" else 0
-
-
 class _TimeConv(nn.Module):
     """One random conv over time, optionally on input smoothed over ``pool`` frames.
 
@@ -215,10 +209,6 @@ class UlyanovExtractor(FeatureExtractor):
         self.padding = _padding(padding, "ulyanov")
         generator = torch.Generator().manual_seed(seed)
         self.conv = _TimeConv(in_channels, filters, width, 1, generator)
-
-    def wrap_margin(self, layer: str) -> int:
-        """Frames whose window wraps around the input (``circular`` padding only)."""
-        return 0 if layer == "spectrum" else _wrapped_frames(self.conv.span, self.padding)
 
     def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         _check_input(x, self.in_channels)
@@ -274,16 +264,6 @@ class MultiKernelExtractor(FeatureExtractor):
             pool = max(1, math.ceil(width / max_dense_width))
             taps = width if pool == 1 else max_dense_width
             self.nets[name] = _TimeConv(in_channels, filters, taps, pool, generator)
-
-    def wrap_margin(self, layer: str) -> int:
-        """Frames whose window wraps around the input (``circular`` padding only); for
-        ``all``, the widest width's."""
-        if layer == "spectrum":
-            return 0
-        names = tuple(self.nets) if layer == "all" else (layer,)
-        spans = [net.span for name, net in self.nets.items()
-                 if name in names and isinstance(net, _TimeConv)]
-        return max((_wrapped_frames(span, self.padding) for span in spans), default=0)
 
     def _forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         _check_input(x, self.in_channels)

@@ -162,24 +162,3 @@ def test_gradients_reach_the_waveform(domain, name):
     assert wave.grad is not None
     assert torch.isfinite(wave.grad).all()
     assert float(wave.grad.abs().sum()) > 0
-
-
-def test_wrapped_frames_are_those_whose_window_wraps(domain):
-    # circular padding: a window of span s reaches ceil((s - 1) / 2) frames past an end
-    net = MultiKernelExtractor(8, widths=(2, 8, 64), filters=4, max_dense_width=16)
-    assert [net.wrap_margin(n) for n in ("spectrum", "w2", "w8", "w64", "all")] == \
-        [0, 1, 4, 32, 32]
-    longer = torch.randn(1, 8, 200)
-    x = longer[..., 50:150]  # a piece of a longer, non-periodic signal
-    maps = net(x, layers=["w8"])["w8"]
-    in_context = net(longer, layers=["w8"])["w8"][..., 50:150]
-    margin = net.wrap_margin("w8")
-    # away from the ends the piece's maps are the longer signal's; within the margin the
-    # windows wrap around and see the other end instead
-    torch.testing.assert_close(maps[..., margin:-margin], in_context[..., margin:-margin])
-    assert not torch.allclose(maps[..., 0], in_context[..., 0])
-    assert not torch.allclose(maps[..., -margin], in_context[..., -margin])  # the wider end
-    zeros = MultiKernelExtractor(8, widths=(8,), filters=4, padding="zeros")
-    assert zeros.wrap_margin("w8") == 0
-    assert UlyanovExtractor(8, filters=4, width=11, padding="circular").wrap_margin("relu") == 5
-    assert UlyanovExtractor(8, filters=4, width=11).wrap_margin("relu") == 0
