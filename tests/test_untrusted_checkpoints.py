@@ -128,6 +128,12 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "domain-config-a-list": (_set("domain_config", [1]), "domain_config"),
     "domain-config-unknown-key": (_set("domain_config", {"sample_rate": 10**9}),
                                   "domain_config"),
+    "also-an-object": (_set("also", {"weight": 1}), "also must be a list"),
+    "also-negative-weight": (_set("also", [{"extractor": {"name": "patches"},
+                                            "weight": -1}]), "also[0].weight"),
+    "also-nested": (_set("also", [{"extractor": {"name": "patches"}, "weight": 1,
+                                   "also": []}]), "also[0].also"),
+    "also-without-extractor": (_set("also", [{"weight": 1}]), "also[0].extractor"),
     "settings-a-list": (lambda s: [s], "settings must be a JSON object"),
     "settings-nested-1e5": (lambda s: _nested(10**5), "nests JSON"),
     "settings-nested-past-the-bound": (lambda s: {**s, "x": json.loads(

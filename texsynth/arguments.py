@@ -242,6 +242,11 @@ def _add_features(parser: argparse.ArgumentParser) -> None:
                        help="add W x the sliced Wasserstein distance between the output's "
                             "and the exemplar's value distributions (colours of a picture), "
                             "which zero-mean filters cannot see (default: 0, none)")
+    feats.add_argument("--also", action="append", metavar="EXTRACTOR[:LOSS[:W]]",
+                       help="add W x the texture loss LOSS (default gram, W 1) of another "
+                            "extractor with its default layers, e.g. "
+                            "random-multiscale:gram:1 next to --extractor patches --loss "
+                            "sw (repeatable)")
 
 
 def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) -> None:

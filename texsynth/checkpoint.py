@@ -450,6 +450,29 @@ def _check_features(path: Path, settings: dict[str, Any]) -> None:
         _number(path, f"loss.layer_weights.{key}", weight)
     if "batch_gram" in loss and not isinstance(loss["batch_gram"], bool):
         raise _tampered(path, "loss.batch_gram", "must be true or false")
+    _check_also(path, settings.get("also"))
+
+
+def _check_also(path: Path, also: Any) -> None:
+    """Check the further statistics' settings: a list of feature settings, each with a
+    ``weight``, an ``extractor`` and no further statistics of its own."""
+    if also is None:
+        return
+    if not isinstance(also, list):
+        raise _tampered(path, "also", "must be a list")
+    for index, entry in enumerate(also):
+        where = f"also[{index}]"
+        entry = _mapping(path, where, entry, optional=False)
+        if "also" in entry:
+            raise _tampered(path, f"{where}.also", "further statistics cannot nest")
+        if "extractor" not in entry:
+            raise _tampered(path, f"{where}.extractor", "is missing")
+        _number(path, f"{where}.weight", entry.get("weight"))
+        if entry["weight"] < 0:
+            raise _tampered(path, f"{where}.weight", "must not be negative")
+        _check_features(path, {**entry, "loss": {
+            k: entry[k] for k in ("texture_loss", "normalize", "layer_weights",
+                                  "value_weight", "batch_gram") if k in entry}})
 
 
 def check_settings(path: str | os.PathLike[str], settings: Any) -> None:

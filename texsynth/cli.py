@@ -26,7 +26,7 @@ from .errors import Terminated, TexsynthError, UsageError
 from .outputs import check_input_path, check_output_path, numbered
 from .plugins import PluginManager, get_plugin_manager
 from .runtime import sigterm_raises
-from .spec import FeatureSpec
+from .spec import FeatureSpec, parse_also
 from .validation import check_output_name
 from .version import __version__
 
@@ -42,7 +42,7 @@ FLAGS: dict[str, str] = {
     "checkpoint_every": "--checkpoint-every", "batch_size": "--batch-size",
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
     "resume=False": "--overwrite", "overwrite=True": "--overwrite", "texture_loss": "--loss",
-    "value_weight": "--value-weight",
+    "value_weight": "--value-weight", "also": "--also",
 }
 
 
@@ -79,7 +79,8 @@ def _features(args: argparse.Namespace) -> FeatureSpec:
         layers=args.layers, content_layers=getattr(args, "content_layers", None),
         layer_weights=_layer_weights(args.layer_weights), texture_loss=args.loss,
         normalize=args.normalize, batch_gram=bool(getattr(args, "batch_gram", None)),
-        value_weight=args.value_weight or 0.0)
+        value_weight=args.value_weight or 0.0,
+        also=tuple(parse_also(text) for text in getattr(args, "also", None) or ()))
 
 
 def _check_preview(domain: Domain, preview: str | None) -> None:

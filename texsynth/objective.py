@@ -78,6 +78,10 @@ class TextureObjective(nn.Module):
             for sound. Zero-mean filters cannot see the level of a flat region or the
             mean colour, so without it a generator can drift in colour. ``0``: no term.
             Its unweighted value is reported as ``"value"`` by :meth:`terms`.
+        also: further statistics, ``[(objective, weight), ...]``: texture objectives on
+            other extractors of the same domain (their content terms unused), whose
+            texture terms, times their weights, are added to this one's texture term.
+            The sum is reported as ``"also"`` by :meth:`terms`.
     """
 
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
@@ -88,7 +92,8 @@ class TextureObjective(nn.Module):
                  content_layers: Sequence[str] = (), style_weight: float = 1.0,
                  content_weight: float = 1.0, batch_gram: bool = False,
                  manager: PluginManager | None = None, seed: int | None = None,
-                 value_weight: float = 0.0) -> None:
+                 value_weight: float = 0.0,
+                 also: Sequence[tuple[TextureObjective, float]] = ()) -> None:
         super().__init__()
         if not math.isfinite(value_weight) or value_weight < 0:
             raise UsageError(f"the value weight must be a non-negative number, got "
@@ -130,11 +135,21 @@ class TextureObjective(nn.Module):
                                   layers=self.content_layers)
             self.content = ContentLoss({k: feats[k] for k in self.content_layers})
         self._all_layers = tuple(dict.fromkeys(self.texture_layers + self.content_layers))
+        for other, weight in also:
+            if other.domain is not domain:
+                raise UsageError("further statistics must be of the same domain",
+                                 parameter="also")
+            if not math.isfinite(weight) or weight < 0:
+                raise UsageError(f"the weight of further statistics must be a "
+                                 f"non-negative number, got {weight}", parameter="also")
+        self.also = nn.ModuleList([other for other, _ in also])
+        self.also_weights = tuple(float(weight) for _, weight in also)
 
     def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None
               ) -> dict[str, torch.Tensor]:
         """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch (and
-        ``"value"``, unweighted, when the value term is on; ``"texture"`` includes it).
+        ``"value"``, unweighted, when the value term is on, ``"also"``, weighted, with
+        further statistics; ``"texture"`` includes both).
 
         ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
         content given at construction: feed-forward stylisation has new content each batch.
@@ -157,6 +172,13 @@ class TextureObjective(nn.Module):
             value = self.value({"value": _joined(model_input) if joined else model_input})
             out["value"] = value
             texture = texture + self.value_weight * value
+        if self.also_weights:
+            extra = torch.zeros((), device=texture.device)
+            for other, weight in zip(self.also, self.also_weights, strict=True):
+                assert isinstance(other, TextureObjective)
+                extra = extra + weight * other.input_terms(model_input)["texture"]
+            out["also"] = extra
+            texture = texture + extra
         out.update({"texture": texture, "total": self.style_weight * texture})
         term: torch.Tensor | None = None
         if content is not None:
@@ -196,7 +218,8 @@ class TextureObjective(nn.Module):
         resumed training run then draws what the uninterrupted run would have."""
         for module in self.modules():
             advance = getattr(module, "fast_forward", None)
-            if module is not self and callable(advance):
+            # further statistics' own losses are among these modules already
+            if not isinstance(module, TextureObjective) and callable(advance):
                 advance(calls)
 
     def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None

@@ -16,6 +16,7 @@ to record. :meth:`Features.objective` then makes the loss to minimise.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +38,10 @@ __all__ = [
     "FeatureSpec",
     "Features",
     "SignalSource",
+    "also_summary",
     "as_signal",
     "describe_source",
+    "parse_also",
     "prepare",
     "resolve_domain",
     "signal_sources",
@@ -72,6 +75,13 @@ class FeatureSpec:
             the signal's own value distributions (colours of a picture), which zero-mean
             filters cannot see (see :class:`~texsynth.objective.TextureObjective`);
             ``0``: none.
+        also: further statistics added to the texture loss, ``((spec, weight), ...)``:
+            each ``spec`` names another extractor (its layers, loss, normalisation) whose
+            texture loss, times ``weight``, joins this one's, e.g. the Gram matrices of
+            random filters (elongated structure) next to the sliced Wasserstein distance
+            of patches (no grain, true colours). Its extractor gets the run's seed when
+            named; its content layers are not used (content is matched by this spec).
+            See :func:`parse_also` for the command line's form.
     """
 
     extractor: str | ExtractorConfig | None = None
@@ -84,10 +94,12 @@ class FeatureSpec:
     normalize: GramNormalization = "chw"
     batch_gram: bool = False
     value_weight: float = 0.0
+    also: tuple[tuple[FeatureSpec, float], ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise containers so that specs compare and serialise predictably.
         set_ = object.__setattr__
+        set_(self, "also", _checked_also(self.also))
         if self.weights is not None:
             set_(self, "weights", os.fspath(self.weights))
         set_(self, "extractor_options", dict(self.extractor_options or {}))
@@ -122,7 +134,84 @@ class FeatureSpec:
             normalize=merged.get("normalize", "chw"),
             batch_gram=bool(merged.get("batch_gram", False)),
             value_weight=float(merged.get("value_weight", 0.0)),
+            also=tuple((cls.from_settings(entry), float(entry["weight"]))
+                       for entry in settings.get("also") or ()),
         )
+
+
+def _checked_also(also: Any) -> tuple[tuple[FeatureSpec, float], ...]:
+    """``FeatureSpec.also`` as a tuple of ``(spec, weight)`` pairs, checked."""
+    out = []
+    for item in also or ():
+        try:
+            sub, weight = item
+        except (TypeError, ValueError):
+            raise UsageError(f"each also entry must be a (FeatureSpec, weight) pair, got "
+                             f"{item!r}", parameter="also") from None
+        if not isinstance(sub, FeatureSpec):
+            raise UsageError(f"also: {sub!r} is not a FeatureSpec", parameter="also")
+        if sub.also:
+            raise UsageError("also: further statistics cannot have further statistics of "
+                             "their own", parameter="also")
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            weight = math.nan
+        if not math.isfinite(weight) or weight < 0:
+            raise UsageError(f"also: the weight of {sub.extractor or 'the default'} "
+                             f"statistics must be a non-negative number, got {item[1]!r}",
+                             parameter="also")
+        out.append((sub, weight))
+    return tuple(out)
+
+
+def parse_also(text: str) -> tuple[FeatureSpec, float]:
+    """One ``also`` entry from ``EXTRACTOR[:LOSS[:WEIGHT]]`` (the command line's
+    ``--also``): the extractor with its default layers and options, the registered texture
+    loss ``LOSS`` (default ``gram``, sums such as ``gram+0.5*sw`` allowed) and ``WEIGHT``
+    (default 1).
+
+    >>> parse_also("random-multiscale:gram:0.5")
+    (FeatureSpec(extractor='random-multiscale', ...), 0.5)  # doctest: +SKIP
+
+    Raises:
+        UsageError: one line naming the text and what is wrong with it.
+    """
+    parts = [part.strip() for part in text.split(":")]
+    if not parts[0] or len(parts) > 3 or any(not part for part in parts[1:]):
+        raise UsageError(f"also {text!r}: expected EXTRACTOR[:LOSS[:WEIGHT]], e.g. "
+                         "random-multiscale:gram:1", parameter="also")
+    weight = 1.0
+    if len(parts) == 3:
+        try:
+            weight = float(parts[2])
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight < 0:
+            raise UsageError(f"also {text!r}: the weight {parts[2]!r} must be a "
+                             "non-negative number", parameter="also")
+    loss = parts[1] if len(parts) > 1 else "gram"
+    return FeatureSpec(extractor=parts[0], texture_loss=loss), weight
+
+
+def also_summary(entries: Any) -> list[dict[str, Any]]:
+    """What two runs' further statistics must share to be the same run: ``[{"extractor":
+    name, "texture_loss": ..., "weight": ...}]`` from ``FeatureSpec.also`` pairs or from
+    stored settings entries (resumed training compares the two)."""
+    out = []
+    for entry in entries or ():
+        if isinstance(entry, Mapping):
+            extractor = entry.get("extractor")
+            name = extractor.get("name") if isinstance(extractor, Mapping) else extractor
+            out.append({"extractor": name, "texture_loss": entry.get("texture_loss", "gram"),
+                        "weight": entry.get("weight")})
+        else:
+            sub, weight = entry
+            name = (sub.extractor.name if isinstance(sub.extractor, ExtractorConfig)
+                    else sub.extractor)
+            out.append({"extractor": name, "texture_loss": sub.texture_loss,
+                        "weight": float(weight)})
+    return out
 
 
 class FeatureOptions(TypedDict, total=False):
@@ -139,6 +228,7 @@ class FeatureOptions(TypedDict, total=False):
     normalize: GramNormalization | None
     batch_gram: bool | None
     value_weight: float | None
+    also: Sequence[tuple[FeatureSpec, float]] | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +243,7 @@ class Features:
             use, ``seed`` = the weights' seed).
         spec: the spec with ``layers`` (and for stylisation ``content_layers``) filled in.
         device: where the extractor lives.
+        also: the spec's further statistics, prepared, with their weights.
     """
 
     domain: Domain
@@ -160,6 +251,7 @@ class Features:
     config: ExtractorConfig
     spec: FeatureSpec
     device: torch.device
+    also: tuple[tuple[Features, float], ...] = ()
 
     @property
     def texture_layers(self) -> tuple[str, ...]:
@@ -185,12 +277,15 @@ class Features:
             normalize=spec.normalize, content=content, content_layers=self.content_layers,
             style_weight=style_weight, content_weight=content_weight,
             batch_gram=spec.batch_gram, seed=self.config.seed, manager=manager,
-            value_weight=spec.value_weight)
+            value_weight=spec.value_weight,
+            also=[(sub.objective(exemplars, manager=manager), weight)
+                  for sub, weight in self.also])
 
     def settings(self) -> dict[str, Any]:
         """What results record of the features (JSON-serialisable): ``extractor`` (the
         config), ``texture_layers``, ``content_layers`` when stylising, ``layer_weights``,
-        ``texture_loss``, ``normalize`` (and ``value_weight`` when not 0)."""
+        ``texture_loss``, ``normalize`` (and ``value_weight`` when not 0; ``also``, the
+        further statistics' settings each with its ``weight``, when there are any)."""
         out: dict[str, Any] = {"extractor": self.config.to_dict(),
                                "texture_layers": list(self.texture_layers)}
         if self.content_layers:
@@ -200,7 +295,15 @@ class Features:
                     "normalize": self.spec.normalize})
         if self.spec.value_weight:
             out["value_weight"] = float(self.spec.value_weight)
+        if self.also:
+            out["also"] = self.also_settings()
         return out
+
+    def also_settings(self) -> list[dict[str, Any]]:
+        """The further statistics' :meth:`settings`, each with its ``weight`` and
+        ``batch_gram`` (what :meth:`FeatureSpec.from_settings` rebuilds them from)."""
+        return [{**sub.settings(), "batch_gram": bool(sub.spec.batch_gram),
+                 "weight": float(weight)} for sub, weight in self.also]
 
 
 def _extractor_config(spec: FeatureSpec, domain: Domain, seed: int) -> ExtractorConfig:
@@ -254,9 +357,11 @@ def prepare(spec: FeatureSpec, domain: Domain, *, seed: int, stylising: bool = F
     else:
         net = manager.create_extractor(dataclasses.replace(config, layers=wanted), domain)
     resolved = dataclasses.replace(spec, layers=tex, content_layers=con or None)
+    also = tuple((prepare(sub, domain, seed=seed, device=dev, manager=manager), weight)
+                 for sub, weight in spec.also)
     return Features(domain=domain, extractor=net.to(dev),
                     config=dataclasses.replace(config, layers=net.layers),
-                    spec=resolved, device=dev)
+                    spec=resolved, device=dev, also=also)
 
 
 def resolve_domain(domain: Domain | str | None, source: Any = None, *,

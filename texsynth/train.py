@@ -69,6 +69,7 @@ from .spec import (
     Features,
     FeatureSpec,
     SignalSource,
+    also_summary,
     as_signal,
     describe_source,
     prepare,
@@ -151,6 +152,8 @@ def _check_resume(path: Path, stored: dict[str, Any], given: dict[str, Any]) -> 
             continue
         section, _, name = key.rpartition(".")
         have = stored.get(section, {}) if section else stored
+        if key == "also":
+            have = {"also": also_summary(stored.get("also"))}
         if _jsonable(value) != have.get(name):
             clashes.append(f"{name}={have.get(name)!r} (given {_jsonable(value)!r})")
     if clashes:
@@ -175,6 +178,7 @@ _SPEC_KEYS = {
     "content_layers": "content_layers", "layer_weights": "loss.layer_weights",
     "texture_loss": "loss.texture_loss", "normalize": "loss.normalize",
     "batch_gram": "loss.batch_gram", "value_weight": "loss.value_weight",
+    "also": "also",
 }
 
 
@@ -195,6 +199,8 @@ def _given_features(features: FeatureSpec | None, options: Mapping[str, Any]
             value = value.name
         elif name == "weights":
             value = os.fspath(value)
+        elif name == "also":
+            value = also_summary(value)
         out[_SPEC_KEYS[name]] = value
     return out
 
@@ -595,6 +601,7 @@ def _run_settings(plan: RunPlan, gen: Generator, contents: ContentSet | None,
         "extractor": feats.config.to_dict(),
         "texture_layers": list(feats.texture_layers),
         "content_layers": list(feats.content_layers),
+        **({"also": feats.also_settings()} if feats.also else {}),
         "loss": plan.loss,
         "generator": gen.config.to_dict(),
         "training": plan.training,
