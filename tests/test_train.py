@@ -331,3 +331,46 @@ def test_batch_gram_training_is_recorded_and_resumed(toy: PluginManager, grass: 
     assert resumed.step == 3 and resumed.settings["loss"]["batch_gram"] is True
     with pytest.raises(UsageError, match="batch_gram"):
         tiny(toy, grass, batch_gram=False, iterations=4, checkpoint=ckpt, resume=True)
+
+
+def test_recalibration_sets_batch_norm_statistics_from_fresh_batches(
+        toy: PluginManager, grass: torch.Tensor) -> None:
+    from texsynth.train import recalibrate_batch_norm
+
+    gen = tiny(toy, grass, iterations=2, norm_batches=0).generator
+    norm = next(m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    norm.running_mean.add_(5.0)  # stale statistics, far from what the weights produce
+    inputs: list[torch.Tensor] = []
+    hook = norm.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    assert recalibrate_batch_norm(gen, 3, 2, (32, 32), seed=7)
+    hook.remove()
+    assert not gen.training
+    expected = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(dim=0)
+    assert len(inputs) == 3
+    torch.testing.assert_close(norm.running_mean, expected, rtol=1e-4, atol=1e-6)
+    assert norm.momentum == 0.1  # put back
+
+
+def test_training_ends_with_recalibrated_statistics(toy: PluginManager,
+                                                    grass: torch.Tensor,
+                                                    tmp_path: Path) -> None:
+    from texsynth.train import recalibrate_batch_norm
+
+    plain = tiny(toy, grass, iterations=3, norm_batches=0)
+    path = tmp_path / "run.ckpt"
+    recalibrated = tiny(toy, grass, iterations=3, norm_batches=4, checkpoint=path)
+    assert recalibrated.losses == plain.losses  # training itself is the same
+    assert load_checkpoint(path).settings["training"]["norm_batches"] == 4
+    recalibrate_batch_norm(plain.generator, 4, 2, (32, 32), seed=1)  # the run's seed + 1
+    stored = load_checkpoint(path).generator_state
+    for name, value in plain.generator.state_dict().items():
+        torch.testing.assert_close(stored[name], value, rtol=1e-5, atol=1e-7, msg=name)
+    stats = [n for n in stored if n.endswith("running_mean")]
+    assert stats and any(not torch.equal(stored[n], tiny(toy, grass, iterations=3,
+                                                         norm_batches=0)
+                                         .generator.state_dict()[n]) for n in stats)
+
+
+def test_negative_norm_batches_are_refused(toy: PluginManager, grass: torch.Tensor) -> None:
+    with pytest.raises(UsageError, match="norm_batches must be at least 0"):
+        tiny(toy, grass, norm_batches=-1)

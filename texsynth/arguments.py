@@ -113,6 +113,10 @@ def _add_training(parser: argparse.ArgumentParser, manager: PluginManager | None
                        help="learning-rate decay factor (default: 0.7)")
     train.add_argument("--checkpoint-every", type=_non_negative_int, default=100, metavar="N",
                        help="write the checkpoint every N steps (default: 100)")
+    train.add_argument("--norm-batches", type=_non_negative_int, default=None, metavar="N",
+                       help="after training, set batch norm's statistics from N batches of "
+                            "fresh noise with the final weights (default: 32; 0 keeps the "
+                            "running averages, which lag behind the weights)")
     train.add_argument("--batch-gram", action=argparse.BooleanOptionalAction, default=None,
                        help="match the Gram matrix of the whole batch instead of each "
                             "sample's (less pull towards fine grain; default: off)")

@@ -413,6 +413,7 @@ def _check_training(path: Path, value: Any, dims: int) -> None:
         "batch_size": lambda n, v: _integer(path, n, v, 1, _MAX_BATCH),
         "iterations": lambda n, v: _integer(path, n, v, 0, MAX_STEPS),
         "lr_step": lambda n, v: _integer(path, n, v, 1, MAX_STEPS),
+        "norm_batches": lambda n, v: _integer(path, n, v, 0, MAX_STEPS),
         "lr": lambda n, v: _number(path, n, v),
         "lr_decay": lambda n, v: _number(path, n, v),
     }

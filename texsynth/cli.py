@@ -42,7 +42,7 @@ FLAGS: dict[str, str] = {
     "checkpoint_every": "--checkpoint-every", "batch_size": "--batch-size",
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
     "resume=False": "--overwrite", "overwrite=True": "--overwrite", "texture_loss": "--loss",
-    "value_weight": "--value-weight", "also": "--also",
+    "value_weight": "--value-weight", "also": "--also", "norm_batches": "--norm-batches",
 }
 
 
@@ -287,7 +287,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
             lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed,
             device=args.device, checkpoint=out, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, progress=not args.quiet, manager=manager)
+            resume=args.resume, progress=not args.quiet, manager=manager,
+            norm_batches=args.norm_batches)
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
         print(f"texsynth: {what}; checkpoint saved to {out} "
