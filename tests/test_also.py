@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from texsynth_image import read_metadata
 
 import texsynth
 from texsynth import FeatureSpec, PluginManager, UsageError
@@ -17,6 +16,7 @@ from texsynth.checkpoint import load_checkpoint
 from texsynth.cli import main
 from texsynth.spec import parse_also, prepare
 from texsynth.train import train_generator
+from texsynth_image import read_metadata
 
 #: patches compared by sliced Wasserstein, plus the toy random filters' Grams
 MAIN = {"extractor": "patches", "texture_loss": "sw", "extractor_options": {"scales": "1:2"}}
@@ -110,7 +110,7 @@ def test_resume_refuses_other_further_statistics(toy_image_manager: PluginManage
                                                  tmp_path: Path) -> None:
     path = tmp_path / "run.ckpt"
     _train(toy_image_manager, toy_image_exemplar, iterations=1, checkpoint=path)
-    with pytest.raises(UsageError, match="also=.*'weight': 0.5.*given.*'weight': 2.0"):
+    with pytest.raises(UsageError, match=r"also=.*'weight': 0\.5.*given.*'weight': 2\.0"):
         _train(toy_image_manager, toy_image_exemplar, iterations=2, checkpoint=path,
                resume=True, also=((FeatureSpec(**MAIN), 2.0),))
 
