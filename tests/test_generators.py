@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
-from texsynth.pyramid import DEFAULT_OPTIONS, PyramidGenerator, scale_sizes
+from texsynth.pyramid import DEFAULT_OPTIONS, PyramidGenerator, scale_sizes, upsample2
 
 
 def make(dims: int = 2, channels: int = 3, content: int = 0, seed: int = 0,
@@ -89,6 +90,9 @@ def test_too_small_sizes_and_bad_options_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"^generator 'pyramid': noise must be one of "
                                          r"uniform, normal, got 'gauss'$"):
         make(noise="gauss")
+    with pytest.raises(UsageError, match=r"^generator 'pyramid': upsample must be one of "
+                                         r"nearest, linear, got 'cubic'$"):
+        make(upsample="cubic")
     with pytest.raises(UsageError, match=r"^generator 'pyramid': num_scales must be a "
                                          r"positive integer, got 0$"):
         make(num_scales=0)
@@ -99,6 +103,48 @@ def test_too_small_sizes_and_bad_options_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"^unknown option\(s\) channel for generator "
                                          r"'pyramid-stylize'"):
         PyramidGenerator(stylize)
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_linear_upsampling_interpolates_on_the_torus(dims: int) -> None:
+    """Circular linear ×2 upsampling equals half-pixel-centred linear interpolation of the
+    circularly padded map (cropped back); without wrapping it is ``F.interpolate``'s."""
+    x = torch.randn(2, 3, *([5, 7][:dims]))
+    padded = F.pad(x, [1, 1] * dims, mode="circular")
+    kind = "linear" if dims == 1 else "bilinear"
+    wide = F.interpolate(padded, scale_factor=2.0, mode=kind, align_corners=False)
+    expected = wide[(..., *[slice(2, -2)] * dims)]
+    torch.testing.assert_close(upsample2(x, "linear", circular=True), expected)
+    torch.testing.assert_close(upsample2(x, "linear", circular=False),
+                               F.interpolate(x, scale_factor=2.0, mode=kind,
+                                             align_corners=False))
+    nearest = x.repeat_interleave(2, dim=2)
+    if dims == 2:
+        nearest = nearest.repeat_interleave(2, dim=3)
+    torch.testing.assert_close(upsample2(x, "nearest", circular=True), nearest)
+
+
+def test_linear_upsampling_leaves_no_steps_between_cells() -> None:
+    """A ramp upsampled by nearest steps once per coarse cell (every second position is
+    0, every other the whole slope); linear steps by half the slope everywhere."""
+    ramp = torch.arange(8.0).view(1, 1, 8)
+    steps = {mode: upsample2(ramp, mode, circular=False).diff()[0, 0, 1:-1]
+             for mode in ("nearest", "linear")}
+    assert steps["nearest"].max() == 1.0
+    assert steps["nearest"].min() == 0.0
+    torch.testing.assert_close(steps["linear"], torch.full_like(steps["linear"], 0.5))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_linear_generator_is_exactly_periodic(dims: int) -> None:
+    gen = make(dims=dims, upsample="linear")
+    size = (16, 24)[:dims]
+    noise = gen.make_noise(2, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        single = gen(noise)
+        double = gen([n.repeat(1, 1, *[2] * dims) for n in noise])
+    torch.testing.assert_close(double, single.repeat(1, 1, *[2] * dims), rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_choices_are_stored_in_lower_case() -> None:

@@ -96,11 +96,12 @@ def test_a_seed_stream_moves_on_between_calls() -> None:
 
 
 # -- exact windows and tiles ------------------------------------------------------------------
+@pytest.mark.parametrize("upsample", ["nearest", "linear"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 @pytest.mark.parametrize(("size", "tile"), [((48, 64), 16), ((37, 45), 20), ((70, 33), 64)])
 def test_tiled_sample_equals_the_whole_one(norm: str, size: tuple[int, int],
-                                           tile: int) -> None:
-    gen = trained(norm)
+                                           tile: int, upsample: str) -> None:
+    gen = trained(norm, upsample=upsample)
     whole = generate(gen, size, seed=7, count=2)
     for index in range(2):
         tiled = sample_tiled(gen, size, seed=7, index=index, tile=tile)
@@ -109,19 +110,21 @@ def test_tiled_sample_equals_the_whole_one(norm: str, size: tuple[int, int],
     assert not gen.training
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "linear"])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
-def test_tiled_sound_equals_the_whole_one(norm: str) -> None:
-    gen = trained(norm, dims=1, scales=5)
+def test_tiled_sound_equals_the_whole_one(norm: str, upsample: str) -> None:
+    gen = trained(norm, dims=1, scales=5, upsample=upsample)
     whole = generate(gen, (1001,), seed=3)
     tiled = sample_tiled(gen, (1001,), seed=3, tile=128)
     assert tiled is not None
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
 
 
-def test_windows_across_the_border_wrap_like_the_torus() -> None:
+@pytest.mark.parametrize("upsample", ["nearest", "linear"])
+def test_windows_across_the_border_wrap_like_the_torus(upsample: str) -> None:
     """A window straddling the right/bottom edge is the whole output rolled: the tiled
     output is tileable, and tiles meet across the wrap without a seam."""
-    gen = trained()
+    gen = trained(upsample=upsample)
     size = (40, 56)
     whole = generate(gen, size, seed=2)
     key = gen.noise_key(torch.Generator().manual_seed(2))
@@ -131,11 +134,15 @@ def test_windows_across_the_border_wrap_like_the_torus() -> None:
     torch.testing.assert_close(window, rolled, rtol=0, atol=1e-5)
 
 
-def test_halo_follows_the_architecture() -> None:
-    gen = PyramidGenerator(GeneratorConfig("pyramid", 2, 3))  # six scales
-    assert gen.halo((256, 256)) == [4, 5, 6, 6, 6, 4]
+@pytest.mark.parametrize(("upsample", "halos", "reach"),
+                         [("nearest", [4, 5, 6, 6, 6, 4], 310),
+                          ("linear", [4, 6, 7, 7, 7, 5], 372)])  # + one coarse neighbour
+def test_halo_follows_the_architecture(upsample: str, halos: list[int], reach: int) -> None:
+    torch.manual_seed(0)  # the weights: a position's pull on the output varies with them
+    gen = PyramidGenerator(GeneratorConfig("pyramid", 2, 3, 0, {"upsample": upsample}))
+    assert gen.halo((256, 256)) == halos  # six scales
     radius = sum(2**k * h for k, h in enumerate(gen.halo((256, 256))))
-    assert radius == 310
+    assert radius == reach
     # A noise change just outside the receptive field leaves a position unchanged.
     gen.eval()
     size = (1024, 64)

@@ -12,9 +12,16 @@ The network turns a pyramid of ``K`` noise tensors into a signal::
   *Noise* below for how it is drawn);
 * every *block* is conv 3 → norm → LeakyReLU, conv 3 → norm → LeakyReLU,
   conv 1 → norm → LeakyReLU; the branch of one scale has ``channels`` (8) maps;
-* branches are joined coarse to fine by nearest ×2 upsampling (cropped to the finer
-  extent when it is odd), normalisation of both inputs and channel concatenation, so the
-  width grows by ``channels`` per joined scale (8, 16, ..., 8·K);
+* branches are joined coarse to fine by ×2 upsampling (cropped to the finer extent when
+  it is odd), normalisation of both inputs and channel concatenation, so the width grows
+  by ``channels`` per joined scale (8, 16, ..., 8·K). The upsampling (option
+  ``upsample``) is ``"nearest"`` (the authors' code: every coarse cell becomes a 2×2
+  block) or ``"linear"`` (each fine position is ¾ of its coarse cell plus ¼ of the
+  neighbour on its side, along every axis; with circular padding the neighbour wraps, so
+  it is exact on the torus). Nearest upsampling of the coarse scales leaves steps on a
+  grid of 2**k-sized cells that the 3-tap convolutions after it do not smooth away: on a
+  smooth exemplar a generator paints axis-aligned rectangles with it (see
+  ``benchmarks/RESULTS.md``), linear upsampling has no such grid;
 * a final 1×1 convolution maps to the signal's channels and a scaled sigmoid maps the
   result into ``value_range`` (the domain's range, e.g. [0, 1] for images).
 
@@ -65,7 +72,8 @@ from .validation import check_choice, check_options
 from .windows import Windows, instance_norm_layers, scale_halos
 
 __all__ = ["DEFAULT_OPTIONS", "MAX_PARAMETERS", "OPTION_BOUNDS", "PyramidGenerator",
-           "create_pyramid", "create_pyramid_stylize", "parameter_count", "scale_sizes"]
+           "create_pyramid", "create_pyramid_stylize", "parameter_count", "scale_sizes",
+           "upsample2"]
 
 #: Options of the ``pyramid`` generators and their defaults (see the module docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -76,10 +84,12 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "padding": "circular",    # "circular", "reflect" or "zeros"
     "norm": "batch",          # "batch" (2016 paper) or "instance" (Improved TN, 2017)
     "negative_slope": 0.01,   # LeakyReLU slope (Torch's nn.LeakyReLU default)
+    "upsample": "nearest",    # "nearest" (authors) or "linear" (no steps on a 2**k grid)
     "value_range": [0.0, 1.0],  # output range; the trainer passes the domain's
 }
 _PADDINGS = ("circular", "reflect", "zeros")
 _NORMS = ("batch", "instance")
+_UPSAMPLES = ("nearest", "linear")
 
 #: Inclusive upper bounds of the integer options, checked for configs from any source
 #: (a checkpoint's settings are untrusted input). Twenty scales need outputs of at least
@@ -116,7 +126,8 @@ def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
             raise UsageError(f"{owner}: {key} must be a positive integer, got {value!r}")
         if value > most:
             raise UsageError(f"{owner}: {key} must be at most {most}, got {value!r}")
-    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS)):
+    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS),
+                         ("upsample", _UPSAMPLES)):
         opts[key] = check_choice(opts[key], allowed, owner=owner, name=key)
     given = opts["value_range"]
     if not isinstance(given, (list, tuple)) or len(given) != 2:
@@ -211,6 +222,27 @@ class _Join(nn.Module):
         return out
 
 
+def upsample2(x: torch.Tensor, mode: str, circular: bool) -> torch.Tensor:
+    """``x`` ``(N, C, *extent)`` upsampled ×2 along every spatial axis: ``(N, C,
+    *(2·extent))``.
+
+    ``mode="nearest"`` repeats every position twice. ``mode="linear"`` puts ``¾ x[i] +
+    ¼ x[i-1]`` at ``2i`` and ``¾ x[i] + ¼ x[i+1]`` at ``2i + 1`` (linear interpolation
+    with half-pixel centres), the neighbours wrapping around when ``circular``, else
+    clamped to the ends (``F.interpolate``'s linear modes, ``align_corners=False``).
+    """
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    if not circular:
+        kind = "linear" if x.dim() == 3 else "bilinear"
+        return F.interpolate(x, scale_factor=2.0, mode=kind, align_corners=False)
+    for axis in range(2, x.dim()):
+        before, after = torch.roll(x, 1, axis), torch.roll(x, -1, axis)
+        pair = torch.stack([0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after], dim=axis + 1)
+        x = pair.flatten(axis, axis + 1)
+    return x
+
+
 def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Keep the first ``size`` positions of every spatial axis."""
     index = (slice(None), slice(None), *(slice(0, s) for s in size))
@@ -253,6 +285,8 @@ class PyramidGenerator(Generator):
         self.noise_channels: int = opts["noise_channels"]
         self.noise_kind: str = opts["noise"]
         self.low, self.high = opts["value_range"]
+        self.upsample: str = opts["upsample"]
+        self._circular = opts["padding"] == "circular"
         width: int = opts["channels"]
         layers = _Layers(config.spatial_dims, opts["padding"], opts["norm"],
                          opts["negative_slope"])
@@ -380,7 +414,7 @@ class PyramidGenerator(Generator):
             if out is None:
                 out = branch
             else:
-                up = _crop(F.interpolate(out, scale_factor=2.0, mode="nearest"), sizes[k])
+                up = _crop(upsample2(out, self.upsample, self._circular), sizes[k])
                 out = self.joins[k](up, branch)
         assert out is not None
         logits: torch.Tensor = self.to_signal(out)
@@ -438,7 +472,8 @@ class PyramidGenerator(Generator):
         size, and the receptive field at the output is about ``Σ_k 2**k · halo[k]``
         positions (about 310 for six scales).
         """
-        return scale_halos(self._branch_blocks(), self._joins(), self.scale_sizes(size))
+        return scale_halos(self._branch_blocks(), self._joins(), self.scale_sizes(size),
+                           upsample=self.upsample)
 
     def forward_region(self, key: int, samples: Sequence[int], size: Sequence[int],
                        region: Region, *, norm_stats: NormStats | None = None,
@@ -494,7 +529,8 @@ class PyramidGenerator(Generator):
         def noise(scale: int, region: Region) -> torch.Tensor:
             return self.noise_region(key, chosen, size, scale, region, device=where)
 
-        return Windows(self._branch_blocks(), self._joins(), sizes, noise, norm_stats)
+        return Windows(self._branch_blocks(), self._joins(), sizes, noise, norm_stats,
+                       upsample=self.upsample)
 
 
 def create_pyramid(config: GeneratorConfig) -> PyramidGenerator:

@@ -6,17 +6,18 @@ would give for a size, from the noise of that window plus a margin (*halo*) per 
 follows from the architecture: every 3-tap convolution needs one more position on each
 side, so a branch or join block (two 3-taps and a 1-tap) needs 2; at scale ``k`` the join
 needs its block's 2 around the window, the branch 2 more around that, and the coarser scale
-the positions the nearest ×2 upsampling reads for the widened window (see
-:func:`scale_halos`). Convolutions run without padding on the widened windows, so the
-result is exact: with batch normalisation in eval mode (running statistics, pointwise) a
-window equals the same positions of the whole output up to float rounding. Instance
+the positions the ×2 upsampling reads for the widened window (its cell for nearest
+upsampling, also one neighbour for linear; see :func:`scale_halos`). Convolutions run
+without padding on the widened windows, so the result is exact: with batch normalisation
+in eval mode (running statistics, pointwise) a window equals the same positions of the
+whole output up to float rounding. Instance
 normalisation needs statistics over the whole extent of each scale; :mod:`texsynth.tiled`
 computes them in passes over tiles first and hands them in as ``norm_stats``.
 
 The pyramid is described structurally, so this module does not depend on the generator
 class: ``branches[k]`` is the block of scale ``k`` (0 = finest, ``K`` scales) that maps its
 noise to feature maps, and ``joins[k]`` (``k < K - 1``, a :class:`JoinLayers`) merges the
-nearest-×2-upsampled output of scale ``k + 1`` with branch ``k``: both are normalised,
+×2-upsampled output of scale ``k + 1`` with branch ``k``: both are normalised,
 concatenated along channels and run through ``joins[k].block``. The output of scale 0 is
 the pyramid's feature output (before the generator's final 1×1 convolution).
 """
@@ -89,6 +90,20 @@ def _coarse_index(positions: torch.Tensor, fine: int, coarse: int) -> torch.Tens
     return period * coarse + torch.div(positions - period * fine, 2, rounding_mode="floor")
 
 
+def _upsample_taps(positions: torch.Tensor, fine: int, coarse: int, mode: str
+                   ) -> list[tuple[torch.Tensor, float]]:
+    """The coarse positions (unwrapped) and weights the ×2 upsampling ``mode`` combines
+    for each fine position: nearest reads its cell (:func:`_coarse_index`, weight 1);
+    linear adds ¼ of the neighbouring cell on its side (the previous one for even ``r``,
+    the next for odd) to ¾ of its own (:func:`texsynth.pyramid.upsample2`)."""
+    own = _coarse_index(positions, fine, coarse)
+    if mode == "nearest":
+        return [(own, 1.0)]
+    period = torch.div(positions, fine, rounding_mode="floor")
+    side = (positions - period * fine).remainder(2) * 2 - 1  # -1 for even r, +1 for odd
+    return [(own, 0.75), (own + side, 0.25)]
+
+
 def _until(block: nn.Sequential, stop: nn.Module | None) -> list[nn.Module]:
     """The layers of ``block`` before ``stop`` (all of them if it is not in the block)."""
     layers = list(block)
@@ -114,12 +129,13 @@ def instance_norm_layers(branches: Sequence[nn.Sequential], joins: Sequence[Join
 
 
 def scale_halos(branches: Sequence[nn.Sequential], joins: Sequence[JoinLayers],
-                sizes: Sequence[tuple[int, ...]]) -> list[int]:
+                sizes: Sequence[tuple[int, ...]], upsample: str = "nearest") -> list[int]:
     """Noise positions, per scale, that one output position depends on beyond itself.
 
     Args:
         branches, joins: the pyramid (see the module docstring).
         sizes: extents of every scale, finest first (only the first axis is used).
+        upsample: the joins' ×2 upsampling, ``"nearest"`` or ``"linear"``.
 
     Returns:
         ``K`` radii: entry ``k`` is the radius, in positions of scale ``k`` along the first
@@ -135,8 +151,10 @@ def scale_halos(branches: Sequence[nn.Sequential], joins: Sequence[JoinLayers],
         reach = _conv_margin(branches[k])
         halos.append(max(-(lo - reach), hi + reach - 1))
         if not last:
-            ends = _coarse_index(torch.tensor([lo, hi - 1]), sizes[k][0], sizes[k + 1][0])
-            lo, hi = int(ends[0]), int(ends[1]) + 1
+            taps = _upsample_taps(torch.arange(lo, hi), sizes[k][0], sizes[k + 1][0],
+                                  upsample)
+            lo = min(int(index.min()) for index, _ in taps)
+            hi = max(int(index.max()) for index, _ in taps) + 1
     return halos
 
 
@@ -153,16 +171,18 @@ class Windows:
         sizes: extents of every scale for the whole output, finest first.
         noise: the noise of a window of a scale (:data:`NoiseWindow`), ``N`` samples.
         norm_stats: whole-extent statistics of the instance-norm layers used.
+        upsample: the joins' ×2 upsampling, ``"nearest"`` or ``"linear"``.
     """
 
     def __init__(self, branches: Sequence[nn.Sequential], joins: Sequence[JoinLayers],
                  sizes: Sequence[tuple[int, ...]], noise: NoiseWindow,
-                 norm_stats: NormStats | None = None) -> None:
+                 norm_stats: NormStats | None = None, *, upsample: str = "nearest") -> None:
         self.branches = list(branches)
         self.joins = list(joins)
         self.sizes = list(sizes)
         self.noise = noise
         self.stats = norm_stats or {}
+        self.upsample = upsample
 
     def _norm(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``layer`` (a norm) on ``x`` ``(N, C, *extent)``: batch norm as it is, instance
@@ -202,13 +222,16 @@ class Windows:
 
     def _upsampled(self, k: int, region: Region) -> torch.Tensor:
         """Scale ``k+1``'s output upsampled onto window ``region`` of scale ``k``."""
-        indices = [_coarse_index(torch.arange(lo, hi), fine, coarse)
-                   for (lo, hi), fine, coarse in zip(region, self.sizes[k], self.sizes[k + 1],
-                                                     strict=True)]
-        coarse_region = tuple((int(i[0]), int(i[-1]) + 1) for i in indices)
+        taps = [_upsample_taps(torch.arange(lo, hi), fine, coarse, self.upsample)
+                for (lo, hi), fine, coarse in zip(region, self.sizes[k], self.sizes[k + 1],
+                                                  strict=True)]
+        coarse_region = tuple((min(int(i.min()) for i, _ in axis),
+                               max(int(i.max()) for i, _ in axis) + 1) for axis in taps)
         out = self.output(k + 1, coarse_region)
-        for axis, (index, (lo, _)) in enumerate(zip(indices, coarse_region, strict=True)):
-            out = out.index_select(2 + axis, (index - lo).to(out.device))
+        for axis, (axis_taps, (lo, _)) in enumerate(zip(taps, coarse_region, strict=True)):
+            parts = [weight * out.index_select(2 + axis, (index - lo).to(out.device))
+                     for index, weight in axis_taps]
+            out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         return out
 
     def output(self, k: int, region: Region, stop: nn.Module | None = None) -> torch.Tensor:
