@@ -89,7 +89,7 @@ def feature_maps(features: Features, signals: torch.Tensor) -> dict[str, torch.T
     """``{layer: (N, C_l, *positions)}`` of ``signals`` ``(N, C, *spatial)``, no gradient."""
     with torch.no_grad():
         maps: dict[str, torch.Tensor] = features.extractor(
-            features.domain.to_features_input(signals))
+            features.extractor.input_of(features.domain, signals))
     return maps
 
 

@@ -6,12 +6,15 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .domain import Domain
 
 __all__ = ["ExtractorConfig", "FeatureExtractor"]
 
@@ -72,6 +75,11 @@ class FeatureExtractor(nn.Module):
     :meth:`_forward`. Input preprocessing the network expects (e.g. ImageNet
     normalisation for VGG) belongs to the extractor, as torchvision's weights carry their
     transforms: override :meth:`preprocess`; :meth:`forward` applies it.
+
+    An extractor that makes its own analysis of the signal (e.g. STFTs of a waveform at
+    several resolutions, where the domain's model input holds one) sets :attr:`reads`
+    to ``"signal"``: it is then given the signal ``(N, C, *spatial)`` itself instead of
+    the domain's model input. Callers get the right input from :meth:`input_of`.
     """
 
     #: Every layer name this extractor can return, shallow to deep.
@@ -82,6 +90,15 @@ class FeatureExtractor(nn.Module):
     default_content_layers: tuple[str, ...] = ()
     #: Number of spatial axes of the input (2 for pictures, 1 for time).
     spatial_dims: ClassVar[int] = 2
+    #: What :meth:`forward` takes: ``"model"``, the domain's model input
+    #: (:meth:`Domain.to_features_input`), or ``"signal"``, the signal itself.
+    reads: ClassVar[str] = "model"
+
+    def input_of(self, domain: Domain, signal: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward` takes for ``signal`` ``(N, C, *spatial)`` of ``domain``:
+        the signal itself when :attr:`reads` is ``"signal"``, else the domain's model
+        input."""
+        return signal if self.reads == "signal" else domain.to_features_input(signal)
 
     def __init__(self, layers: Sequence[str] | None = None) -> None:
         super().__init__()

@@ -113,7 +113,7 @@ class TextureObjective(nn.Module):
             maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
             values: list[torch.Tensor] = []
             for exemplar in exemplars:
-                model_input = domain.to_features_input(exemplar.to(dev))
+                model_input = extractor.input_of(domain, exemplar.to(dev))
                 values.append(model_input)
                 feats = extractor(model_input, layers=self.texture_layers)
                 for name in self.texture_layers:
@@ -131,7 +131,7 @@ class TextureObjective(nn.Module):
             if not self.content_layers:
                 raise UsageError("stylisation needs at least one content layer")
             with torch.no_grad():
-                feats = extractor(domain.to_features_input(content.to(dev)),
+                feats = extractor(extractor.input_of(domain, content.to(dev)),
                                   layers=self.content_layers)
             self.content = ContentLoss({k: feats[k] for k in self.content_layers})
         self._all_layers = tuple(dict.fromkeys(self.texture_layers + self.content_layers))
@@ -154,12 +154,34 @@ class TextureObjective(nn.Module):
         ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
         content given at construction: feed-forward stylisation has new content each batch.
         """
-        return self.input_terms(self.domain.to_features_input(signal), content)
+        return self._terms(self.extractor.input_of(self.domain, signal), content, signal)
 
     def input_terms(self, model_input: torch.Tensor, content: torch.Tensor | None = None
                     ) -> dict[str, torch.Tensor]:
-        """:meth:`terms` from extractor input (what :meth:`Domain.to_features_input` or a
-        :class:`~texsynth.domain.Representation` gives) instead of a signal."""
+        """:meth:`terms` from the domain's model input (what :meth:`Domain.to_features_input`
+        or a :class:`~texsynth.domain.Representation` gives) instead of a signal.
+
+        Raises:
+            UsageError: an extractor here reads the signal itself
+                (:attr:`FeatureExtractor.reads`), which model input cannot give.
+        """
+        readers = [type(objective.extractor).__name__ for objective in self._objectives()
+                   if objective.extractor.reads != "model"]
+        if readers:
+            raise UsageError(f"extractor {readers[0]} analyses the signal itself, so it "
+                             "needs the signal, not the domain's model input (it cannot "
+                             "be used with an optimisation representation such as "
+                             "Griffin-Lim magnitudes)")
+        return self._terms(model_input, content, None)
+
+    def _objectives(self) -> list[TextureObjective]:
+        """This objective and those of its further statistics."""
+        return [self, *(other for other in self.also if isinstance(other, TextureObjective))]
+
+    def _terms(self, model_input: torch.Tensor, content: torch.Tensor | None,
+               signal: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`terms` from this extractor's input (and the signal, when there is one,
+        for further statistics whose extractors read another input)."""
         feats = self.extractor(model_input, layers=self._all_layers)
         joined = self.batch_gram and model_input.shape[0] > 1
         if joined:
@@ -176,7 +198,12 @@ class TextureObjective(nn.Module):
             extra = torch.zeros((), device=texture.device)
             for other, weight in zip(self.also, self.also_weights, strict=True):
                 assert isinstance(other, TextureObjective)
-                extra = extra + weight * other.input_terms(model_input)["texture"]
+                if other.extractor.reads == self.extractor.reads:  # the same input
+                    terms = other._terms(model_input, None, signal)
+                else:  # input_terms refuses mixed readers, so there is a signal here
+                    assert signal is not None
+                    terms = other.terms(signal)
+                extra = extra + weight * terms["texture"]
             out["also"] = extra
             texture = texture + extra
         out.update({"texture": texture, "total": self.style_weight * texture})
@@ -185,7 +212,7 @@ class TextureObjective(nn.Module):
             if not self.content_layers:
                 raise UsageError("a content batch needs content layers")
             with torch.no_grad():
-                targets = self.extractor(self.domain.to_features_input(content),
+                targets = self.extractor(self.extractor.input_of(self.domain, content),
                                          layers=self.content_layers)
             term = content_loss(feats, targets)
         elif self.content is not None:

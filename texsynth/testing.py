@@ -104,7 +104,7 @@ class DomainContract:
     def test_extractor_returns_named_maps(self, domain: Domain, sample_path: Path,
                                           extractor_name: str) -> None:
         net = get_plugin_manager().create_extractor(ExtractorConfig(extractor_name), domain)
-        feats = net(domain.to_features_input(domain.load(sample_path)))
+        feats = net(net.input_of(domain, domain.load(sample_path)))
         assert set(feats) == set(net.layers)
         for name, maps in feats.items():
             assert maps.shape[0] == 1, f"layer {name} lost the batch axis"
@@ -115,7 +115,7 @@ class DomainContract:
                                         extractor_name: str) -> None:
         net = get_plugin_manager().create_extractor(ExtractorConfig(extractor_name), domain)
         signal = domain.load(sample_path).requires_grad_(True)
-        feats = net(domain.to_features_input(signal))
+        feats = net(net.input_of(domain, signal))
         sum(gram_matrix(m).sum() for m in feats.values()).backward()  # type: ignore[union-attr]
         assert signal.grad is not None and torch.isfinite(signal.grad).all()
         assert signal.grad.abs().sum() > 0

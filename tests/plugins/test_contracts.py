@@ -57,3 +57,11 @@ class TestAudioGriffinLimContract(TestAudioContract):
     @pytest.fixture
     def domain(self) -> Domain:
         return texsynth_audio.AudioDomain(peak=None, phase="griffin-lim", griffin_lim_iters=4)
+
+
+class TestAudioMultiresContract(TestAudioContract):
+    """The same domain with an extractor that reads the waveform itself."""
+
+    @pytest.fixture
+    def extractor_name(self) -> str:
+        return "multires"

@@ -72,6 +72,7 @@ __all__ = [
     "MultiKernelExtractor",
     "UlyanovExtractor",
     "multikernel_factory",
+    "positive_ints",
     "ulyanov_factory",
 ]
 
@@ -147,6 +148,18 @@ def _positive_int(value: Any, what: str) -> int:
     if number < 1:
         raise UsageError(f"{what} must be a positive integer, got {value!r}")
     return number
+
+
+def positive_ints(raw: Any, what: str) -> tuple[int, ...]:
+    """An option holding one or more positive integers: an int, a list of them, or a
+    comma-separated string (``"2,4,8"``, as the command line gives it)."""
+    if isinstance(raw, str):
+        raw = [part for part in raw.replace(" ", "").split(",") if part]
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise UsageError(f"{what} must be one or more positive integers, got {raw!r}")
+    return tuple(_positive_int(value, what) for value in raw)
 
 
 def _padding(value: Any, extractor: str) -> str:
@@ -319,12 +332,8 @@ def multikernel_factory(config: ExtractorConfig, domain: Domain) -> MultiKernelE
     if config.weights:
         raise UsageError("extractor 'multikernel' has random weights; it takes no weights "
                          "file")
-    raw = options.get("widths", MultiKernelExtractor.default_widths)
-    if isinstance(raw, str):
-        raw = [part for part in raw.replace(" ", "").split(",") if part]
-    if isinstance(raw, int):
-        raw = [raw]
-    widths = tuple(_positive_int(w, "widths") for w in raw)
+    widths = positive_ints(options.get("widths", MultiKernelExtractor.default_widths),
+                           "widths")
     return MultiKernelExtractor(
         _input_channels(domain), widths=widths,
         filters=_positive_int(options.get("filters", 256), "filters"),
