@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .autocorr import AutocorrelationLoss
 from .hookspecs import RegisterExtractor, RegisterGenerator, RegisterLoss, hookimpl
 from .losses import SlicedWassersteinLoss, TextureLoss
 from .patches import OPTIONS as PATCH_OPTIONS
@@ -12,13 +13,17 @@ from .pyramid import create_pyramid, create_pyramid_stylize
 
 @hookimpl
 def texsynth_register_losses(register: RegisterLoss) -> None:
-    """``gram`` (Gram matrices) and ``sw`` (sliced Wasserstein; ignores ``normalize``,
-    takes the run's ``seed`` for its random directions)."""
+    """``gram`` (Gram matrices), ``sw`` (sliced Wasserstein; ignores ``normalize``,
+    takes the run's ``seed`` for its random directions) and ``autocorr``
+    (autocovariance of every channel over short lags; ignores ``normalize``)."""
     register("gram", TextureLoss,
              description="Gram matrices of feature maps (Gatys et al. 2015)")
     register("sw", SlicedWassersteinLoss,
              description="sliced Wasserstein distance of feature distributions, random "
                          "directions redrawn every 5 evaluations (Heitz et al. 2021)")
+    register("autocorr", AutocorrelationLoss,
+             description="autocovariance of each feature map over lags up to 32 positions, "
+                         "relative error per layer (rhythm, spacing; Antognini et al. 2019)")
 
 
 @hookimpl

@@ -42,6 +42,7 @@ __all__ = [
     "GramNormalization",
     "SlicedWassersteinLoss",
     "TextureLoss",
+    "check_layer_weights",
     "content_loss",
     "gram_matrix",
     "match_quantiles",
@@ -113,8 +114,10 @@ class _SymmetricGram(torch.autograd.Function):
         return (out * ctx.scale if ctx.scale != 1.0 else out), None
 
 
-def _check_weights(layers: Mapping[str, object], weights: Mapping[str, float] | None
-                   ) -> dict[str, float]:
+def check_layer_weights(layers: Mapping[str, object], weights: Mapping[str, float] | None
+                        ) -> dict[str, float]:
+    """``{layer: weight}`` for every layer of ``layers`` (missing weights are 1), refusing
+    weights for layers not in use."""
     if weights is None:
         return dict.fromkeys(layers, 1.0)
     unknown = [name for name in weights if name not in layers]
@@ -141,7 +144,7 @@ def texture_loss(
     Returns:
         A scalar tensor.
     """
-    weights = _check_weights(target_grams, layer_weights)
+    weights = check_layer_weights(target_grams, layer_weights)
     total: torch.Tensor | None = None
     for name, target in target_grams.items():
         gram = gram_matrix(features[name], normalize)
@@ -165,7 +168,7 @@ def content_loss(
         target_features: ``{layer: (N or 1, C_l, *spatial)}`` maps of the content signal.
         layer_weights: ``{layer: w_l}``; missing layers weigh 1.
     """
-    weights = _check_weights(target_features, layer_weights)
+    weights = check_layer_weights(target_features, layer_weights)
     total: torch.Tensor | None = None
     for name, target in target_features.items():
         current = features[name]
@@ -200,7 +203,7 @@ class TextureLoss(nn.Module):
         super().__init__()
         self.normalize: GramNormalization = normalize
         self.layers = tuple(target_features)
-        self.layer_weights = _check_weights(target_features, layer_weights)
+        self.layer_weights = check_layer_weights(target_features, layer_weights)
         for name, feats in target_features.items():
             gram = gram_matrix(feats.detach(), normalize).mean(dim=0, keepdim=True)
             self.register_buffer(_buffer_name(name), gram)
@@ -221,7 +224,7 @@ class ContentLoss(nn.Module):
                  layer_weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
         self.layers = tuple(target_features)
-        self.layer_weights = _check_weights(target_features, layer_weights)
+        self.layer_weights = check_layer_weights(target_features, layer_weights)
         for name, feats in target_features.items():
             self.register_buffer(_buffer_name(name), feats.detach())
 
@@ -413,7 +416,7 @@ class SlicedWassersteinLoss(nn.Module):
         self.layers = tuple(target_features)
         if not self.layers:
             raise UsageError("texture loss needs at least one layer")
-        self.layer_weights = _check_weights(target_features, layer_weights)
+        self.layer_weights = check_layer_weights(target_features, layer_weights)
         self.directions = directions
         self.redraw_every = int(redraw_every)
         self.generator = torch.Generator().manual_seed(int(seed))
