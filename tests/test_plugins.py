@@ -42,7 +42,7 @@ def test_unknown_names_list_what_is_available(toy_manager: PluginManager) -> Non
         toy_manager.get_domain("nope")
     with pytest.raises(NotFoundError, match="available: toy-conv"):
         toy_manager.get_extractor_info("nope", "toy")
-    with pytest.raises(NotFoundError, match="available: gram"):
+    with pytest.raises(NotFoundError, match="available: autocorr, gram"):
         toy_manager.get_loss("nope")
     with pytest.raises(texsynth.UsageError, match=r"known suffixes: \.toy"):
         toy_manager.domain_for_path("x.unknown")
