@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +43,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import audio_quality  # noqa: E402
-from common import machine, publish  # noqa: E402
+from common import Row, machine, publish, score_table  # noqa: E402
 
 CLIPS = HERE.parent.parent / "shared" / "data" / "audio"
 SHEET = HERE.parent / "docs" / "images" / "audio_quality_sheet.png"
 Scores = tuple[float, float]
-
-
-@dataclass
-class Row:
-    """One row of the table: one shown sound per clip and the scores."""
-
-    name: str
-    shown: dict[str, np.ndarray] = field(default_factory=dict)
-    scores: dict[str, Scores] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def add(rows: dict[str, Row], name: str, clip: str, shown: np.ndarray, scores: Scores,
@@ -199,17 +188,8 @@ def merge(rows: dict[str, Row], made: dict[str, Row]) -> None:
 
 def table(rows: list[Row], clips: list[str], which: int, timed: bool) -> str:
     """A markdown table of score ``which`` (0: A, 1: P), a column per clip + mean."""
-    head = ["sound", *clips, "mean"] + (["seconds per clip"] if timed else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [f"{row.scores[c][which]:.2f}" if c in row.scores else "—" for c in clips]
-        values = [row.scores[c][which] for c in clips if c in row.scores]
-        mean = f"{statistics.fmean(values):.2f}" + \
-            ("" if len(values) == len(clips) else f" ({len(values)})")
-        extra = [f"{statistics.fmean(row.seconds.values()):.1f}" if row.seconds else ""]
-        lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
-                     + " |")
-    return "\n".join(lines)
+    return score_table(rows, clips, which, digits=2, timed=timed, first="sound",
+                       time_label="seconds per clip")
 
 
 def short_name(name: str) -> str:

@@ -28,11 +28,9 @@ It writes the contact sheet ``docs/images/quality_sheet.png`` and the section "Q
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +40,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
-from common import machine, publish  # noqa: E402
+from common import Row, machine, publish, score_table  # noqa: E402
 
 IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 SHEET = HERE.parent / "docs" / "images" / "quality_sheet.png"
 Scores = tuple[float, float]
-
-
-@dataclass
-class Row:
-    """One row of the table: its outputs (one shown per exemplar) and their scores."""
-
-    name: str
-    shown: dict[str, torch.Tensor] = field(default_factory=dict)
-    scores: dict[str, Scores] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def calibration(exemplar: torch.Tensor, size: int, seed: int
@@ -161,19 +149,8 @@ def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> Non
 
 def table(rows: list[Row], images: list[str], which: int, timed: bool) -> str:
     """A markdown table of score ``which`` (0: T, 1: C), a column per exemplar + mean."""
-    digits = 2 if which == 0 else 4
-    head = ["output", *images, "mean"] + (["seconds per image"] if timed else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [f"{row.scores[i][which]:.{digits}f}" if i in row.scores else "—"
-                 for i in images]
-        values = [row.scores[i][which] for i in images if i in row.scores]
-        mean = f"{statistics.fmean(values):.{digits}f}" + \
-            ("" if len(values) == len(images) else f" ({len(values)})")
-        extra = [f"{statistics.fmean(row.seconds.values()):.1f}" if row.seconds else ""]
-        lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
-                     + " |")
-    return "\n".join(lines)
+    return score_table(rows, images, which, digits=2 if which == 0 else 4, timed=timed,
+                       time_label="seconds per image")
 
 
 def to_pil(signal: torch.Tensor, size: int) -> Any:

@@ -8,8 +8,10 @@ import platform
 import re
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,33 @@ def write_section(name: str, body: str) -> None:
     text = pattern.sub(block + "\n", text) if pattern.search(text) else \
         text.rstrip() + "\n\n" + block
     RESULTS.write_text(text.rstrip() + "\n")
+
+
+@dataclass
+class Row:
+    """One row of a quality table: the output shown per exemplar (a tensor, an array),
+    its scores per exemplar (a tuple of floats) and the seconds it took."""
+
+    name: str
+    shown: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def score_table(rows: list[Row], columns: list[str], which: int, *, digits: int,
+                timed: bool, first: str = "output", time_label: str = "seconds") -> str:
+    """A markdown table of score ``which`` of every row, a column per exemplar plus the
+    mean (with the count where a row lacks some), and the mean seconds if ``timed``."""
+    head = [first, *columns, "mean"] + ([time_label] if timed else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [f"{row.scores[c][which]:.{digits}f}" if c in row.scores else "—"
+                 for c in columns]
+        values = [row.scores[c][which] for c in columns if c in row.scores]
+        mean = f"{statistics.fmean(values):.{digits}f}" + \
+            ("" if len(values) == len(columns) else f" ({len(values)})")
+        extra = [f"{statistics.fmean(row.seconds.values()):.1f}" if row.seconds else ""]
+        lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
+                     + " |")
+    return "\n".join(lines)
+
