@@ -43,7 +43,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import audio_quality  # noqa: E402
-from common import Row, machine, publish, score_table  # noqa: E402
+from common import (  # noqa: E402
+    Row,
+    add_quality_arguments,
+    machine,
+    parse_quality_arguments,
+    publish,
+    quality_inputs,
+    score_table,
+)
 
 CLIPS = HERE.parent.parent / "shared" / "data" / "audio"
 SHEET = HERE.parent / "docs" / "images" / "audio_quality_sheet.png"
@@ -247,24 +255,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per output")
     parser.add_argument("--steps", type=int, default=0,
                         help="L-BFGS steps (default 0: the audio domain's default)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,...",
                         help="a further optimisation row, e.g. 'sw:texture_loss=sw' or "
                              "'short STFT:n_fft=512,hop_length=128'")
     parser.add_argument("--no-defaults", action="store_true",
                         help="leave out the optimisation row with the defaults")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1; 0: torch's choice)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="clips scored at once, in worker processes (each with "
                              "--threads threads)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sheet", type=Path, default=SHEET)
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if any("=" not in spec for spec in args.checkpoint):
-        parser.error("--checkpoint takes NAME=PATH")
+    add_quality_arguments(parser, SHEET)
+    args = parse_quality_arguments(parser, argv)
     return args
 
 
@@ -290,13 +290,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables, write the sheet and RESULTS.md."""
     args = parse(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    paths = sorted(args.data.glob("*.wav"))
-    if args.clips:
-        paths = [p for p in paths if p.stem in args.clips]
-    if not paths:
-        raise SystemExit(f"no clips found under {args.data}")
+    paths = quality_inputs(args, args.data, "*.wav", args.clips, "clips")
     start = time.perf_counter()
     rows: dict[str, Row] = {}
     if args.jobs > 1:

@@ -40,7 +40,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
-from common import Row, machine, publish, score_table  # noqa: E402
+from common import (  # noqa: E402
+    Row,
+    add_quality_arguments,
+    machine,
+    parse_quality_arguments,
+    publish,
+    quality_inputs,
+    score_table,
+)
 
 IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 SHEET = HERE.parent / "docs" / "images" / "quality_sheet.png"
@@ -208,20 +216,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", nargs="+", help="stems to use (default: every *.png)")
     parser.add_argument("--size", type=int, default=128, help="output size (square)")
     parser.add_argument("--steps", type=int, default=300, help="L-BFGS steps")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", nargs="+", default=["gram"], metavar="LOSS",
                         help="texture losses of the optimisation rows (default: gram)")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--refine", action="append", type=int, default=[], metavar="N")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine two "
-                             "threads made L-BFGS steps 7x slower; 0: torch's choice)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sheet", type=Path, default=SHEET)
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if any("=" not in spec for spec in args.checkpoint):
-        parser.error("--checkpoint takes NAME=PATH")
+    add_quality_arguments(parser, SHEET)
+    args = parse_quality_arguments(parser, argv)
     return args
 
 
@@ -254,13 +253,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables, write the sheet and RESULTS.md."""
     args = parse(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    paths = sorted(args.data.glob("*.png"))
-    if args.images:
-        paths = [p for p in paths if p.stem in args.images]
-    if not paths:
-        raise SystemExit(f"no exemplars found under {args.data}")
+    paths = quality_inputs(args, args.data, "*.png", args.images, "exemplars")
     start = time.perf_counter()
     rows: dict[str, Row] = {}
     for path in paths:

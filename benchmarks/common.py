@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -115,4 +116,41 @@ def score_table(rows: list[Row], columns: list[str], which: int, *, digits: int,
         lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
                      + " |")
     return "\n".join(lines)
+
+
+def add_quality_arguments(parser: argparse.ArgumentParser, sheet: Path) -> None:
+    """The options the quality benchmarks share: ``--seed``, ``--checkpoint NAME=PATH``
+    (repeatable), ``--threads``, ``--device``, ``--sheet`` and ``--no-write``."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared 2-core machine two "
+                             "threads made L-BFGS steps 7x slower; 0: torch's choice)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sheet", type=Path, default=sheet)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+
+
+def parse_quality_arguments(parser: argparse.ArgumentParser,
+                            argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and check the ``--checkpoint NAME=PATH`` values."""
+    args = parser.parse_args(argv)
+    if any("=" not in spec for spec in args.checkpoint):
+        parser.error("--checkpoint takes NAME=PATH")
+    return args
+
+
+def quality_inputs(args: argparse.Namespace, folder: Path, pattern: str,
+                   stems: list[str] | None, what: str) -> list[Path]:
+    """Set torch's threads from ``args.threads`` (0: torch's choice) and return the files
+    of ``folder`` matching ``pattern``, sorted, only ``stems`` if given; exits naming the
+    folder when there are none (``what``: "exemplars", "clips")."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    paths = sorted(folder.glob(pattern))
+    if stems:
+        paths = [p for p in paths if p.stem in stems]
+    if not paths:
+        raise SystemExit(f"no {what} found under {folder}")
+    return paths
 
