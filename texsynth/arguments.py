@@ -170,6 +170,10 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
                           "streamed to OUT where the format allows, e.g. PNG, so memory does "
                           "not grow with --size); 0: in one piece (default: tiles of 512x512 "
                           "above 1024x1024)")
+    smp.add_argument("--stream", action="store_true",
+                     help="write the sample as it is made, chunk by chunk along the first "
+                          "axis (time), e.g. to a player with '-o -' (standard output); "
+                          "without --duration/--size it runs until Ctrl-C")
     smp.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
                      help="then optimise each sample for STEPS steps with the loss the "
                           "generator was trained with: sharper detail at optimisation's "

@@ -332,6 +332,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if trained.is_stylizer:
         raise UsageError(f"{ckpt}: is a stylisation generator; use 'texsynth apply "
                          f"{ckpt} CONTENT -o OUT'")
+    if args.stream:
+        return _stream(args, trained)
+    if args.output == "-":
+        raise UsageError("-o -: standard output takes a stream; add --stream")
     outputs = [numbered(args.output, i + 1, args.count) for i in range(args.count)]
     for path in outputs:
         _check_output(path, domain, args)
@@ -363,6 +367,30 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.preview:
         _preview(args, domain, trained.readable_exemplars(),
                  [(p.name, result.signals[i:i + 1]) for i, p in enumerate(outputs[:3])])
+    return 0
+
+
+def _stream(args: argparse.Namespace, trained: Any) -> int:
+    """``texsynth sample --stream``: one sample written as it is made (to ``-o -``:
+    standard output), of ``--duration``/``--size`` or until Ctrl-C."""
+    from .sampling import sample_stream
+
+    for flag, used in (("--count", args.count != 1), ("--refine", args.refine),
+                       ("--tile", args.tile is not None), ("--preview", args.preview)):
+        if used:
+            raise UsageError(f"--stream writes one sample as it is made; {flag} cannot be "
+                             "used with it")
+    domain = trained.domain
+    path = None if args.output == "-" else Path(args.output)
+    if path is not None:
+        _check_output(path, domain, args)
+    size = _size(domain, args)
+    rest = size[1:] if size else tuple(trained.training_size[1:])
+    written, _ = sample_stream(trained, path, size[0] if size else None, rest=rest,
+                               seed=args.seed, metadata={"texsynth_version": __version__})
+    length = domain.describe_size((written.extent, *rest))
+    stopped = " (stopped)" if written.stopped else ""
+    _say(args, f"wrote {length} to {written.path or 'standard output'}{stopped}")
     return 0
 
 

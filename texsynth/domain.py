@@ -19,7 +19,8 @@ import math
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -28,10 +29,10 @@ from typing import Any, ClassVar
 import torch
 
 from .atomic import atomic_path, atomic_write_text
-from .errors import UsageError
+from .errors import Terminated, UsageError
 from .resources import check_signal_fits
 
-__all__ = ["Domain", "Representation", "SignalWriter", "parse_size", "sidecar_path",
+__all__ = ["Domain", "Representation", "SignalWriter", "StreamResult", "drain_stream", "parse_size", "sidecar_path",
            "write_sidecar", "write_with_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
@@ -87,11 +88,14 @@ def write_sidecar(path: Path, metadata: Mapping[str, Any]) -> Path:
 
 
 def write_with_sidecar(path: str | os.PathLike[str], write: Callable[[Path], None],
-                       sidecar: Mapping[str, Any] | None = None, *,
+                       sidecar: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None]
+                       | None = None, *,
                        opener: Callable[[Path], AbstractContextManager[Path]] = atomic_path
                        ) -> Path:
     """Write ``path`` atomically with ``write(tmp)`` and, if ``sidecar`` is given, its
-    JSON sidecar (:func:`sidecar_path`) before the file is moved into place.
+    JSON sidecar (:func:`sidecar_path`) before the file is moved into place; ``sidecar``
+    may be a function called after ``write`` (for settings known only then, such as the
+    length of a stream).
 
     Either both files are written or neither is: a failure of the sidecar discards the
     file, and a failure to move the file into place removes the sidecar just written.
@@ -106,14 +110,47 @@ def write_with_sidecar(path: str | os.PathLike[str], write: Callable[[Path], Non
     try:
         with opener(target) as tmp:
             write(tmp)
-            if sidecar is not None:
-                written = write_sidecar(target, sidecar)
+            settings = sidecar() if callable(sidecar) else sidecar
+            if settings is not None:
+                written = write_sidecar(target, settings)
     except BaseException:
         if written is not None:
             with contextlib.suppress(OSError):
                 written.unlink()
         raise
     return target
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What :meth:`Domain.write_stream` wrote.
+
+    Attributes:
+        path: the file, or ``None`` for standard output.
+        extent: positions written along the first axis (samples, for sound).
+        stopped: the stream ended early: Ctrl-C or SIGTERM, or the reader of standard
+            output went away; what came before is kept.
+    """
+
+    path: Path | None
+    extent: int
+    stopped: bool
+
+
+def drain_stream(blocks: Iterable[torch.Tensor], write: Callable[[torch.Tensor], None]
+                 ) -> tuple[int, bool]:
+    """Pass every block ``(C, n, *rest)`` of ``blocks`` to ``write`` in order, until they
+    end or Ctrl-C, SIGTERM (:class:`~texsynth.errors.Terminated`) or a closed pipe stops
+    the stream. Returns the positions written along the first axis and whether the
+    stream was stopped; for domains implementing :meth:`Domain.write_stream`."""
+    written = 0
+    try:
+        for block in blocks:
+            write(block)
+            written += int(block.shape[1])
+    except (KeyboardInterrupt, Terminated, BrokenPipeError):
+        return written, True
+    return written, False
 
 
 class SignalWriter(ABC):
@@ -380,6 +417,18 @@ class Domain(ABC):
         blocks appended in time order to a temporary file renamed on close).
         """
         return _AssemblingWriter(self, Path(path), size, channels, metadata)
+
+    def write_stream(self, blocks: Iterable[torch.Tensor], path: Path | None, channels: int,
+                     *, metadata: Mapping[str, Any] | None = None) -> StreamResult:
+        """Write a signal that arrives as consecutive ``blocks`` ``(channels, n, *rest)``
+        along its first axis, of a length nobody knows in advance, as they come: to
+        ``path`` (moved into place when the stream ends, with ``metadata`` as
+        :meth:`save` stores it) or, for ``None``, to standard output. A stream stopped by
+        Ctrl-C keeps what came before it (:func:`drain_stream`).
+
+        The default refuses: domains whose formats can be appended to (sound) override it.
+        """
+        raise UsageError(f"domain {self.name!r} cannot stream its outputs")
 
     @abstractmethod
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,16 @@ The network turns a pyramid of ``K`` noise tensors into a signal::
 * a final 1×1 convolution maps to the signal's channels and a scaled sigmoid maps the
   result into ``value_range`` (the domain's range, e.g. [0, 1] for images).
 
+**Stride.** With ``stride`` ``s > 1`` the pyramid runs on a grid ``s`` times coarser than
+the output along every axis (``ceil(size / s)`` *frames*, which are its finest scale) and
+the final layer is a transposed convolution with a kernel of ``2s`` and a stride of ``s``
+per axis: every frame draws ``2s`` positions, centred on its own cell and overlapping each
+neighbour by half (overlap-add of learned frames, as an inverse STFT adds windowed frames).
+The work per output position falls by about ``s`` (sound: 64 samples per frame make a
+generator that samples far faster than real time). On the grid's torus the decoder wraps
+too, so outputs whose extent is a multiple of ``s·2**(K-1)`` tile exactly; for other
+extents the last frame is cropped, which breaks the wrap by up to ``s`` positions.
+
 The defaults follow the authors' ``pyramid`` model (six scales with ratios 32 … 1,
 8 filters per branch, uniform noise with 3 channels, LeakyReLU with slope 0.01, batch
 normalisation). ``norm="instance"`` gives the instance normalisation of *Improved Texture
@@ -72,8 +82,8 @@ from .validation import check_choice, check_options
 from .windows import Windows, instance_norm_layers, scale_halos
 
 __all__ = ["DEFAULT_OPTIONS", "MAX_PARAMETERS", "OPTION_BOUNDS", "PyramidGenerator",
-           "create_pyramid", "create_pyramid_stylize", "parameter_count", "scale_sizes",
-           "upsample2"]
+           "create_pyramid", "create_pyramid_stylize", "overlap_add", "parameter_count",
+           "scale_sizes", "upsample2"]
 
 #: Options of the ``pyramid`` generators and their defaults (see the module docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -85,6 +95,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "norm": "batch",          # "batch" (2016 paper) or "instance" (Improved TN, 2017)
     "negative_slope": 0.01,   # LeakyReLU slope (Torch's nn.LeakyReLU default)
     "upsample": "nearest",    # "nearest" (authors) or "linear" (no steps on a 2**k grid)
+    "stride": 1,              # output positions per frame of the finest scale (see Stride)
     "value_range": [0.0, 1.0],  # output range; the trainer passes the domain's
 }
 _PADDINGS = ("circular", "reflect", "zeros")
@@ -96,7 +107,8 @@ _UPSAMPLES = ("nearest", "linear")
 #: ``2**19 + 1`` positions per axis, about the largest extent a size may have
 #: (:data:`texsynth.domain.MAX_EXTENT` = ``2**20``); the widths are far beyond what
 #: texture generators use (8 filters in the paper).
-OPTION_BOUNDS: dict[str, int] = {"num_scales": 20, "channels": 1024, "noise_channels": 1024}
+OPTION_BOUNDS: dict[str, int] = {"num_scales": 20, "channels": 1024, "noise_channels": 1024,
+                                 "stride": 1024}
 #: Most weights (elements of parameters) a pyramid may have: ``2**28`` float32 values,
 #: 1 GiB; with Adam's two moments its checkpoint stays within
 #: :data:`texsynth.checkpoint.MAX_CHECKPOINT_BYTES`.
@@ -146,7 +158,8 @@ def parameter_count(config: GeneratorConfig) -> int:
     building it; ``config.options`` must be resolved (:class:`PyramidGenerator` stores
     them so). Each block ``in → out`` has convolutions of ``in·out·3^d``, ``out·out·3^d``
     and ``out·out`` weights (``d`` spatial dims, no bias) and three norms of ``2·out``;
-    each join normalises its two inputs; the final 1×1 convolution has a bias."""
+    each join normalises its two inputs; the final convolution (1×1, or with a kernel of
+    ``2·stride`` per axis) has a bias."""
     opts, dims = config.options, config.spatial_dims
     width, scales = int(opts["channels"]), int(opts["num_scales"])
     three = 3 ** dims
@@ -159,7 +172,9 @@ def parameter_count(config: GeneratorConfig) -> int:
     for k in range(scales - 1):
         coarse = width * (scales - 1 - k)
         total += 2 * coarse + 2 * width + block(coarse + width, coarse + width)
-    return total + width * scales * config.out_channels + config.out_channels
+    stride = int(opts.get("stride", 1))
+    taps = 1 if stride == 1 else (2 * stride) ** dims
+    return total + width * scales * config.out_channels * taps + config.out_channels
 
 
 def scale_sizes(size: Sequence[int], num_scales: int) -> list[tuple[int, ...]]:
@@ -243,6 +258,33 @@ def upsample2(x: torch.Tensor, mode: str, circular: bool) -> torch.Tensor:
     return x
 
 
+def overlap_add(frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                stride: int) -> torch.Tensor:
+    """The transposed convolution of ``frames`` ``(N, C, *F)`` with ``weight`` ``(C, out,
+    *(2·stride,) * d)`` and stride ``stride``: ``(N, out, *((F + 1)·stride))``, equal to
+    ``F.conv_transpose1d``/``2d`` (``bias`` ``(out,)`` or ``None``).
+
+    Computed as one matrix product per frame (every frame's ``2·stride`` positions per
+    axis) and an overlap-add of the two halves of neighbouring frames, which is several
+    times faster on the CPU than the transposed convolution for long 1-D signals.
+    """
+    dims = frames.dim() - 2
+    z = torch.tensordot(frames, weight, dims=([1], [0]))  # (N, *F, out, *K)
+    z = z.movedim(1 + dims, 1)  # (N, out, *F, *K)
+    for axis in range(dims):
+        frame_axis, tap_axis = 2 + axis, 2 + dims + axis
+        halves = z.unflatten(tap_axis, (2, stride))
+        first, second = halves.select(tap_axis, 0), halves.select(tap_axis, 1)
+        zero = torch.zeros_like(first.narrow(frame_axis, 0, 1))
+        z = torch.cat([first, zero], frame_axis) + torch.cat([zero, second], frame_axis)
+    order = [0, 1, *(i for a in range(dims) for i in (2 + a, 2 + dims + a))]
+    extents = [(n + 1) * stride for n in frames.shape[2:]]
+    out = z.permute(order).reshape(z.shape[0], z.shape[1], *extents)
+    if bias is not None:
+        out = out + bias.view(1, -1, *([1] * dims))
+    return out
+
+
 def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Keep the first ``size`` positions of every spatial axis."""
     index = (slice(None), slice(None), *(slice(0, s) for s in size))
@@ -298,7 +340,15 @@ class PyramidGenerator(Generator):
         #: branch ``k``.
         self.joins = nn.ModuleList(_Join(layers, width * (self.num_scales - 1 - k), width)
                                    for k in range(self.num_scales - 1))
-        self.to_signal = layers.conv_class(width * self.num_scales, config.out_channels, 1)
+        #: Output positions per frame of the finest scale (see *Stride*).
+        self.stride: int = opts["stride"]
+        self.to_signal: nn.Module
+        if self.stride == 1:
+            self.to_signal = layers.conv_class(width * self.num_scales, config.out_channels, 1)
+        else:
+            transposed = nn.ConvTranspose1d if config.spatial_dims == 1 else nn.ConvTranspose2d
+            self.to_signal = transposed(width * self.num_scales, config.out_channels,
+                                        2 * self.stride, stride=self.stride)
 
     # -- typed access to the blocks -----------------------------------------------------
     def _branch_block(self, k: int) -> nn.Sequential:
@@ -321,11 +371,13 @@ class PyramidGenerator(Generator):
 
     # -- sizes ------------------------------------------------------------------------
     def min_extent(self) -> int:
-        """Smallest extent this generator can produce along any axis (``2**(K-1) + 1``)."""
-        return 2 ** (self.num_scales - 1) + 1
+        """Smallest extent this generator can produce along any axis
+        (``stride·2**(K-1) + 1``)."""
+        return self.stride * 2 ** (self.num_scales - 1) + 1
 
     def scale_sizes(self, size: Sequence[int]) -> list[tuple[int, ...]]:
-        """Extents of every scale for an output of ``size``, finest first (checked)."""
+        """Extents of every scale for an output of ``size``, finest first (checked); with
+        a stride the finest scale is the grid of ``ceil(size / stride)`` frames."""
         size = tuple(int(s) for s in size)
         if len(size) != self.config.spatial_dims:
             raise UsageError(f"the generator makes signals with {self.config.spatial_dims} "
@@ -334,10 +386,10 @@ class PyramidGenerator(Generator):
         if any(s < low for s in size):
             raise UsageError(
                 f"size {size} is too small for a {self.num_scales}-scale generator: every "
-                f"extent must be at least {low} (2**(K-1) + 1) so that the coarsest scale "
-                "has 2 positions"
+                f"extent must be at least {low} (stride·2**(K-1) + 1) so that the coarsest "
+                "scale has 2 positions"
             )
-        return scale_sizes(size, self.num_scales)
+        return scale_sizes(tuple(math.ceil(s / self.stride) for s in size), self.num_scales)
 
     # -- noise -------------------------------------------------------------------------
     def noise_key(self, generator: torch.Generator | None = None) -> int:
@@ -374,7 +426,9 @@ class PyramidGenerator(Generator):
     def make_noise(self, batch: int, size: tuple[int, ...], *,
                    generator: torch.Generator | None = None,
                    device: torch.device | str = "cpu") -> list[torch.Tensor]:
-        """``K`` noise tensors ``(batch, noise_channels, *ceil(size / 2**k))``, finest first.
+        """``K`` noise tensors ``(batch, noise_channels, *extent_k)``, finest first, with
+        ``extent_k = ceil(size / (stride·2**k))``; with a stride, a last empty tensor
+        ``(batch, 0, *size)`` carries the output's extents.
 
         One key is drawn from ``generator`` (:meth:`noise_key`) and the noise is the
         counter-based noise of that key (:mod:`texsynth.noise`), computed on ``device``:
@@ -386,9 +440,12 @@ class PyramidGenerator(Generator):
             raise UsageError(f"batch must be at least 1, got {batch}")
         sizes = self.scale_sizes(size)
         key = self.noise_key(generator)
-        return [self.noise_region(key, range(batch), size, k,
-                                  tuple((0, e) for e in extent), device=device)
-                for k, extent in enumerate(sizes)]
+        noise = [self.noise_region(key, range(batch), size, k,
+                                   tuple((0, e) for e in extent), device=device)
+                 for k, extent in enumerate(sizes)]
+        if self.stride > 1:
+            noise.append(torch.empty(batch, 0, *size, device=device))
+        return noise
 
     def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -397,9 +454,9 @@ class PyramidGenerator(Generator):
         Args:
             noise: ``K`` tensors, finest first, as returned by :meth:`make_noise`.
             content: for stylisation generators, ``(N or 1, content_channels, *size)``
-                with ``size`` the finest noise extent; must be ``None`` otherwise.
+                with ``size`` the output's extents; must be ``None`` otherwise.
         """
-        sizes = self._check_inputs(noise, content)
+        size, sizes = self._check_inputs(noise, content)
         batch = noise[0].shape[0]
         if content is not None and content.shape[0] != batch:
             content = content.expand(batch, *content.shape[1:])
@@ -407,8 +464,8 @@ class PyramidGenerator(Generator):
         for k in reversed(range(self.num_scales)):
             inputs = noise[k]
             if content is not None:
-                scaled = content if k == 0 else F.interpolate(content, size=sizes[k],
-                                                              mode="area")
+                scaled = content if sizes[k] == size else F.interpolate(
+                    content, size=sizes[k], mode="area")
                 inputs = torch.cat([inputs, scaled.to(inputs.dtype)], dim=1)
             branch: torch.Tensor = self.branches[k](inputs)
             if out is None:
@@ -417,15 +474,47 @@ class PyramidGenerator(Generator):
                 up = _crop(upsample2(out, self.upsample, self._circular), sizes[k])
                 out = self.joins[k](up, branch)
         assert out is not None
-        logits: torch.Tensor = self.to_signal(out)
+        if self.stride > 1:  # the frame after the last: the first again on the torus
+            for axis in range(2, out.dim()):
+                after = out.narrow(axis, 0, 1)
+                out = torch.cat([out, after if self._circular else torch.zeros_like(after)],
+                                dim=axis)
+        region = tuple((0, s) for s in size)
+        return self._to_range(self._decode(out, region, (0,) * len(size)))
+
+    def _to_range(self, logits: torch.Tensor) -> torch.Tensor:
         return self.low + (self.high - self.low) * torch.sigmoid(logits)
 
+    def _decode(self, frames: torch.Tensor, region: Region, first: Sequence[int]
+                ) -> torch.Tensor:
+        """Output logits ``(N, out_channels, *(stop - start))`` on ``region`` of the
+        output from the finest scale's maps ``frames`` (``(N, C, *extent)``, frames from
+        ``first`` on along each axis).
+
+        ``frames`` must cover frames ``floor(start / stride)`` to ``floor((stop - 1) /
+        stride) + 1`` (each position gets the frame of its cell and the next one); with
+        a stride of 1 they are exactly the region's positions.
+        """
+        if self.stride == 1:
+            out: torch.Tensor = self.to_signal(frames)
+            return out
+        s = self.stride
+        out = overlap_add(frames, self.to_signal.weight, self.to_signal.bias, s)
+        # frame f's 2s positions start at output position (f - 1)·s
+        index = (slice(None), slice(None),
+                 *(slice(lo - (f0 - 1) * s, hi - (f0 - 1) * s)
+                   for (lo, hi), f0 in zip(region, first, strict=True)))
+        return out[index]
+
     def _check_inputs(self, noise: list[torch.Tensor], content: torch.Tensor | None
-                      ) -> list[tuple[int, ...]]:
-        if len(noise) != self.num_scales:
-            raise UsageError(f"expected {self.num_scales} noise tensors, got {len(noise)}")
-        sizes = self.scale_sizes(noise[0].shape[2:])
-        for k, (tensor, extent) in enumerate(zip(noise, sizes, strict=True)):
+                      ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+        """The output's extents and those of every scale, after checking the inputs."""
+        expected = self.num_scales + (self.stride > 1)
+        if len(noise) != expected:
+            raise UsageError(f"expected {expected} noise tensors, got {len(noise)}")
+        size = tuple(noise[-1].shape[2:]) if self.stride > 1 else tuple(noise[0].shape[2:])
+        sizes = self.scale_sizes(size)
+        for k, (tensor, extent) in enumerate(zip(noise, sizes, strict=False)):
             if tuple(tensor.shape[2:]) != extent or tensor.shape[1] != self.noise_channels:
                 raise UsageError(f"noise tensor {k} has shape {tuple(tensor.shape)}, expected "
                                  f"(N, {self.noise_channels}, {', '.join(map(str, extent))})")
@@ -435,13 +524,13 @@ class PyramidGenerator(Generator):
         if content is not None:
             if not wanted:
                 raise UsageError("this texture generator takes no content signal")
-            if content.shape[1] != wanted or tuple(content.shape[2:]) != sizes[0]:
+            if content.shape[1] != wanted or tuple(content.shape[2:]) != size:
                 raise UsageError(f"content has shape {tuple(content.shape)}, expected "
-                                 f"(N, {wanted}, {', '.join(map(str, sizes[0]))})")
+                                 f"(N, {wanted}, {', '.join(map(str, size))})")
             if content.shape[0] not in (1, noise[0].shape[0]):
                 raise UsageError(f"content batch {content.shape[0]} differs from the noise "
                                  f"batch {noise[0].shape[0]}")
-        return sizes
+        return size, sizes
 
     # -- windows of the output (tiled sampling) --------------------------------------------
     def tileable(self) -> str | None:
@@ -493,9 +582,12 @@ class PyramidGenerator(Generator):
             ``(len(samples), out_channels, *(stop - start))``, equal to the same positions
             of ``forward(noise)`` up to float rounding. Batch norm must be in eval mode.
         """
-        out = self._windows(key, samples, size, norm_stats, device).output(0, region)
-        logits: torch.Tensor = self.to_signal(out)
-        return self.low + (self.high - self.low) * torch.sigmoid(logits)
+        windows = self._windows(key, samples, size, norm_stats, device)
+        s = self.stride
+        first = tuple(lo // s for lo, _ in region)  # floor, also for negative starts
+        frames = tuple((f0, (hi - 1) // s + 2 if s > 1 else hi)
+                       for f0, (_, hi) in zip(first, region, strict=True))
+        return self._to_range(self._decode(windows.output(0, frames), region, first))
 
     def norm_input(self, key: int, samples: Sequence[int], size: Sequence[int],
                    module: nn.Module, region: Region, *, norm_stats: NormStats | None = None,

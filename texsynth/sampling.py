@@ -11,6 +11,8 @@ Everything ``texsynth sample`` and ``texsynth apply`` do is one call here:
 * :func:`sample_to_file` writes one sample tile by tile (streamed where the domain's
   writer can), so memory does not grow with the size; :func:`tile_extent` is the policy
   that decides when to tile;
+* :func:`sample_stream` writes one sample as it is made, chunk by chunk along its first
+  axis (sound to a player or a file, in real time), with or without an end;
 * :func:`apply` runs a stylisation generator on a content signal;
 * :func:`generate` is the low-level draw from a :class:`~texsynth.generators.Generator`;
 * :func:`estimate_sample` says, before a run, about how long it will take, how much memory
@@ -46,7 +48,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_generator
-from .domain import MAX_EXTENT, Domain
+from .domain import MAX_EXTENT, Domain, StreamResult
 from .errors import InputError, TexsynthError, UsageError
 from .generators import Generator, NormStats, WindowedGenerator
 from .optimize import OptimizationResult, synthesize
@@ -61,7 +63,14 @@ from .resources import (
 )
 from .runtime import resolve_device, seed_everything
 from .spec import FeatureSpec
-from .tiled import AUTO_TILE_POSITIONS, default_tile, sample_tiled, tiling_problem
+from .tiled import (
+    AUTO_TILE_POSITIONS,
+    STREAM_PERIOD,
+    default_tile,
+    sample_tiled,
+    stream_tiled,
+    tiling_problem,
+)
 
 __all__ = [
     "PROBE_EXTENT",
@@ -661,6 +670,49 @@ def sample_to_file(source: CheckpointPath | TrainedGenerator, path: str | os.Pat
         sample_tiled(trained.generator, size, seed=seed, index=index, tile=tile,
                      sink=writer.write, progress=progress)
     return settings
+
+
+def sample_stream(source: CheckpointPath | TrainedGenerator, path: str | os.PathLike[str] | None,
+                  length: int | None = None, *, rest: Sequence[int] = (), seed: int | None = None,
+                  index: int = 0, chunk: int | None = None,
+                  metadata: Mapping[str, Any] | None = None,
+                  manager: PluginManager | None = None) -> tuple[StreamResult, dict[str, Any]]:
+    """Make sample ``index`` of ``seed`` chunk by chunk along the first axis and write
+    each chunk as it comes (:meth:`Domain.write_stream`): to ``path``, or to standard
+    output for ``None``.
+
+    Args:
+        source: a checkpoint path or a :func:`load_trained` result.
+        length: extent of the first axis (samples, for sound): the stream is then exactly
+            the tiled sample of that size and seed, a loop; ``None``: no end, until
+            Ctrl-C (or the reader of standard output goes away).
+        rest: the other axes' extents (none for sound).
+        seed: noise seed; ``None`` draws one (returned in the settings).
+        chunk: positions per chunk (default :func:`texsynth.tiled.default_tile`).
+        metadata: more settings to store with the file.
+
+    Returns:
+        What was written (:class:`~texsynth.domain.StreamResult`) and the settings stored
+        with it.
+    """
+    seed = seed_everything(seed)
+    trained = _trained(source, None, manager)
+    rest = _check_extents(rest) if rest else ()
+    if length is not None:
+        if not 1 <= int(length) <= STREAM_PERIOD:  # no MAX_EXTENT: memory stays bounded
+            raise UsageError(f"length must be from 1 to {STREAM_PERIOD}, got {length}",
+                             parameter="length")
+        trained.domain.check_size((int(length), *rest))
+    size = "unbounded" if length is None else \
+        trained.domain.describe_size((int(length), *rest))
+    settings = {**_settings(trained, "sample", seed, index=index, size=size),
+                **dict(metadata or {}), "stream": True}
+    blocks = stream_tiled(trained.generator, rest, length=length, seed=seed, index=index,
+                          chunk=chunk)
+    target = None if path is None else Path(path)
+    written = trained.domain.write_stream(blocks, target, trained.generator.config.out_channels,
+                                          metadata=settings)
+    return written, settings
 
 
 def apply(source: CheckpointPath | TrainedGenerator, content: torch.Tensor | str | os.PathLike[str],

@@ -25,6 +25,12 @@ therefore join without a seam and the tiled output wraps like the whole one.
   tests use ``atol=1e-5``), at the price of those extra passes: ``3K + 5(K-1)`` of them,
   most over the cheap coarse scales; in all about 4.7× the time of sampling in one piece
   (six scales, 1024², one CPU thread).
+
+**Streams.** :func:`stream_tiled` yields the output in consecutive blocks along its first
+axis (time, for sound) as they are made, for writers that play or append as they go:
+with a ``length`` the blocks make up exactly the output :func:`sample_tiled` gives for
+that size (a loop); without one the output has the nominal first extent
+:data:`STREAM_PERIOD`, so it never repeats in practice and runs until the caller stops.
 """
 
 from __future__ import annotations
@@ -42,10 +48,13 @@ from .generators import Generator, NormStats, Region, WindowedGenerator
 __all__ = [
     "AUTO_TILE_POSITIONS",
     "DEFAULT_TILE_POSITIONS",
+    "STREAM_CHUNK",
+    "STREAM_PERIOD",
     "BlockSink",
     "default_tile",
     "instance_norm_stats",
     "sample_tiled",
+    "stream_tiled",
     "tile_regions",
     "tiling_problem",
 ]
@@ -58,6 +67,14 @@ AUTO_TILE_POSITIONS = 1024 * 1024
 #: Positions per tile by default: 512² for images (a few hundred MiB of activations for
 #: the default six-scale generator), 2**18 positions in 1-D.
 DEFAULT_TILE_POSITIONS = 512 * 512
+
+#: First extent of an output streamed without an end (:func:`stream_tiled`): ``2**40``
+#: positions, 570 days of sound at 22 050 Hz, after which the noise would repeat.
+STREAM_PERIOD = 1 << 40
+#: Positions per block of a stream by default (:func:`stream_tiled`): ``2**16`` (3 s of
+#: sound at 22 050 Hz, made in a few hundredths of a second by a strided generator),
+#: divided among the other axes' positions when there are some.
+STREAM_CHUNK = 1 << 16
 
 #: ``sink(block, offset)``: receives one tile ``(C, *extent)`` at ``offset`` (tensor order).
 BlockSink = Callable[[torch.Tensor, tuple[int, ...]], None]
@@ -204,3 +221,59 @@ def sample_tiled(generator: Generator, size: Sequence[int], *, seed: int = 0, in
         bar.close()
         generator.train(was_training)
     return out
+
+
+def stream_tiled(generator: Generator, rest: Sequence[int] = (), *, length: int | None = None,
+                 seed: int = 0, index: int = 0, chunk: int | None = None,
+                 device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Sample ``index`` of ``seed``, made and yielded block by block along the first axis.
+
+    Args:
+        generator: a :class:`WindowedGenerator` that can be tiled.
+        rest: extents of the other axes (none for sound; the width for image rows).
+        length: extent of the first axis: the blocks then join into exactly the output of
+            :func:`sample_tiled` for ``(length, *rest)`` (the same seed and sample), which
+            wraps around like any sample. ``None``: no end (the first extent is
+            :data:`STREAM_PERIOD`); the caller stops iterating when it has enough.
+        seed, index: as for :func:`sample_tiled`.
+        chunk: positions of the first axis per block (default: :data:`STREAM_CHUNK`
+            positions in all); the last block of a ``length`` may be shorter.
+        device: where to compute (default: the generator's device).
+
+    Yields:
+        Blocks ``(C, n, *rest)`` on the CPU, in order. The generator is in eval mode while
+        the iterator is suspended and gets its previous mode back when it ends.
+
+    Raises:
+        UsageError: the generator cannot be tiled, or it has instance norms and no
+            ``length`` (their statistics span the whole output, which has no end).
+    """
+    problem = tiling_problem(generator)
+    if problem is not None:
+        raise UsageError(f"cannot stream: {problem}")
+    assert isinstance(generator, WindowedGenerator)
+    first = STREAM_PERIOD if length is None else int(length)
+    size = (first, *(int(e) for e in rest))
+    generator.scale_sizes(size)  # checks the size
+    norms = generator.instance_norms()
+    if norms and length is None:
+        raise UsageError("cannot stream an instance-norm generator without an end: its "
+                         "statistics span the whole output; give a length (duration)")
+    step = int(chunk or max(1, STREAM_CHUNK // math.prod(size[1:])))
+    if step < 1:
+        raise UsageError(f"chunk must be at least 1, got {step}")
+    dev = torch.device(device) if device is not None else next(generator.parameters()).device
+    key = generator.noise_key(torch.Generator().manual_seed(int(seed)))
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            stats = instance_norm_stats(generator, key, [index], size, step, device=dev) \
+                if norms else {}
+            others = tuple((0, e) for e in size[1:])
+            for start in range(0, first, step):
+                region = ((start, min(start + step, first)), *others)
+                yield generator.forward_region(key, [index], size, region, norm_stats=stats,
+                                               device=dev)[0].cpu()
+    finally:
+        generator.train(was_training)

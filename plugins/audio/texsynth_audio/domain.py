@@ -35,8 +35,10 @@ import contextlib
 import errno
 import math
 import os
+import stat
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +50,8 @@ from texsynth.domain import (
     Domain,
     Representation,
     SignalWriter,
+    StreamResult,
+    drain_stream,
     sidecar_path,
     write_with_sidecar,
 )
@@ -401,6 +405,69 @@ class AudioDomain(Domain):
         self.check_output(Path(path))
         return _AudioWriter(self, Path(path), size, channels, metadata)
 
+    def write_stream(self, blocks: Iterable[torch.Tensor], path: Path | None, channels: int,
+                     *, metadata: Mapping[str, Any] | None = None) -> StreamResult:
+        """Write blocks of waveform ``(channels, samples)`` as they come (see
+        :meth:`texsynth.Domain.write_stream`), at the generator's own level: peak
+        normalisation needs the whole sound, so a stream is not normalised (values are
+        clipped to [-1, 1]).
+
+        ``path`` takes the formats of :meth:`save`; the file is written under a temporary
+        name and moved into place when the stream ends (also after Ctrl-C), with its
+        sidecar. ``None`` writes Sun/NeXT AU (16-bit PCM, length unknown) to standard
+        output: the one format libsndfile writes into a pipe that players read
+        (``| play -`` with SoX, ``| ffplay -``, ``| aplay``); WAV needs its length in
+        the header.
+        """
+        import soundfile as sf
+
+        if path is None:
+            written, stopped = self._stream_to_stdout(blocks, channels)
+            return StreamResult(path=None, extent=written, stopped=stopped)
+        path = Path(path)
+        self.check_output(path)
+        fmt, subtype = _WRITE_FORMATS[path.suffix.lower()]
+        counts: list[tuple[int, bool]] = []
+
+        def write(tmp: Path) -> None:
+            with sf.SoundFile(str(tmp), mode="w", samplerate=self.sample_rate,
+                              channels=channels, format=fmt, subtype=subtype) as out:
+                counts.append(drain_stream(blocks, lambda b: out.write(_frames(b))))
+            if counts[0][0] == 0:
+                raise UsageError(f"{path}: the stream ended before its first block; "
+                                 "nothing saved")
+
+        write_with_sidecar(path, write, lambda: self._sidecar(
+            metadata, channels=channels, samples=counts[0][0], gain=1.0),
+            opener=atomic_output)
+        return StreamResult(path=path, extent=counts[0][0], stopped=counts[0][1])
+
+    def _stream_to_stdout(self, blocks: Iterable[torch.Tensor], channels: int
+                          ) -> tuple[int, bool]:
+        """:meth:`write_stream` to standard output (AU); a reader that closes the pipe
+        ends the stream (``stopped``), other write failures are errors."""
+        import soundfile as sf
+
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+        pipe = stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode)
+        out = sf.SoundFile(fd, mode="w", samplerate=self.sample_rate, channels=channels,
+                           format="AU", subtype="PCM_16", closefd=False)
+
+        def write(block: torch.Tensor) -> None:
+            try:
+                out.write(_frames(block))
+            except sf.LibsndfileError as exc:
+                if pipe:  # the player went away
+                    raise BrokenPipeError from exc
+                raise write_error(Path("<standard output>"), exc) from exc
+
+        try:
+            return drain_stream(blocks, write)
+        finally:
+            with contextlib.suppress(sf.LibsndfileError, OSError):
+                out.close()
+
     def write_preview(self, items: list[tuple[str, torch.Tensor]], path: Path) -> Path:
         """Spectrograms of labelled waveforms side by side in a PNG (see
         :func:`texsynth_audio.spectrogram.save_spectrogram_comparison`)."""
@@ -445,6 +512,16 @@ class AudioDomain(Domain):
                 std = 0.05
         rand = torch.randn(shape, generator=generator, device="cpu")
         return (rand * std).clamp(-1.0, 1.0).to(device)
+
+
+def _frames(block: torch.Tensor) -> np.ndarray:
+    """A block ``(C, samples)`` as soundfile's ``(samples, C)`` float32, clipped to
+    [-1, 1]; non-finite values are refused."""
+    values = block.detach().to("cpu", torch.float32)
+    if values.dim() != 2 or not torch.isfinite(values).all():
+        raise UsageError(f"a stream block must be a finite waveform (C, samples), got "
+                         f"shape {tuple(values.shape)}")
+    return np.ascontiguousarray(values.clamp(-1.0, 1.0).numpy().T)
 
 
 class _AudioWriter(SignalWriter):
