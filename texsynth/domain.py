@@ -20,8 +20,8 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -32,8 +32,8 @@ from .atomic import atomic_path, atomic_write_text
 from .errors import Terminated, UsageError
 from .resources import check_signal_fits
 
-__all__ = ["Domain", "Representation", "SignalWriter", "StreamResult", "drain_stream", "parse_size", "sidecar_path",
-           "write_sidecar", "write_with_sidecar"]
+__all__ = ["Domain", "Representation", "SignalWriter", "StreamResult", "drain_stream",
+           "parse_size", "sidecar_path", "write_sidecar", "write_with_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
