@@ -499,7 +499,9 @@ class PyramidGenerator(Generator):
             out: torch.Tensor = self.to_signal(frames)
             return out
         s = self.stride
-        out = overlap_add(frames, self.to_signal.weight, self.to_signal.bias, s)
+        decoder = self.to_signal
+        assert isinstance(decoder, (nn.ConvTranspose1d, nn.ConvTranspose2d))
+        out = overlap_add(frames, decoder.weight, decoder.bias, s)
         # frame f's 2s positions start at output position (f - 1)·s
         index = (slice(None), slice(None),
                  *(slice(lo - (f0 - 1) * s, hi - (f0 - 1) * s)
