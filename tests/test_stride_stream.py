@@ -120,10 +120,11 @@ def test_instance_norm_strided_tiles_equal_the_whole_one() -> None:
                                rtol=0, atol=1e-5)
 
 
-def test_strided_output_wraps_without_a_seam() -> None:
+@pytest.mark.parametrize("detail", [0, 3])
+def test_strided_output_wraps_without_a_seam(detail: int) -> None:
     """For extents that are multiples of ``stride·2**(K-1)`` the decoder wraps with the
     grid: a window across the end is the whole output rolled."""
-    gen = trained(stride=8, scales=3)
+    gen = trained(stride=8, scales=3, detail=detail)
     size = (8 * 4 * 10,)
     whole = generate(gen, size, seed=2)
     key = gen.noise_key(torch.Generator().manual_seed(2))
@@ -175,3 +176,42 @@ def test_drain_stream_keeps_what_came_before_a_stop(stop: type[BaseException]) -
     assert drain_stream(blocks(), lambda b: seen.append(b.shape[1])) == (15, True)
     assert seen == [10, 5]
     assert drain_stream(iter([torch.zeros(1, 3)]), lambda b: None) == (3, False)
+
+
+# -- detail noise -----------------------------------------------------------------------------
+def test_detail_noise_adds_filtered_noise_at_the_output_rate() -> None:
+    gen = trained(stride=8, detail=4)
+    assert parameter_count(gen.config) == sum(p.numel() for p in gen.parameters())
+    noise = gen.make_noise(2, (500,), generator=torch.Generator().manual_seed(0))
+    assert tuple(noise[-1].shape) == (2, 4, 500)
+    assert abs(float(noise[-1].std()) - 1.0) < 0.05  # standard normal
+    with torch.no_grad():
+        out = gen(noise)
+        quiet = [n.clone() for n in noise]
+        quiet[-1].zero_()
+        without = gen(quiet)
+    assert out.shape == (2, 2, 500)
+    assert float((out - without).abs().max()) > 1e-4  # the detail path is used
+    gen.train()
+    gen(noise).pow(2).mean().backward()
+    assert gen.detail_filters.weight.grad is not None
+    assert float(gen.detail_gains.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize(("dims", "size", "tile"), [(1, (1000,), 77), (2, (70, 90), 32)])
+def test_tiles_and_streams_with_detail_equal_the_whole_one(dims: int, size: tuple[int, ...],
+                                                           tile: int) -> None:
+    gen = trained(dims=dims, stride=8 if dims == 1 else 4, detail=3)
+    whole = generate(gen, size, seed=5)
+    torch.testing.assert_close(sample_tiled(gen, size, seed=5, tile=tile), whole,
+                               rtol=0, atol=1e-5)
+    if dims == 1:
+        blocks = list(stream_tiled(gen, length=size[0], seed=5, chunk=tile))
+        torch.testing.assert_close(torch.cat(blocks, 1)[None], whole, rtol=0, atol=1e-5)
+
+
+def test_detail_needs_a_stride() -> None:
+    with pytest.raises(UsageError, match="detail noise needs a stride"):
+        PyramidGenerator(GeneratorConfig("pyramid", 1, 1, 0, {"detail": 2}))
+    with pytest.raises(UsageError, match="detail must be a non-negative integer"):
+        PyramidGenerator(GeneratorConfig("pyramid", 1, 1, 0, {"detail": -1, "stride": 4}))

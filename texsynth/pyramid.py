@@ -35,6 +35,15 @@ generator that samples far faster than real time). On the grid's torus the decod
 too, so outputs whose extent is a multiple of ``s·2**(K-1)`` tile exactly; for other
 extents the last frame is cropped, which breaks the wrap by up to ``s`` positions.
 
+**Detail.** Frames drawn from a few smooth feature maps repeat their shapes at the frame
+rate (sound: a comb of partials at multiples of ``rate / s``), and cannot make the
+broadband noise most sound textures are made of. With ``detail`` ``D > 0`` (strided
+generators only) the output also gets ``D`` channels of white normal noise at the
+output's own resolution (counter-based, like the rest), each filtered by a learned FIR of
+``2s + 1`` taps per axis and mixed into every output channel with gains that the frames
+draw (a second overlap-added decoder): a learned filter bank of noise whose levels
+follow the texture, as the filtered-noise half of a harmonic-plus-noise synthesiser.
+
 The defaults follow the authors' ``pyramid`` model (six scales with ratios 32 … 1,
 8 filters per branch, uniform noise with 3 channels, LeakyReLU with slope 0.01, batch
 normalisation). ``norm="instance"`` gives the instance normalisation of *Improved Texture
@@ -96,6 +105,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "negative_slope": 0.01,   # LeakyReLU slope (Torch's nn.LeakyReLU default)
     "upsample": "nearest",    # "nearest" (authors) or "linear" (no steps on a 2**k grid)
     "stride": 1,              # output positions per frame of the finest scale (see Stride)
+    "detail": 0,              # filtered output-rate noise channels (see Detail)
     "value_range": [0.0, 1.0],  # output range; the trainer passes the domain's
 }
 _PADDINGS = ("circular", "reflect", "zeros")
@@ -108,7 +118,9 @@ _UPSAMPLES = ("nearest", "linear")
 #: (:data:`texsynth.domain.MAX_EXTENT` = ``2**20``); the widths are far beyond what
 #: texture generators use (8 filters in the paper).
 OPTION_BOUNDS: dict[str, int] = {"num_scales": 20, "channels": 1024, "noise_channels": 1024,
-                                 "stride": 1024}
+                                 "stride": 1024, "detail": 256}
+#: Integer options for which 0 is allowed (no detail noise).
+_MAY_BE_ZERO = ("detail",)
 #: Most weights (elements of parameters) a pyramid may have: ``2**28`` float32 values,
 #: 1 GiB; with Adam's two moments its checkpoint stays within
 #: :data:`texsynth.checkpoint.MAX_CHECKPOINT_BYTES`.
@@ -134,8 +146,10 @@ def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
     opts = {**DEFAULT_OPTIONS, **options}
     for key, most in OPTION_BOUNDS.items():
         value = opts[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{owner}: {key} must be a positive integer, got {value!r}")
+        least = 0 if key in _MAY_BE_ZERO else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise UsageError(f"{owner}: {key} must be {kind} integer, got {value!r}")
         if value > most:
             raise UsageError(f"{owner}: {key} must be at most {most}, got {value!r}")
     for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS),
@@ -150,6 +164,9 @@ def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
                          f"got {opts['value_range']!r}")
     opts["value_range"] = [low, high]
     opts["negative_slope"] = _finite(opts["negative_slope"], owner, "negative_slope")
+    if opts["detail"] and opts["stride"] == 1:
+        raise UsageError(f"{owner}: detail noise needs a stride above 1 (it fills in what "
+                         "frames cannot draw)")
     return opts
 
 
@@ -172,9 +189,11 @@ def parameter_count(config: GeneratorConfig) -> int:
     for k in range(scales - 1):
         coarse = width * (scales - 1 - k)
         total += 2 * coarse + 2 * width + block(coarse + width, coarse + width)
-    stride = int(opts.get("stride", 1))
+    stride, detail = int(opts.get("stride", 1)), int(opts.get("detail", 0))
     taps = 1 if stride == 1 else (2 * stride) ** dims
-    return total + width * scales * config.out_channels * taps + config.out_channels
+    total += width * scales * config.out_channels * taps + config.out_channels
+    gains = detail * config.out_channels
+    return total + width * scales * gains * taps + gains + detail * (2 * stride + 1) ** dims
 
 
 def scale_sizes(size: Sequence[int], num_scales: int) -> list[tuple[int, ...]]:
@@ -349,6 +368,16 @@ class PyramidGenerator(Generator):
             transposed = nn.ConvTranspose1d if config.spatial_dims == 1 else nn.ConvTranspose2d
             self.to_signal = transposed(width * self.num_scales, config.out_channels,
                                         2 * self.stride, stride=self.stride)
+        #: Channels of filtered output-rate noise (see *Detail*).
+        self.detail: int = opts["detail"]
+        if self.detail:
+            transposed = nn.ConvTranspose1d if config.spatial_dims == 1 else nn.ConvTranspose2d
+            self.detail_gains = transposed(width * self.num_scales,
+                                           config.out_channels * self.detail,
+                                           2 * self.stride, stride=self.stride)
+            self.detail_filters = layers.conv_class(self.detail, self.detail,
+                                                    2 * self.stride + 1, groups=self.detail,
+                                                    bias=False)
 
     # -- typed access to the blocks -----------------------------------------------------
     def _branch_block(self, k: int) -> nn.Sequential:
@@ -427,8 +456,9 @@ class PyramidGenerator(Generator):
                    generator: torch.Generator | None = None,
                    device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """``K`` noise tensors ``(batch, noise_channels, *extent_k)``, finest first, with
-        ``extent_k = ceil(size / (stride·2**k))``; with a stride, a last empty tensor
-        ``(batch, 0, *size)`` carries the output's extents.
+        ``extent_k = ceil(size / (stride·2**k))``; with a stride, a last tensor
+        ``(batch, detail, *size)`` at the output's resolution (the detail noise, standard
+        normal; empty without detail) carries the output's extents.
 
         One key is drawn from ``generator`` (:meth:`noise_key`) and the noise is the
         counter-based noise of that key (:mod:`texsynth.noise`), computed on ``device``:
@@ -444,8 +474,20 @@ class PyramidGenerator(Generator):
                                    tuple((0, e) for e in extent), device=device)
                  for k, extent in enumerate(sizes)]
         if self.stride > 1:
-            noise.append(torch.empty(batch, 0, *size, device=device))
+            noise.append(self._detail_noise(key, range(batch), size,
+                                            tuple((0, e) for e in size), device))
         return noise
+
+    def _detail_noise(self, key: int, samples: Sequence[int], size: Sequence[int],
+                      region: Region, device: torch.device | str) -> torch.Tensor:
+        """Detail noise ``(len(samples), detail, *(stop - start))`` over ``region`` of the
+        output (positions wrap with ``size``); its lane is scale number ``K``."""
+        coords = [torch.arange(lo, hi, device=device).remainder_(n)
+                  for (lo, hi), n in zip(region, size, strict=True)]
+        if not self.detail:
+            return torch.empty(len(samples), 0, *(c.numel() for c in coords), device=device)
+        return counter_noise(key, list(samples), self.num_scales, self.detail, coords,
+                             "normal")
 
     def forward(self, noise: list[torch.Tensor], content: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -480,20 +522,25 @@ class PyramidGenerator(Generator):
                 out = torch.cat([out, after if self._circular else torch.zeros_like(after)],
                                 dim=axis)
         region = tuple((0, s) for s in size)
-        return self._to_range(self._decode(out, region, (0,) * len(size)))
+        detail = None
+        if self.detail:
+            pad = (self.stride,) * (2 * len(size))
+            detail = F.pad(noise[-1], pad, mode="circular" if self._circular else "constant")
+        return self._to_range(self._decode(out, region, (0,) * len(size), detail))
 
     def _to_range(self, logits: torch.Tensor) -> torch.Tensor:
         return self.low + (self.high - self.low) * torch.sigmoid(logits)
 
-    def _decode(self, frames: torch.Tensor, region: Region, first: Sequence[int]
-                ) -> torch.Tensor:
+    def _decode(self, frames: torch.Tensor, region: Region, first: Sequence[int],
+                detail: torch.Tensor | None = None) -> torch.Tensor:
         """Output logits ``(N, out_channels, *(stop - start))`` on ``region`` of the
         output from the finest scale's maps ``frames`` (``(N, C, *extent)``, frames from
         ``first`` on along each axis).
 
         ``frames`` must cover frames ``floor(start / stride)`` to ``floor((stop - 1) /
         stride) + 1`` (each position gets the frame of its cell and the next one); with
-        a stride of 1 they are exactly the region's positions.
+        a stride of 1 they are exactly the region's positions. ``detail`` (with detail
+        noise) is the detail noise on the region widened by ``stride`` on every side.
         """
         if self.stride == 1:
             out: torch.Tensor = self.to_signal(frames)
@@ -501,12 +548,19 @@ class PyramidGenerator(Generator):
         s = self.stride
         decoder = self.to_signal
         assert isinstance(decoder, (nn.ConvTranspose1d, nn.ConvTranspose2d))
-        out = overlap_add(frames, decoder.weight, decoder.bias, s)
         # frame f's 2s positions start at output position (f - 1)·s
         index = (slice(None), slice(None),
                  *(slice(lo - (f0 - 1) * s, hi - (f0 - 1) * s)
                    for (lo, hi), f0 in zip(region, first, strict=True)))
-        return out[index]
+        out = overlap_add(frames, decoder.weight, decoder.bias, s)[index]
+        if not self.detail:
+            return out
+        assert detail is not None
+        conv = F.conv1d if detail.dim() == 3 else F.conv2d
+        filtered = conv(detail, self.detail_filters.weight, groups=self.detail)
+        gains = overlap_add(frames, self.detail_gains.weight, self.detail_gains.bias, s)[index]
+        gains = gains.unflatten(1, (self.config.out_channels, self.detail))
+        return out + (gains * filtered.unsqueeze(1)).sum(dim=2)
 
     def _check_inputs(self, noise: list[torch.Tensor], content: torch.Tensor | None
                       ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
@@ -516,6 +570,9 @@ class PyramidGenerator(Generator):
             raise UsageError(f"expected {expected} noise tensors, got {len(noise)}")
         size = tuple(noise[-1].shape[2:]) if self.stride > 1 else tuple(noise[0].shape[2:])
         sizes = self.scale_sizes(size)
+        if self.stride > 1 and noise[-1].shape[1] != self.detail:
+            raise UsageError(f"the last noise tensor has {noise[-1].shape[1]} channels, "
+                             f"expected {self.detail} (detail)")
         for k, (tensor, extent) in enumerate(zip(noise, sizes, strict=False)):
             if tuple(tensor.shape[2:]) != extent or tensor.shape[1] != self.noise_channels:
                 raise UsageError(f"noise tensor {k} has shape {tuple(tensor.shape)}, expected "
@@ -589,7 +646,13 @@ class PyramidGenerator(Generator):
         first = tuple(lo // s for lo, _ in region)  # floor, also for negative starts
         frames = tuple((f0, (hi - 1) // s + 2 if s > 1 else hi)
                        for f0, (_, hi) in zip(first, region, strict=True))
-        return self._to_range(self._decode(windows.output(0, frames), region, first))
+        detail = None
+        if self.detail:
+            wide = tuple((lo - s, hi + s) for lo, hi in region)
+            where = torch.device(device) if device is not None \
+                else next(self.parameters()).device
+            detail = self._detail_noise(key, samples, size, wide, where)
+        return self._to_range(self._decode(windows.output(0, frames), region, first, detail))
 
     def norm_input(self, key: int, samples: Sequence[int], size: Sequence[int],
                    module: nn.Module, region: Region, *, norm_stats: NormStats | None = None,
