@@ -557,7 +557,9 @@ class PyramidGenerator(Generator):
             return out
         assert detail is not None
         conv = F.conv1d if detail.dim() == 3 else F.conv2d
-        filtered = conv(detail, self.detail_filters.weight, groups=self.detail)
+        weight = self.detail_filters.weight
+        assert isinstance(weight, torch.Tensor)
+        filtered = conv(detail, weight, groups=self.detail)
         gains = overlap_add(frames, self.detail_gains.weight, self.detail_gains.bias, s)[index]
         gains = gains.unflatten(1, (self.config.out_channels, self.detail))
         return out + (gains * filtered.unsqueeze(1)).sum(dim=2)
