@@ -432,7 +432,9 @@ class AudioDomain(Domain):
         def write(tmp: Path) -> None:
             with sf.SoundFile(str(tmp), mode="w", samplerate=self.sample_rate,
                               channels=channels, format=fmt, subtype=subtype) as out:
-                counts.append(drain_stream(blocks, lambda b: out.write(_frames(b))))
+                _, stopped = drain_stream(blocks, lambda b: out.write(_frames(b)))
+            # what the file holds (a stop may fall between a write and its count)
+            counts.append((sf.info(str(tmp)).frames, stopped))
             if counts[0][0] == 0:
                 raise UsageError(f"{path}: the stream ended before its first block; "
                                  "nothing saved")
