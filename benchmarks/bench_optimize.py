@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 from common import EXAMPLES, machine, peak_rss_mib, publish, run_child  # noqa: E402
 
 
-def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float]:
+def child(extractor: str, size: int, steps: int, device: str, block: str
+          ) -> dict[str, float]:
     import torch
 
     import texsynth
@@ -38,47 +39,60 @@ def child(extractor: str, size: int, steps: int, device: str) -> dict[str, float
         last[0] = now
 
     warmup = 2
-    texsynth.synthesize(EXAMPLES / "bricks.png", size=(size, size), extractor=extractor,
-                        steps=steps + warmup, seed=0, device=device, progress=False,
-                        callback=tick)
+    result = texsynth.synthesize(
+        EXAMPLES / "bricks.png", size=(size, size), extractor=extractor, levels=1,
+        steps=steps + warmup, seed=0, device=device, progress=False, callback=tick,
+        block=None if block == "auto" else int(block))
     per_step = sum(timings[warmup:]) / max(1, len(timings) - warmup)
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     return {"seconds_per_step": per_step, "peak_rss_mib": peak_rss_mib(),
-            "gpu_peak_mib": gpu_peak}
+            "gpu_peak_mib": gpu_peak, "block": result.settings["block"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--child", nargs=5,
-                        metavar=("EXTRACTOR", "SIZE", "STEPS", "DEVICE", "THREADS"))
+    parser.add_argument("--child", nargs=6,
+                        metavar=("EXTRACTOR", "SIZE", "STEPS", "DEVICE", "THREADS", "BLOCK"))
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads in each run (default: torch's choice)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--extractors", nargs="+", default=["vgg19-random", "random-multiscale"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--blocks", nargs="+", default=["auto"],
+                        help="block settings to compare: auto (the default choice), 0 "
+                             "(whole evaluations) or a block length")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     if args.child:
-        ext, size, steps, device, threads = args.child
+        ext, size, steps, device, threads, block = args.child
         if int(threads) > 0:
             import torch
 
             torch.set_num_threads(int(threads))
-        print(json.dumps(child(ext, int(size), int(steps), device)))
+        print(json.dumps(child(ext, int(size), int(steps), device, block)))
         return
-    rows = ["| extractor | size | s / step | peak memory (MiB) |", "|---|---|---|---|"]
+    rows = ["| extractor | size | evaluation | s / step | peak memory (MiB) |",
+            "|---|---|---|---|---|"]
     for ext in args.extractors:
         for size in args.sizes:
-            res = run_child(Path(__file__), [ext, str(size), str(args.steps), args.device,
-                                             str(args.threads)])
-            if "error" in res:
-                rows.append(f"| {ext} | {size}² | error: {res['error']} | |")
-            else:
-                mem = res["gpu_peak_mib"] if args.device.startswith("cuda") else \
-                    res["peak_rss_mib"]
-                rows.append(f"| {ext} | {size}² | {res['seconds_per_step']:.3f} | {mem:.0f} |")
-            print(rows[-1], flush=True)
+            for block in args.blocks:
+                res = run_child(Path(__file__), [ext, str(size), str(args.steps), args.device,
+                                                 str(args.threads), block])
+                asked = "whole" if block == "0" else "auto" if block == "auto" else \
+                    f"blocks of {block}"
+                if "error" in res:
+                    rows.append(f"| {ext} | {size}² | {asked} | error: {res['error']} | |")
+                else:
+                    mem = res["gpu_peak_mib"] if args.device.startswith("cuda") else \
+                        res["peak_rss_mib"]
+                    used = (f"{asked}: blocks of {res['block']}" if res["block"]
+                            else f"{asked}: whole")
+                    if block != "auto":
+                        used = asked
+                    rows.append(f"| {ext} | {size}² | {used} | {res['seconds_per_step']:.3f} "
+                                f"| {mem:.0f} |")
+                print(rows[-1], flush=True)
     kind = "GPU memory allocated" if args.device.startswith("cuda") else "process peak RSS"
     threads = f"{args.threads} torch thread(s) per run" if args.threads else "torch's threads"
     body = (f"Measured on: {machine()}, device `{args.device}`, {threads}.\n"

@@ -49,6 +49,11 @@ _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "zero or positive")
 
 
+def _positive_ints(text: str) -> list[int]:
+    """``"200,100,50"`` -> ``[200, 100, 50]``, each at least 1."""
+    return [_positive_int(part.strip()) for part in text.split(",")]
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -263,6 +268,12 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     _add_domain_options(parser, manager, run)
     run.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                      help="loss evaluations (default: the domain's, else 300)")
+    run.add_argument("--levels", type=_positive_int, default=None, metavar="N",
+                     help="coarse-to-fine levels, each half the size of the next (1: "
+                          "only the output size; default: as many as keep the coarsest "
+                          "output and exemplar at 64 pixels or more)")
+    run.add_argument("--level-steps", type=_positive_ints, default=None, metavar="N,N,..",
+                     help="steps per level, coarsest first (default: --steps at each)")
     run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                      help="optimiser (default: lbfgs)")
     run.add_argument("--lr", type=_finite_float, default=None,

@@ -173,7 +173,8 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     _check_output(out, domain, args)
     result = synthesize(
         exemplars, features=_features(args), domain=domain, size=_size(domain, args),
-        steps=args.steps, optimizer=args.optimizer, lr=args.lr, init=args.init,
+        steps=args.steps, levels=args.levels, level_steps=args.level_steps,
+        optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
         manager=manager)
@@ -193,7 +194,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     result = stylize(
         content, styles, features=_features(args), domain=domain,
         content_weight=args.content_weight, style_weight=args.style_weight,
-        steps=args.steps, optimizer=args.optimizer, lr=args.lr, init=args.init,
+        steps=args.steps, levels=args.levels, level_steps=args.level_steps,
+        optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
         manager=manager)

@@ -319,7 +319,10 @@ class Domain(ABC):
         * ``"train_size"``: extents of feed-forward training crops, used when the exemplar
           is larger (core: the exemplar's size);
         * ``"generator_options"``: options of the generator architecture, e.g.
-          ``{"num_scales": 11}`` (explicit options override them one by one).
+          ``{"num_scales": 11}`` (explicit options override them one by one);
+        * ``"coarsest"``: the smallest extent the coarsest level of an automatic
+          coarse-to-fine schedule may have, for output and exemplars alike (core: 64,
+          see :mod:`texsynth.multires`).
 
         The default returns ``{}``; a time domain might ask for more steps and deeper
         generators than pictures need.
@@ -464,6 +467,19 @@ class Domain(ABC):
                 f"{what} {self.describe_size(extents)} is too small; each extent must be "
                 f"at least {low}", parameter=parameter
             )
+
+    def resample(self, signal: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
+        """``signal`` ``(N, C, *spatial)`` resampled to ``extents``: the coarser or finer
+        version a coarse-to-fine optimisation works on (:mod:`texsynth.multires`).
+
+        The default, :func:`texsynth.multires.resample_linear`, filters and interpolates
+        every spatial axis alike, which suits pictures; a domain whose axes mean
+        something else (time, with a sample rate) may resample its own way. The result
+        need not lie within :attr:`value_range`; callers clamp.
+        """
+        from .multires import resample_linear
+
+        return resample_linear(signal, extents)
 
     def clamp(self, signal: torch.Tensor) -> torch.Tensor:
         """Project a signal onto :attr:`value_range` (returns a new tensor)."""

@@ -14,6 +14,7 @@ from torch import nn
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from .blockwise import BlockGeometry
     from .domain import Domain
 
 __all__ = ["ExtractorConfig", "FeatureExtractor"]
@@ -149,6 +150,19 @@ class FeatureExtractor(nn.Module):
         """
         del layer
         return 0
+
+    def block_geometry(self, layers: Sequence[str]) -> BlockGeometry | None:
+        """How maps of ``layers`` can be computed block by block on crops of the input
+        (see :mod:`texsynth.blockwise`), or ``None`` if they cannot (the default).
+
+        An extractor whose maps at a position depend only on input positions within a
+        bounded distance (convolutions, pooling, pointwise operations; no global
+        normalisation) can declare the halo that covers that distance, the alignment its
+        strides need and whether its padding is circular; optimisation of large signals
+        then runs in the memory of one block.
+        """
+        del layers
+        return None
 
     def freeze(self) -> FeatureExtractor:
         """Switch to eval mode and stop gradients to parameters; returns ``self``."""

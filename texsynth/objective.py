@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .blockwise import BlockGeometry, blockwise_loss
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
@@ -29,6 +30,7 @@ from .losses import (
     ContentLoss,
     GramNormalization,
     SlicedWassersteinLoss,
+    TextureLoss,
     content_loss,
 )
 from .plugins import PluginManager, get_plugin_manager
@@ -135,6 +137,7 @@ class TextureObjective(nn.Module):
                                   layers=self.content_layers)
             self.content = ContentLoss({k: feats[k] for k in self.content_layers})
         self._all_layers = tuple(dict.fromkeys(self.texture_layers + self.content_layers))
+        self.block: int | None = None
         for other, weight in also:
             if other.domain is not domain:
                 raise UsageError("further statistics must be of the same domain",
@@ -174,6 +177,84 @@ class TextureObjective(nn.Module):
                              "Griffin-Lim magnitudes)")
         return self._terms(model_input, content, None)
 
+    def block_geometry(self) -> BlockGeometry | None:
+        """How this objective's features can be computed block by block, or ``None``
+        when they cannot (:meth:`blockwise_problem` says why)."""
+        if self.blockwise_problem() is not None:
+            return None
+        return self.extractor.block_geometry(self._all_layers)
+
+    def blockwise_problem(self) -> str | None:
+        """Why :meth:`set_block` would refuse this objective (``None``: it would not).
+
+        Blockwise evaluation needs a texture loss that is a sum over positions (the Gram
+        loss), no further statistics, and an extractor that declares a
+        :meth:`~texsynth.features.FeatureExtractor.block_geometry`."""
+        if type(self.texture) is not TextureLoss:
+            return "its texture loss is not a plain Gram loss"
+        if self.also_weights:
+            return "it has further statistics"
+        if self.extractor.block_geometry(self._all_layers) is None:
+            return f"extractor {type(self.extractor).__name__} cannot compute blocks"
+        return None
+
+    def feature_energy(self, signal: torch.Tensor) -> torch.Tensor:
+        """``Σ_l mean(F_l²)`` over every layer this objective uses, for ``signal``
+        ``(N, C, *spatial)``: a scalar that costs what the features cost, forward and
+        backward, without the exemplar's or content's sizes (memory probes use it)."""
+        maps = self.extractor(self.extractor.input_of(self.domain, signal),
+                              layers=self._all_layers)
+        return torch.stack([m.pow(2).mean() for m in maps.values()]).sum()
+
+    def set_block(self, block: int | None) -> None:
+        """Evaluate single signals block by block, ``block`` input positions per axis
+        (see :mod:`texsynth.blockwise`; ``None``: whole, the default). Batches and
+        content passed to :meth:`terms` are always evaluated whole.
+
+        Raises:
+            UsageError: the objective cannot be evaluated blockwise, or ``block`` is not
+                a positive multiple of the extractor's alignment.
+        """
+        if block is not None:
+            problem = self.blockwise_problem()
+            if problem is not None:
+                raise UsageError(f"cannot evaluate in blocks: {problem}", parameter="block")
+            geometry = self.extractor.block_geometry(self._all_layers)
+            assert geometry is not None
+            if block < 1 or block % geometry.align:
+                raise UsageError(f"block size {block} must be a positive multiple of "
+                                 f"{geometry.align} for this extractor", parameter="block")
+        self.block = block
+
+    def _block_terms(self, model_input: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`_terms` of one signal, block by block."""
+        geometry = self.extractor.block_geometry(self._all_layers)
+        assert isinstance(self.texture, TextureLoss) and geometry is not None
+        assert self.block is not None
+        extractor, layers = self.extractor, self._all_layers
+
+        def features(crop: torch.Tensor) -> dict[str, torch.Tensor]:
+            return extractor(crop, layers=layers)
+
+        content = self.content
+        total, texture, term = blockwise_loss(
+            features, model_input, block=self.block, geometry=geometry,
+            target_grams=self.texture.target_grams(),
+            layer_weights=self.texture.layer_weights, normalize=self.texture.normalize,
+            content=None if content is None else content.targets(),
+            content_weights=None if content is None else content.layer_weights,
+            style_weight=self.style_weight, content_weight=self.content_weight)
+        out: dict[str, torch.Tensor] = {}
+        if self.value is not None:
+            value = self.value({"value": model_input})
+            out["value"] = value
+            texture = texture + self.value_weight * value
+            total = total + self.style_weight * self.value_weight * value
+        out.update({"texture": texture, "total": total})
+        if content is not None:
+            out["content"] = term
+        return out
+
     def _objectives(self) -> list[TextureObjective]:
         """This objective and those of its further statistics."""
         return [self, *(other for other in self.also if isinstance(other, TextureObjective))]
@@ -182,6 +263,8 @@ class TextureObjective(nn.Module):
                signal: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """:meth:`terms` from this extractor's input (and the signal, when there is one,
         for further statistics whose extractors read another input)."""
+        if self.block is not None and content is None and model_input.shape[0] == 1:
+            return self._block_terms(model_input)
         feats = self.extractor(model_input, layers=self._all_layers)
         joined = self.batch_gram and model_input.shape[0] > 1
         if joined:

@@ -27,11 +27,21 @@ from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
 from .atomic import check_writable
+from .budget import MemoryPlan, plan_memory
 from .domain import Domain
 from .errors import UsageError
+from .multires import (
+    COARSEST_EXTENT,
+    Level,
+    auto_levels,
+    detail_noise,
+    level_extents,
+    missing_detail,
+    plan_levels,
+)
 from .objective import TextureObjective
 from .plugins import PluginManager
-from .resources import check_fits, check_signal_fits, estimate_optimization_bytes
+from .resources import check_signal_fits
 from .runtime import seed_everything
 from .spec import (
     FeatureOptions,
@@ -95,6 +105,7 @@ def run_optimization(
     progress: bool = True,
     callback: StepCallback | None = None,
     description: str = "optimising",
+    history: int = 50,
 ) -> tuple[torch.Tensor, list[float]]:
     """Minimise ``loss_fn(signal)`` over the signal; return the result and loss history.
 
@@ -106,7 +117,8 @@ def run_optimization(
     a bad line-search step).
     L-BFGS uses a strong-Wolfe line search: without one, PyTorch's L-BFGS takes tiny
     first steps and skips history updates when the loss is small, and stalls.
-    ``project`` maps the variable back onto valid signals after each update.
+    ``project`` maps the variable back onto valid signals after each update; ``history``
+    is L-BFGS's number of update pairs (see :func:`texsynth.budget.lbfgs_history`).
     """
     if steps < 1:
         raise UsageError(f"steps must be at least 1, got {steps}", parameter="steps")
@@ -144,7 +156,7 @@ def run_optimization(
         if optimizer == "lbfgs":
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
                 [x], lr=1.0 if lr is None else lr, max_iter=steps, max_eval=steps,
-                history_size=50, tolerance_grad=1e-30, tolerance_change=1e-30,
+                history_size=history, tolerance_grad=1e-30, tolerance_change=1e-30,
                 line_search_fn="strong_wolfe",
             )
             # L-BFGS may stop early on a flat loss; keep going until the budget is spent.
@@ -178,12 +190,24 @@ def run_optimization(
 
 def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
                  shape: tuple[int, ...], *, content: torch.Tensor | None,
-                 exemplar: torch.Tensor, seed: int) -> torch.Tensor:
+                 exemplar: torch.Tensor, seed: int, level: Level) -> torch.Tensor:
+    """The start of a run of ``shape`` ``(1, C, *spatial)``, at the first ``level``'s
+    extents: noise made at that size, or the signal given resampled to it."""
+    start = _full_init(init, domain, shape, content=content, exemplar=exemplar, seed=seed,
+                       extents=level.extents)
+    if tuple(start.shape[2:]) != level.extents:
+        start = domain.clamp(domain.resample(start, level.extents))
+    return start
+
+
+def _full_init(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
+               shape: tuple[int, ...], *, content: torch.Tensor | None,
+               exemplar: torch.Tensor, seed: int, extents: tuple[int, ...]) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
         start = as_signal(init, domain)
     elif isinstance(init, str) and init == "noise":
         gen = torch.Generator().manual_seed(seed)
-        return domain.noise(shape, generator=gen, like=exemplar)
+        return domain.noise((*shape[:2], *extents), generator=gen, like=exemplar)
     elif isinstance(init, str) and init == "content":
         if content is None:
             raise UsageError("init content needs a content input (stylize)", parameter="init")
@@ -201,62 +225,59 @@ def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
     return start.clone()
 
 
-def _check_memory(objective: TextureObjective, domain: Domain, shape: tuple[int, ...],
-                  device: torch.device) -> None:
-    """Measure one evaluation on a small probe and refuse runs that cannot fit."""
-    probe_extent = max(128, 4 * domain.min_extent())
-    if all(e <= probe_extent for e in shape[2:]):
-        return  # small enough that the run itself is the cheapest check
-    try:
-        with objective.probing():  # leaves random loss streams where they were
-            estimate = estimate_optimization_bytes(objective, shape,
-                                                   probe_extent=probe_extent, device=device)
-    except UsageError:
-        return  # the probe is too small for this extractor; the run reports its own errors
-    check_fits(estimate, device, what=f"optimisation at {domain.describe_size(shape[2:])}")
+#: ``hooks(offset, decode)``: the step callback of one level, whose steps are numbered
+#: from ``offset`` and whose variable ``decode`` turns into a signal (``None``: it is one).
+LevelCallbacks = Callable[[int, Callable[[torch.Tensor], torch.Tensor] | None],
+                          StepCallback | None]
 
 
 def _checkpoint_saver(domain: Domain, every: int, steps: int,
                       out: str | os.PathLike[str] | None,
-                      settings: dict[str, Any], user: StepCallback | None,
-                      decode: Callable[[torch.Tensor], torch.Tensor] | None = None
-                      ) -> StepCallback | None:
-    if not every or out is None:
-        return user
+                      settings: dict[str, Any], user: StepCallback | None) -> LevelCallbacks:
+    """Per-level callbacks that save ``<stem>_stepNNNNN<suffix>`` every ``every`` steps
+    (counted over all levels, ``steps`` in all) and then call ``user``."""
     if every < 0:
         raise UsageError(f"save_every must be positive, got {every}", parameter="save_every")
-    target = Path(out)
-    paths = {step: target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
-             for step in range(every, steps + 1, every)}
+    paths: dict[int, Path] = {}
+    if every and out is not None:
+        target = Path(out)
+        paths = {step: target.with_name(f"{target.stem}_step{step:05d}{target.suffix}")
+                 for step in range(every, steps + 1, every)}
     for path in paths.values():  # before any work: no step file may replace a file
         check_writable(path)
 
-    def save(step: int, loss: float, signal: torch.Tensor) -> None:
-        if step in paths:
-            path = paths[step]
-            current = decode(signal) if decode is not None else signal
-            domain.save(domain.clamp(current.cpu()), path,
-                        metadata={**settings, "step": step, "loss": loss})
-        if user is not None:
-            user(step, loss, signal)
-    return save
+    def for_level(offset: int, decode: Callable[[torch.Tensor], torch.Tensor] | None
+                  ) -> StepCallback | None:
+        if not paths and (user is None or offset == 0):
+            return user
+
+        def save(step: int, loss: float, signal: torch.Tensor) -> None:
+            if step + offset in paths:
+                current = decode(signal) if decode is not None else signal
+                domain.save(domain.clamp(current.cpu()), paths[step + offset],
+                            metadata={**settings, "step": step + offset, "loss": loss})
+            if user is not None:
+                user(step + offset, loss, signal)
+        return save
+    return for_level
 
 
 def _optimize(domain: Domain, objective: TextureObjective, start: torch.Tensor,
               extents: tuple[int, ...], settings: dict[str, Any], *, steps: int,
               optimizer: OptimizerName, lr: float | None, progress: bool,
-              callback: StepCallback | None, save_every: int,
-              output: str | os.PathLike[str] | None) -> OptimizationResult:
-    """Run the optimisation of ``synthesize``/``stylize`` from the signal ``start``, on the
+              callbacks: LevelCallbacks, offset: int, level: Level, levels: int,
+              history: int = 50) -> OptimizationResult:
+    """Run one level of ``synthesize``/``stylize`` from the signal ``start``, on the
     signal or on the domain's :class:`~texsynth.domain.Representation`."""
     description = str(settings["command"])
+    if levels > 1:
+        description += f" {level.index + 1}/{levels} ({domain.describe_size(extents)})"
     rep = domain.representation()
     if rep is None:
         result, losses = run_optimization(
             start, objective, steps=steps, optimizer=optimizer, lr=lr, project=domain.clamp,
-            progress=progress, description=description,
-            callback=_checkpoint_saver(domain, save_every, steps, output, settings,
-                                        callback))
+            progress=progress, description=description, callback=callbacks(offset, None),
+            history=history)
     else:
         settings["representation"] = {"name": rep.name, **rep.settings()}
 
@@ -270,10 +291,8 @@ def _optimize(domain: Domain, objective: TextureObjective, start: torch.Tensor,
             rep.encode(start).to(start.device), loss, steps=steps, optimizer=optimizer,
             lr=lr, project=rep.project, progress=progress,
             description=f"{description} ({rep.name})",
-            callback=_checkpoint_saver(domain, save_every, steps, output, settings, callback,
-                                       decode))
+            callback=callbacks(offset, decode), history=history)
         result = decode(found)
-    settings["final_loss"] = losses[-1] if losses else math.nan
     return OptimizationResult(signal=result.detach().cpu(), losses=losses, settings=settings)
 
 
@@ -297,11 +316,120 @@ def _steps(steps: int | None, domain: Domain) -> int:
     return int(steps if steps is not None else domain.defaults().get("steps", 300))
 
 
-def _run_settings(steps: int, optimizer: str, lr: float | None,
+def _run_settings(plan: Sequence[Level], optimizer: str, lr: float | None,
                   init: str | torch.Tensor | os.PathLike[str], seed: int,
                   device: torch.device) -> dict[str, Any]:
-    return {"steps": steps, "optimizer": optimizer, "lr": lr, "init": describe_source(init),
-            "seed": seed, "device": str(device)}
+    out: dict[str, Any] = {"steps": plan[-1].steps, "optimizer": optimizer, "lr": lr,
+                           "init": describe_source(init), "seed": seed,
+                           "device": str(device), "levels": len(plan)}
+    if len(plan) > 1:
+        out["level_steps"] = [level.steps for level in plan]
+    return out
+
+
+def _plan(domain: Domain, extents: tuple[int, ...], exemplars: Sequence[torch.Tensor], *,
+          levels: int | None, steps: int | None,
+          level_steps: Sequence[int] | None) -> list[Level]:
+    """The coarse-to-fine levels of a run (one level for a single-scale run)."""
+    if levels is None:
+        if level_steps is not None:
+            levels = len(level_steps)
+        else:
+            coarsest = int(domain.defaults().get("coarsest", COARSEST_EXTENT))
+            levels = auto_levels(extents, [tuple(e.shape[2:]) for e in exemplars],
+                                 coarsest=max(coarsest, domain.min_extent()))
+    plan = plan_levels(extents, levels=int(levels), steps=_steps(steps, domain),
+                       level_steps=level_steps)
+    low = domain.min_extent()
+    coarse = plan[0]
+    smallest = min(min(e.shape[2:]) for e in exemplars) * coarse.scale
+    if min(coarse.extents) < low or smallest < low:
+        raise UsageError(
+            f"{len(plan)} levels make the coarsest level {coarse.scale:g} of the full size: "
+            f"{domain.describe_size(coarse.extents)} for the output and an exemplar "
+            f"extent of {smallest:.0f}, below the domain's minimum of {low}; use fewer "
+            "levels", parameter="levels")
+    return plan
+
+
+@dataclass
+class _Problem:
+    """What a run matches, at full resolution; :meth:`objective` builds any level's."""
+
+    features: Features
+    exemplars: list[torch.Tensor]
+    content: torch.Tensor | None
+    style_weight: float
+    content_weight: float
+    manager: PluginManager | None
+
+    def at(self, signal: torch.Tensor, scale: float) -> torch.Tensor:
+        """``signal`` resampled by ``scale`` (itself at 1), clamped to the value range."""
+        if scale == 1.0:
+            return signal
+        dom = self.features.domain
+        return dom.clamp(dom.resample(signal, level_extents(signal.shape[2:], scale)))
+
+    def objective(self, scale: float) -> TextureObjective:
+        """The objective of the level at ``scale`` against exemplars and content
+        resampled by it."""
+        content = None if self.content is None else self.at(self.content, scale)
+        return self.features.objective(
+            [self.at(e, scale) for e in self.exemplars], content=content,
+            style_weight=self.style_weight, content_weight=self.content_weight,
+            manager=self.manager)
+
+
+def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjective,
+                memory: MemoryPlan, init: str | torch.Tensor | os.PathLike[str], seed: int,
+                settings: dict[str, Any], *, optimizer: OptimizerName, lr: float | None,
+                progress: bool, callback: StepCallback | None, save_every: int,
+                output: str | os.PathLike[str] | None, block: int | None,
+                memory_check: bool) -> OptimizationResult:
+    """Optimise level by level, coarsest first, each level starting from the previous
+    level's result resampled up; ``finest`` is the objective of the last level, planned
+    as ``memory`` (coarser levels are planned here, with ``block`` and ``memory_check``)."""
+    feats, dom = problem.features, problem.features.domain
+    extents = plan[-1].extents
+    shape = (1, problem.exemplars[0].shape[1], *extents)
+    total = sum(level.steps for level in plan)
+    saver = _checkpoint_saver(dom, save_every, total, output, settings, callback)
+    start = _init_signal(init, dom, shape, content=problem.content,
+                         exemplar=problem.exemplars[0], seed=seed, level=plan[0])
+    losses: list[float] = []
+    result: OptimizationResult | None = None
+    previous = plan[0]
+    for level in plan:
+        if result is not None:
+            start = dom.resample(result.signal, level.extents)
+            amount = float(os.environ.get("TEXSYNTH_DETAIL", "0"))
+            if amount > 0:
+                ex = problem.at(problem.exemplars[0], level.scale)
+                coarse_ex = level_extents(ex.shape[2:], previous.scale / level.scale)
+                band = missing_detail(dom.resample, ex, coarse_ex)
+                std = band.std(dim=[0, *range(2, band.dim())])
+                gen = torch.Generator().manual_seed(seed + level.index)
+                start = start + amount * detail_noise(
+                    dom.resample, start.shape, previous.extents, std, generator=gen)
+            start = dom.clamp(start)
+        previous = level
+        if level.scale == 1.0:
+            objective, level_memory = finest, memory
+        else:
+            objective = problem.objective(level.scale)
+            level_memory = plan_memory(objective, dom, (*shape[:2], *level.extents),
+                                       feats.device, block=block, check=memory_check,
+                                       what=f"level {level.index + 1} at "
+                                            f"{dom.describe_size(level.extents)}")
+        result = _optimize(dom, objective, start.to(feats.device), level.extents, settings,
+                           steps=level.steps, optimizer=optimizer, lr=lr, progress=progress,
+                           callbacks=saver, offset=len(losses), level=level,
+                           levels=len(plan), history=level_memory.history)
+        losses.extend(result.losses)
+        del objective
+    assert result is not None
+    settings["final_loss"] = losses[-1] if losses else math.nan
+    return OptimizationResult(signal=result.signal, losses=losses, settings=settings)
 
 
 def synthesize(
@@ -311,6 +439,8 @@ def synthesize(
     domain: Domain | str | None = None,
     size: tuple[int, ...] | None = None,
     steps: int | None = None,
+    levels: int | None = None,
+    level_steps: Sequence[int] | None = None,
     optimizer: OptimizerName = "lbfgs",
     lr: float | None = None,
     init: str | torch.Tensor | os.PathLike[str] = "noise",
@@ -321,6 +451,7 @@ def synthesize(
     save_every: int = 0,
     output: str | os.PathLike[str] | None = None,
     memory_check: bool = True,
+    block: int | None = None,
     manager: PluginManager | None = None,
     **options: Unpack[FeatureOptions],
 ) -> OptimizationResult:
@@ -333,8 +464,15 @@ def synthesize(
         domain: domain object or name; by default picked from the exemplar's file suffix.
         size: output extents in tensor order (``(H, W)`` for images); default: the
             exemplar's.
-        steps: loss evaluations (default: the domain's, see :meth:`Domain.defaults`, else
-            300).
+        steps: loss evaluations at the output size (default: the domain's, see
+            :meth:`Domain.defaults`, else 300).
+        levels: coarse-to-fine levels (:mod:`texsynth.multires`): ``1`` optimises at the
+            output size only; ``N`` starts at ``1 / 2**(N-1)`` of every extent (output
+            and exemplars), each level's result resampled up to start the next. Default
+            (``None``): as many as keep the coarsest output and exemplars at the
+            domain's ``"coarsest"`` extent (64) or more.
+        level_steps: evaluations per level, coarsest first; default: ``steps`` at the
+            finest level and ``COARSE_STEPS_FACTOR · steps`` at each coarser one.
         optimizer: ``"lbfgs"`` or ``"adam"``.
         lr: learning rate (L-BFGS default 1, Adam default 0.02).
         init: ``"noise"``, a signal tensor or a file to start from.
@@ -348,6 +486,11 @@ def synthesize(
             here unless ``save_every`` is set; use ``domain.save`` for the result).
         memory_check: estimate the memory needed first and refuse (with
             :class:`~texsynth.ResourceError`) what cannot fit.
+        block: evaluate the loss block by block, ``block`` positions per axis
+            (:mod:`texsynth.blockwise`; exact, in the memory of one block); ``None``
+            (default): when a whole evaluation would need more than
+            :data:`texsynth.budget.BLOCK_ABOVE` and the extractor can, with a block size
+            chosen for :data:`texsynth.budget.BLOCK_BYTES`; ``0``: never.
         manager: plugin manager (default: the process-wide one).
         **options: fields of :class:`~texsynth.spec.FeatureSpec` overriding ``features``
             (``extractor="vgg19"``, ``layers=[...]``, ``layer_weights={...}``,
@@ -363,7 +506,6 @@ def synthesize(
     feats, used_seed = _setup(_resolve_features(features, options), domain, items[0],
                               seed=seed, device=device, stylising=False, manager=manager)
     dom, dev = feats.domain, feats.device
-    steps = _steps(steps, dom)
     signals = [as_signal(item, dom) for item in items]
     channels = signals[0].shape[1]
     extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
@@ -371,18 +513,19 @@ def synthesize(
     shape = (1, channels, *extents)
     if memory_check:
         check_signal_fits(shape, dev, what=f"synthesis at {dom.describe_size(extents)}")
-    objective = feats.objective(signals, manager=manager)
-    if memory_check:
-        _check_memory(objective, dom, shape, dev)
-    start = _init_signal(init, dom, shape, content=None, exemplar=signals[0],
-                         seed=used_seed).to(dev)
+    plan = _plan(dom, extents, signals, levels=levels, steps=steps, level_steps=level_steps)
+    problem = _Problem(feats, signals, None, 1.0, 1.0, manager)
+    objective = problem.objective(1.0)
+    memory = plan_memory(objective, dom, shape, dev, block=block, check=memory_check,
+                         what=f"synthesis at {dom.describe_size(extents)}")
     settings = {"command": "synthesize", "domain": dom.name,
                 "exemplars": [describe_source(i) for i in items],
                 "size": dom.describe_size(extents), **feats.settings(),
-                **_run_settings(steps, optimizer, lr, init, used_seed, dev)}
-    return _optimize(dom, objective, start, extents, settings, steps=steps,
-                     optimizer=optimizer, lr=lr, progress=progress, callback=callback,
-                     save_every=save_every, output=output)
+                **_run_settings(plan, optimizer, lr, init, used_seed, dev), **memory.settings()}
+    return _run_levels(problem, plan, objective, memory, init, used_seed, settings,
+                       optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                       save_every=save_every, output=output, block=block,
+                       memory_check=memory_check)
 
 
 def stylize(
@@ -394,6 +537,8 @@ def stylize(
     content_weight: float | None = None,
     style_weight: float | None = None,
     steps: int | None = None,
+    levels: int | None = None,
+    level_steps: Sequence[int] | None = None,
     optimizer: OptimizerName = "lbfgs",
     lr: float | None = None,
     init: str | torch.Tensor | os.PathLike[str] = "content",
@@ -404,6 +549,7 @@ def stylize(
     save_every: int = 0,
     output: str | os.PathLike[str] | None = None,
     memory_check: bool = True,
+    block: int | None = None,
     manager: PluginManager | None = None,
     **options: Unpack[FeatureOptions],
 ) -> OptimizationResult:
@@ -418,7 +564,6 @@ def stylize(
     feats, used_seed = _setup(_resolve_features(features, options), domain, content,
                               seed=seed, device=device, stylising=True, manager=manager)
     dom, dev = feats.domain, feats.device
-    steps = _steps(steps, dom)
     preferred = dom.defaults()
     style_weight = float(style_weight if style_weight is not None
                          else preferred.get("style_weight", 1000.0))
@@ -434,18 +579,19 @@ def stylize(
     dom.check_size(extents, what="content size")
     if memory_check:
         check_signal_fits(shape, dev, what=f"stylisation at {dom.describe_size(extents)}")
-    objective = feats.objective(style_signals, content=content_signal,
-                                style_weight=style_weight, content_weight=content_weight,
-                                manager=manager)
-    if memory_check:
-        _check_memory(objective, dom, shape, dev)
-    start = _init_signal(init, dom, shape, content=content_signal,
-                         exemplar=style_signals[0], seed=used_seed).to(dev)
+    plan = _plan(dom, extents, style_signals, levels=levels, steps=steps,
+                 level_steps=level_steps)
+    problem = _Problem(feats, style_signals, content_signal, style_weight, content_weight,
+                       manager)
+    objective = problem.objective(1.0)
+    memory = plan_memory(objective, dom, shape, dev, block=block, check=memory_check,
+                         what=f"stylisation at {dom.describe_size(extents)}")
     settings = {"command": "stylize", "domain": dom.name, "content": describe_source(content),
                 "styles": [describe_source(i) for i in styles],
                 "size": dom.describe_size(extents), **feats.settings(),
                 "content_weight": content_weight, "style_weight": style_weight,
-                **_run_settings(steps, optimizer, lr, init, used_seed, dev)}
-    return _optimize(dom, objective, start, extents, settings, steps=steps,
-                     optimizer=optimizer, lr=lr, progress=progress, callback=callback,
-                     save_every=save_every, output=output)
+                **_run_settings(plan, optimizer, lr, init, used_seed, dev), **memory.settings()}
+    return _run_levels(problem, plan, objective, memory, init, used_seed, settings,
+                       optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                       save_every=save_every, output=output, block=block,
+                       memory_check=memory_check)

@@ -39,6 +39,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -495,6 +496,29 @@ class AudioDomain(Domain):
                              eps=self.eps)
 
     # -- optimisation --------------------------------------------------------------------
+    def resample(self, signal: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
+        """A waveform ``(N, C, T)`` resampled to ``extents == (T',)`` samples with a
+        band-limited (windowed sinc) filter, ``torchaudio.functional.resample``.
+
+        Played at the working rate, the coarse version of a coarse-to-fine run is the
+        sound sped up (an octave higher per halving) with what lies above the new Nyquist
+        frequency removed, not aliased: linear interpolation of samples would fold it back.
+        """
+        import torchaudio.functional as AF
+
+        (target,) = (int(e) for e in extents)
+        length = int(signal.shape[-1])
+        if target == length:
+            return signal.clone()
+        # a ratio of small integers near target / length (exact for halvings of even
+        # lengths); coprime lengths would make the filter bank as long as the signal
+        ratio = Fraction(target, length).limit_denominator(64)
+        out = AF.resample(signal, ratio.denominator, ratio.numerator)
+        if out.shape[-1] != target:  # rounding: pad or cut the last samples
+            out = torch.nn.functional.pad(out, (0, max(0, target - out.shape[-1])))
+            out = out[..., :target]
+        return out
+
     def noise(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
               device: torch.device | str = "cpu",
               like: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from texsynth.blockwise import BlockGeometry
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
 from texsynth.features import ExtractorConfig, FeatureExtractor
@@ -311,6 +312,16 @@ class RandomMultiscaleExtractor(FeatureExtractor):
         """``size // 2`` for layer ``k<size>`` with circular padding (the positions whose
         window wraps around), 0 with valid padding."""
         return self._size_of[layer] // 2 if self.padding == "circular" else 0
+
+    def block_geometry(self, layers: Sequence[str]) -> BlockGeometry | None:
+        """Blocks for ``layers`` with circular padding: a halo of half the largest
+        kernel, no alignment (every map has the input's size), wrapping crops. Valid
+        padding has no blocks (its maps are smaller than the input)."""
+        if self.padding != "circular":
+            return None
+        halo = max(self._size_of[name] for name in layers) // 2
+        return BlockGeometry(halo=halo, align=1, strides=dict.fromkeys(layers, 1),
+                             wrap=True)
 
     def weight(self, layer: str) -> torch.Tensor:
         """Filters ``(F, C, k, k)`` of ``layer`` (``"k<size>"``)."""

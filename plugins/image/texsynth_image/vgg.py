@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from texsynth.blockwise import BlockGeometry
 from texsynth.domain import Domain
 from texsynth.errors import InputError, UsageError, WeightsUnavailableError
 from texsynth.features import ExtractorConfig, FeatureExtractor
@@ -162,6 +163,27 @@ class VGG19Extractor(FeatureExtractor):
     def conv_indices(self) -> tuple[int, ...]:
         """Indices in :attr:`features` of the convolutions that were built."""
         return tuple(i for i in _CONV_INDICES if i < len(self.features))
+
+    def block_geometry(self, layers: Sequence[str]) -> BlockGeometry | None:
+        """Blocks for ``layers``: the halo is the deepest layer's reach (how far its
+        receptive field extends beyond a map position's own cell of ``stride`` input
+        pixels: one cell per 3×3 convolution, nothing for a 2×2 pool, whose cell is its
+        two inputs'; 70 pixels for ``relu5_1``) rounded up to the alignment, the
+        largest stride among the pools before it (16 for ``relu5_1``). Circular padding
+        wraps crops around; other paddings clip them at the borders, where they pad as
+        the whole image does."""
+        deepest = max(_INDEX[name] for name in layers)
+        stride, reach, strides = 1, 0, {}
+        for name, kind, _, _ in _TABLE[: deepest + 1]:
+            if kind == "conv":  # 3x3, padding 1: one cell either side
+                reach += stride
+            elif kind == "pool":
+                stride *= 2
+            strides[name] = stride
+        halo = -(-reach // stride) * stride
+        return BlockGeometry(halo=halo, align=stride,
+                             strides={name: strides[name] for name in layers},
+                             wrap=self.padding == "circular")
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet normalisation of RGB ``(N, 3, H, W)`` in [0, 1], what torchvision's
