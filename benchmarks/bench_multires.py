@@ -36,7 +36,7 @@ IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 #: ``name: (levels, level steps or None)``; the single-scale run is the reference.
 SCHEDULES: dict[str, tuple[int, list[int] | None]] = {
     "single-scale, 300 steps": (1, [300]),
-    "coarse-to-fine, default": (0, None),
+    "coarse-to-fine, 2 levels": (2, None),
 }
 #: Fractions of the single-scale run's time at which the mean score is tabulated.
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -45,9 +45,9 @@ FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 def child(image: str, size: int, levels: int, level_steps: str, every: int,
           seed: int) -> dict[str, Any]:
     """One run: ``[(seconds, step, T), ...]`` at the finest level's kept steps."""
+    import quality
     import torch
 
-    import quality
     import texsynth
 
     torch.set_num_threads(1)
@@ -67,7 +67,7 @@ def child(image: str, size: int, levels: int, level_steps: str, every: int,
                          .cpu().clone()))
 
     result = texsynth.synthesize(path, size=(size, size), seed=seed, progress=False,
-                                 levels=levels or None, level_steps=steps, callback=tick,
+                                 levels=levels, level_steps=steps, callback=tick,
                                  device="cpu")
     total = time.perf_counter() - begin
     exemplar = texsynth.load(path)

@@ -165,3 +165,19 @@ def test_output_is_not_written_on_interrupt(bricks: Path, tmp_path: Path,
     code = main(["synthesize", str(bricks), "-o", str(tmp_path / "o.png"), *FAST])
     assert code == 130
     assert list(tmp_path.iterdir()) == [bricks]
+
+
+def test_levels_and_blocks_from_the_command_line(bricks: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "c2f.png"
+    code, err = _run(["synthesize", str(bricks), "-o", str(out), "--size", "64x64",
+                      "--seed", "1", "--quiet", "--levels", "2", "--level-steps", "3,2",
+                      "--block", "32", "--option", "filters=8"], capsys)
+    assert code == 0, err
+    with Image.open(out) as img:
+        settings = json.loads(img.text["texsynth"])  # type: ignore[attr-defined]
+    assert settings["levels"] == 2 and settings["level_steps"] == [3, 2]
+    assert settings["block"] == 32
+    code, err = _run(["synthesize", str(bricks), "-o", str(tmp_path / "x.png"),
+                      "--levels", "2", "--level-steps", "3", *FAST], capsys)
+    assert "--level-steps" in _one_line_error(code, err)

@@ -268,12 +268,17 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     _add_domain_options(parser, manager, run)
     run.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                      help="loss evaluations (default: the domain's, else 300)")
-    run.add_argument("--levels", type=_positive_int, default=None, metavar="N",
-                     help="coarse-to-fine levels, each half the size of the next (1: "
-                          "only the output size; default: as many as keep the coarsest "
+    run.add_argument("--levels", type=_non_negative_int, default=None, metavar="N",
+                     help="coarse-to-fine levels, each half the size of the next (default "
+                          "1: only the output size; 0: as many as keep the coarsest "
                           "output and exemplar at 64 pixels or more)")
     run.add_argument("--level-steps", type=_positive_ints, default=None, metavar="N,N,..",
-                     help="steps per level, coarsest first (default: --steps at each)")
+                     help="steps per level, coarsest first (default: --steps at the "
+                          "finest, a third of it at each coarser one)")
+    run.add_argument("--block", type=_non_negative_int, default=None, metavar="N",
+                     help="evaluate the loss in blocks of N positions per axis, exact and "
+                          "in the memory of one block (default: when a whole evaluation "
+                          "would need over 2 GiB; 0: never)")
     run.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                      help="optimiser (default: lbfgs)")
     run.add_argument("--lr", type=_finite_float, default=None,

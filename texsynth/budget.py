@@ -39,8 +39,8 @@ __all__ = ["BLOCK_ABOVE", "BLOCK_BYTES", "HISTORY_BYTES", "MemoryPlan", "choose_
 
 #: A whole evaluation estimated above this many bytes is made block by block (2 GiB).
 BLOCK_ABOVE = 2 << 30
-#: What one block's evaluation may take when the block size is chosen (768 MiB).
-BLOCK_BYTES = 768 << 20
+#: What one block's evaluation may take when the block size is chosen (1 GiB).
+BLOCK_BYTES = 1 << 30
 #: What L-BFGS's history of update pairs may take (512 MiB), between 5 and 50 pairs.
 HISTORY_BYTES = 512 << 20
 #: Signal-sized float32 buffers besides the history: the variable, its gradient and
@@ -73,14 +73,37 @@ class MemoryPlan:
 
 def choose_block(per_position: float, geometry: BlockGeometry, extents: tuple[int, ...],
                  budget: int = BLOCK_BYTES) -> int:
-    """The largest block length (a multiple of ``geometry.align``) whose crop, ``block +
-    2 · halo`` positions per axis at ``per_position`` bytes each, fits in ``budget``;
-    at least one alignment step, at most the longest extent rounded up."""
-    align, halo = geometry.align, geometry.halo
-    side = (budget / max(per_position, 1e-9)) ** (1 / len(extents))
-    block = int((side - 2 * halo) // align) * align
-    longest = -(-max(extents) // align) * align
-    return max(align, min(block, longest))
+    """The block length for ``extents`` with the fewest blocks whose crop (``block +
+    2 · halo`` positions per axis, at ``per_position`` bytes each) fits in ``budget``.
+
+    Blocks are a multiple of ``geometry.align`` long. Wrapping crops, which all have one
+    length, are widened to the next length whose only prime factors are 2, 3 and 5
+    (fast FFT sizes for extractors that convolve by FFT) and the block with them.
+    """
+    align, halo, dims = geometry.align, geometry.halo, len(extents)
+    longest = max(extents)
+    block = align
+    for count in range(1, longest // align + 2):
+        block = math.ceil(math.ceil(longest / count) / align) * align
+        crop = block + 2 * halo
+        if geometry.wrap:
+            crop = _smooth(crop)
+            block = (crop - 2 * halo) // align * align
+        if per_position * crop ** dims <= budget:
+            return block
+    return block
+
+
+def _smooth(n: int) -> int:
+    """The smallest integer ``>= n`` whose prime factors are all 2, 3 or 5."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
 
 
 def _probe_shape(shape: tuple[int, ...], extent: int) -> tuple[int, ...]:

@@ -43,6 +43,7 @@ FLAGS: dict[str, str] = {
     "count": "--count", "refine_steps": "--refine", "exemplars": "--exemplar FILE",
     "resume=False": "--overwrite", "overwrite=True": "--overwrite", "texture_loss": "--loss",
     "value_weight": "--value-weight", "also": "--also", "norm_batches": "--norm-batches",
+    "levels": "--levels", "level_steps": "--level-steps", "block": "--block",
 }
 
 
@@ -174,6 +175,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     result = synthesize(
         exemplars, features=_features(args), domain=domain, size=_size(domain, args),
         steps=args.steps, levels=args.levels, level_steps=args.level_steps,
+        block=args.block,
         optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
@@ -195,6 +197,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         content, styles, features=_features(args), domain=domain,
         content_weight=args.content_weight, style_weight=args.style_weight,
         steps=args.steps, levels=args.levels, level_steps=args.level_steps,
+        block=args.block,
         optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,

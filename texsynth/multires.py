@@ -10,12 +10,18 @@ next level, up to the output size. Each level halves every extent of the next
 default :func:`resample_linear`).
 
 This module plans the levels (:func:`plan_levels`); :mod:`texsynth.optimize` runs them.
+
+Single-scale (one level) is the default: on the image quality benchmark coarse-to-fine
+did not reach single-scale's 300-step score sooner (``benchmarks/RESULTS.md``,
+"Coarse-to-fine optimisation"); it is there for users who want the larger-scale
+arrangement the coarse levels settle, with ``levels=N`` or ``levels=0`` (as many as
+:func:`auto_levels` allows).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +47,11 @@ LEVEL_FACTOR = 2
 #: :meth:`texsynth.Domain.defaults`).
 COARSEST_EXTENT = 64
 #: Steps of each coarser level, as a multiple of the finest level's steps, unless given
-#: per level: see :func:`plan_levels`.
-COARSE_STEPS_FACTOR = 1.0
+#: per level: see :func:`plan_levels`. A third (100 + 300 for two levels) scored better
+#: than equal steps per level (150 + 100, 100 + 100 + 100) on the image quality benchmark
+#: (``benchmarks/RESULTS.md``): coarse levels that run long settle large-scale colour
+#: variations the finest level cannot undo.
+COARSE_STEPS_FACTOR = 1 / 3
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -151,24 +160,3 @@ def resample_linear(signal: torch.Tensor, extents: Sequence[int]) -> torch.Tenso
         out = F.interpolate(out, size=target, mode=_MODES[dims], align_corners=False)
     return out
 
-
-def missing_detail(resample: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor],
-                   signal: torch.Tensor, coarse: Sequence[int]) -> torch.Tensor:
-    """What ``signal`` ``(N, C, *extents)`` loses when resampled to the ``coarse``
-    extents and back: its part above the coarse level's band limit, same shape."""
-    extents = tuple(signal.shape[2:])
-    return signal - resample(resample(signal, tuple(coarse)), extents)
-
-
-def detail_noise(resample: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor],
-                 shape: Sequence[int], coarse: Sequence[int], scale: torch.Tensor, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gaussian noise of ``shape`` ``(N, C, *extents)`` restricted to the band a level
-    at the ``coarse`` extents cannot hold, with per-channel standard deviation ``scale``
-    ``(C,)`` (in signal units)."""
-    noise = torch.randn(tuple(shape), generator=generator)
-    band = missing_detail(resample, noise, coarse)
-    dims = [0, *range(2, band.dim())]
-    std = band.std(dim=dims, keepdim=True).clamp_min(1e-12)
-    view = (1, -1) + (1,) * (band.dim() - 2)
-    return band / std * scale.reshape(view).to(band)

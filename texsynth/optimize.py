@@ -34,9 +34,7 @@ from .multires import (
     COARSEST_EXTENT,
     Level,
     auto_levels,
-    detail_noise,
     level_extents,
-    missing_detail,
     plan_levels,
 )
 from .objective import TextureObjective
@@ -332,6 +330,8 @@ def _plan(domain: Domain, extents: tuple[int, ...], exemplars: Sequence[torch.Te
           level_steps: Sequence[int] | None) -> list[Level]:
     """The coarse-to-fine levels of a run (one level for a single-scale run)."""
     if levels is None:
+        levels = len(level_steps) if level_steps is not None else 1
+    if levels == 0:
         if level_steps is not None:
             levels = len(level_steps)
         else:
@@ -398,21 +398,9 @@ def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjecti
                          exemplar=problem.exemplars[0], seed=seed, level=plan[0])
     losses: list[float] = []
     result: OptimizationResult | None = None
-    previous = plan[0]
     for level in plan:
         if result is not None:
-            start = dom.resample(result.signal, level.extents)
-            amount = float(os.environ.get("TEXSYNTH_DETAIL", "0"))
-            if amount > 0:
-                ex = problem.at(problem.exemplars[0], level.scale)
-                coarse_ex = level_extents(ex.shape[2:], previous.scale / level.scale)
-                band = missing_detail(dom.resample, ex, coarse_ex)
-                std = band.std(dim=[0, *range(2, band.dim())])
-                gen = torch.Generator().manual_seed(seed + level.index)
-                start = start + amount * detail_noise(
-                    dom.resample, start.shape, previous.extents, std, generator=gen)
-            start = dom.clamp(start)
-        previous = level
+            start = dom.clamp(dom.resample(result.signal, level.extents))
         if level.scale == 1.0:
             objective, level_memory = finest, memory
         else:
@@ -468,9 +456,10 @@ def synthesize(
             :meth:`Domain.defaults`, else 300).
         levels: coarse-to-fine levels (:mod:`texsynth.multires`): ``1`` optimises at the
             output size only; ``N`` starts at ``1 / 2**(N-1)`` of every extent (output
-            and exemplars), each level's result resampled up to start the next. Default
-            (``None``): as many as keep the coarsest output and exemplars at the
-            domain's ``"coarsest"`` extent (64) or more.
+            and exemplars), each level's result resampled up to start the next; ``0``:
+            as many as keep the coarsest output and exemplars at the domain's
+            ``"coarsest"`` extent (64) or more. Default (``None``): as many as
+            ``level_steps`` has entries, else 1 (what the quality benchmark favours).
         level_steps: evaluations per level, coarsest first; default: ``steps`` at the
             finest level and ``COARSE_STEPS_FACTOR · steps`` at each coarser one.
         optimizer: ``"lbfgs"`` or ``"adam"``.

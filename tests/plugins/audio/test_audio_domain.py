@@ -379,3 +379,24 @@ def test_absurd_rates_and_windows_are_refused():
         AudioDomain(n_fft=MAX_N_FFT * 2)
     assert AudioDomain(sample_rate=MAX_SAMPLE_RATE, n_fft=MAX_N_FFT,
                        hop_length=MAX_N_FFT).sample_rate == MAX_SAMPLE_RATE
+
+
+@pytest.mark.parametrize("target", [8000, 4000, 2999])
+def test_resample_is_band_limited_and_exact_in_length(target: int) -> None:
+    """A 440 Hz tone at 16 kHz (8000 samples) resampled to ``target`` samples keeps its
+    pitch in cycles per clip, and a tone above the new Nyquist frequency is removed,
+    not folded back."""
+    from texsynth_audio import AudioDomain
+
+    domain = AudioDomain()
+    t = torch.arange(8000) / 16000.0
+    low = torch.sin(2 * torch.pi * 440 * t)[None, None]
+    high = torch.sin(2 * torch.pi * 7000 * t)[None, None]
+    out_low = domain.resample(low, (target,))
+    out_high = domain.resample(high, (target,))
+    assert out_low.shape == (1, 1, target)
+    spectrum = torch.fft.rfft(out_low[0, 0]).abs()
+    assert int(spectrum.argmax()) == 220  # 440 Hz over half a second: 220 cycles
+    nyquist = 16000 * target / 8000 / 2  # Hz, at the working rate
+    if nyquist < 7000:
+        assert float(out_high.abs().max()) < 0.1
