@@ -151,19 +151,21 @@ def plan_memory(objective: TextureObjective, domain: Domain, shape: tuple[int, .
     extents = tuple(shape[2:])
     objective.set_block(None)
     if block == 0 or (block is None and (small or geometry is None)):
-        if check and not small:
-            _check_whole(objective, shape, probe_extent, device, history, what)
-        return MemoryPlan(None, history, 0)
+        if small:  # the run itself is the cheapest check
+            return MemoryPlan(None, history, 0)
+        whole, _ = _whole_estimate(objective, shape, probe_extent, device, history)
+        if check:
+            check_fits(whole, device, what=what)
+        return MemoryPlan(None, history, whole)
     if block is None:
         assert geometry is not None
-        probe = _probe_shape(shape, probe_extent)
-        peak = _feature_peak(objective, probe, device)
-        whole = peak / math.prod(probe[2:]) * math.prod(extents) + buffers
+        whole, per_position = _whole_estimate(objective, shape, probe_extent, device,
+                                              history)
         if whole <= BLOCK_ABOVE:
             if check:
-                check_fits(int(whole), device, what=what)
-            return MemoryPlan(None, history, int(whole))
-        block = choose_block(peak / math.prod(probe[2:]), geometry, extents)
+                check_fits(whole, device, what=what)
+            return MemoryPlan(None, history, whole)
+        block = choose_block(per_position, geometry, extents)
     objective.set_block(block)
     geometry = objective.block_geometry()
     assert geometry is not None
@@ -177,13 +179,26 @@ def plan_memory(objective: TextureObjective, domain: Domain, shape: tuple[int, .
     return MemoryPlan(block, history, estimate)
 
 
-def _check_whole(objective: TextureObjective, shape: tuple[int, ...], probe_extent: int,
-                 device: torch.device, history: int, what: str) -> None:
-    """The memory check of a whole-evaluation run (its probe scaled to ``shape``)."""
+def _whole_estimate(objective: TextureObjective, shape: tuple[int, ...], probe_extent: int,
+                    device: torch.device, history: int) -> tuple[int, float]:
+    """``(bytes, bytes per position)`` of a whole-evaluation run: the larger of two
+    probes scaled to ``shape``, what autograd saves for the loss
+    (:func:`~texsynth.resources.estimate_optimization_bytes`, with the optimiser's
+    buffers) and the peak of the features' forward and backward pass (which also sees
+    caches and temporaries, such as filter spectra, that autograd does not save)."""
+    numel = math.prod(shape)
+    buffers = numel * 4 * (_BUFFERS + 2 * history)
+    probe = _probe_shape(shape, probe_extent)
+    try:  # first: caches made for the probe's size are then new, so they are counted
+        per_position = _feature_peak(objective, probe, device) / math.prod(probe[2:])
+    except UsageError:
+        per_position = 0.0
+    saved = 0
     try:
         with objective.probing():  # leaves random loss streams where they were
-            estimate = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
-                                                   device=device, history=history)
+            saved = estimate_optimization_bytes(objective, shape, probe_extent=probe_extent,
+                                                device=device, history=history)
     except UsageError:
-        return  # the probe is too small for this extractor; the run reports its own errors
-    check_fits(estimate, device, what=what)
+        pass  # the probe is too small for this loss; the run reports its own errors
+    peak = int(per_position * math.prod(shape[2:])) + buffers
+    return max(saved, peak), per_position
