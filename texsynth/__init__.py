@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_generator
-from .domain import Domain, parse_size
+from .domain import ColorPreservation, Domain, parse_size
 from .errors import (
     InputError,
     NotFoundError,
@@ -60,6 +60,7 @@ from .train import TrainResult, train_generator
 from .version import __version__
 
 __all__ = [
+    "ColorPreservation",
     "CombinedLoss",
     "ContentLoss",
     "Domain",

@@ -290,6 +290,26 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     _add_features(parser)
 
 
+def _add_controls(parser: argparse.ArgumentParser, *, stylising: bool) -> None:
+    """Blends, guides, exemplar scale and (stylisation) colour preservation."""
+    group = parser.add_argument_group("controls")
+    group.add_argument("--guide", metavar="FILE|TEXT",
+                       help="regions of the output: a doodle (each colour a region; the "
+                            "regions take the exemplars' textures, darkest colour the "
+                            "first exemplar) or, for sound, boundaries in seconds "
+                            "(e.g. 5 or 2,4.5)")
+    group.add_argument("--exemplar-guide", action="append", metavar="FILE|TEXT",
+                       help="a guide of each exemplar (repeat, in the exemplars' order), "
+                            "its colours naming the same regions as --guide's")
+    group.add_argument("--exemplar-scale", type=_finite_float, default=1.0, metavar="S",
+                       help="rescale the exemplars by S before their statistics are taken: "
+                            "elements come out S times as large (default: 1)")
+    if stylising:
+        group.add_argument("--preserve-color", metavar="MODE",
+                           help="keep the content's colours (images: luminance or "
+                                "histogram)")
+
+
 def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None = None
                  ) -> argparse.ArgumentParser:
     """The full ``texsynth`` parser, including plugin subcommands and domain options;
@@ -305,7 +325,9 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
     syn = sub.add_parser("synthesize", help="make a new texture from an exemplar",
                          description="Synthesise a texture of any size from one or more "
                                      "exemplars by optimisation (Gatys et al.).")
-    syn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
+    syn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR",
+                     help="exemplar file(s); FILE:W blends them with weights W "
+                          "(a.png:0.7 b.png:0.3)")
     syn.add_argument("--size", metavar="SIZE",
                      help="output size, e.g. 512x256 (width x height; one number for "
                           "one-axis domains; default: the exemplar's)")
@@ -313,6 +335,7 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
                      help="output duration, for time domains")
     syn.add_argument("--init", default="noise", metavar="noise|FILE",
                      help="start from noise (default) or a file")
+    _add_controls(syn, stylising=False)
     _add_common(syn, manager)
     syn.set_defaults(handler=handlers["synthesize"])
 
@@ -320,7 +343,8 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
                          description="Minimise a * texture loss + b * content loss, starting "
                                      "from the content.")
     sty.add_argument("content", metavar="CONTENT", help="content file")
-    sty.add_argument("style", nargs="+", metavar="STYLE", help="style/texture file(s)")
+    sty.add_argument("style", nargs="+", metavar="STYLE",
+                     help="style/texture file(s); FILE:W blends them with weights W")
     sty.add_argument("--content-weight", type=_non_negative_float, default=None, metavar="B",
                      help="weight b of the content loss (default: the domain's, else 1)")
     sty.add_argument("--style-weight", type=_non_negative_float, default=None, metavar="A",
@@ -330,6 +354,7 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
                      help="content layers (default: the extractor's)")
     sty.add_argument("--init", default="content", metavar="content|noise|FILE",
                      help="start from the content (default), noise or a file")
+    _add_controls(sty, stylising=True)
     _add_common(sty, manager)
     sty.set_defaults(handler=handlers["stylize"])
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import Handler, build_parser, key_values
 from .atomic import allow_replace, check_writable, protect, write_policy
+from .controls import split_weight
 from .domain import Domain
 from .errors import Terminated, TexsynthError, UsageError
 from .outputs import check_input_path, check_output_path, numbered
@@ -158,19 +159,45 @@ def _save(args: argparse.Namespace, domain: Domain, signal: Any, settings: dict[
 
 
 # -- optimisation ----------------------------------------------------------------------
+def _weighted(items: Sequence[str]) -> tuple[list[Path], list[float] | None]:
+    """Exemplar arguments ``FILE`` or ``FILE:W``: the checked files and blend weights
+    (``None`` when none has a weight; every one must have one when any does)."""
+    parts = [split_weight(item) for item in items]
+    weights = [w for _, w in parts]
+    paths = [check_input_path(p) for p, _ in parts]
+    if all(w is None for w in weights):
+        return paths, None
+    if any(w is None for w in weights):
+        raise UsageError("give every exemplar a blend weight (a.png:0.7 b.png:0.3) or none")
+    return paths, [float(w) for w in weights if w is not None]
+
+
+def _controls(args: argparse.Namespace, domain: Domain) -> dict[str, Any]:
+    """The control keywords of :func:`texsynth.synthesize` / ``stylize``; guide files are
+    checked and declared as inputs (a sound guide may be text instead of a file)."""
+    guides = [g for g in [args.guide, *(args.exemplar_guide or [])] if g is not None]
+    files = [Path(g) for g in guides
+             if Path(g).exists() or Path(g).suffix.lower() in domain.suffixes]
+    protect([check_input_path(f) for f in files])
+    return {"guide": args.guide, "exemplar_guides": args.exemplar_guide,
+            "exemplar_scale": args.exemplar_scale}
+
+
 def _exemplar_run(manager: PluginManager, args: argparse.Namespace
-                  ) -> tuple[list[Path], Domain, Path]:
-    """The exemplar files (checked, declared as inputs), their domain and ``-o``."""
-    exemplars = [check_input_path(p) for p in args.exemplar]
+                  ) -> tuple[list[Path], list[float] | None, Domain, Path]:
+    """The exemplar files (checked, declared as inputs), blend weights, their domain and
+    ``-o``."""
+    exemplars, weights = _weighted(args.exemplar)
     _inputs(args, *exemplars)
-    return exemplars, _pick_domain(manager, args, exemplars[0]), Path(args.output)
+    return exemplars, weights, _pick_domain(manager, args, exemplars[0]), Path(args.output)
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .optimize import synthesize
 
     manager = get_plugin_manager()
-    exemplars, domain, out = _exemplar_run(manager, args)
+    exemplars, weights, domain, out = _exemplar_run(manager, args)
+    controls = _controls(args, domain)
     _check_output(out, domain, args)
     result = synthesize(
         exemplars, features=_features(args), domain=domain, size=_size(domain, args),
@@ -179,7 +206,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
-        manager=manager)
+        exemplar_weights=weights, **controls, manager=manager)
     return _finish(args, domain, result.signal, result.settings, out, exemplars[:3])
 
 
@@ -188,10 +215,11 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
 
     manager = get_plugin_manager()
     content = check_input_path(args.content)
-    styles = [check_input_path(p) for p in args.style]
+    styles, weights = _weighted(args.style)
     _inputs(args, content, *styles)
     domain = _pick_domain(manager, args, content)
     out = Path(args.output)
+    controls = _controls(args, domain)
     _check_output(out, domain, args)
     result = stylize(
         content, styles, features=_features(args), domain=domain,
@@ -201,6 +229,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         optimizer=args.optimizer, lr=args.lr, init=args.init,
         seed=args.seed, device=args.device, progress=not args.quiet,
         save_every=args.save_every, output=out, memory_check=not args.no_memory_check,
+        preserve_color=args.preserve_color, exemplar_weights=weights, **controls,
         manager=manager)
     return _finish(args, domain, result.signal, result.settings, out, [content, *styles[:2]])
 
@@ -281,7 +310,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train_generator
 
     manager = get_plugin_manager()
-    exemplars, domain, out = _exemplar_run(manager, args)
+    exemplars, weights, domain, out = _exemplar_run(manager, args)
+    if weights is not None:
+        raise UsageError("blend weights are for synthesize and stylize; train on one "
+                         "texture (or several photos of it) without weights")
     content = _check_training(args, out, domain)
     try:
         result = train_generator(

@@ -32,8 +32,8 @@ from .atomic import atomic_path, atomic_write_text
 from .errors import Terminated, UsageError
 from .resources import check_signal_fits
 
-__all__ = ["Domain", "Representation", "SignalWriter", "StreamResult", "drain_stream",
-           "parse_size", "sidecar_path", "write_sidecar", "write_with_sidecar"]
+__all__ = ["ColorPreservation", "Domain", "Representation", "SignalWriter", "StreamResult",
+           "drain_stream", "parse_size", "sidecar_path", "write_sidecar", "write_with_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
@@ -284,6 +284,17 @@ class Representation(ABC):
         return {}
 
 
+@dataclass
+class ColorPreservation:
+    """What a colour-preservation mode (:meth:`Domain.preserve_color`) makes of a
+    stylisation: the content and styles to stylise instead, and ``finish``, which turns
+    the stylised result into the output (both ``(1, C, *spatial)`` signals)."""
+
+    content: torch.Tensor
+    styles: list[torch.Tensor]
+    finish: Callable[[torch.Tensor], torch.Tensor]
+
+
 class Domain(ABC):
     """A kind of signal: its files, its value range and its map to model input.
 
@@ -480,6 +491,43 @@ class Domain(ABC):
         from .multires import resample_linear
 
         return resample_linear(signal, extents)
+
+    def rescale(self, signal: torch.Tensor, factor: float) -> torch.Tensor:
+        """An exemplar ``(1, C, *spatial)`` with its elements ``factor`` times as large
+        (``--exemplar-scale``): by default :meth:`resample` to every extent times
+        ``factor``, clamped. A time domain may stretch time instead of resampling."""
+        extents = tuple(max(1, round(e * factor)) for e in signal.shape[2:])
+        return self.clamp(self.resample(signal, extents))
+
+    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...]
+                   ) -> torch.Tensor:
+        """A guide map ``(V, *extents)`` for spatial guidance (:mod:`texsynth.guidance`):
+        each distinct vector of ``V`` values is one region.
+
+        The default reads ``source`` as a file of this domain (:meth:`load`), its channels
+        the values (a doodle's colours), resized by nearest neighbours. A domain may
+        read guides its own way (sound: region boundaries in seconds).
+        """
+        from .guidance import resize_nearest
+
+        return resize_nearest(self.load(Path(source))[0], extents)
+
+    def color_modes(self) -> dict[str, str]:
+        """``{mode: one-line description}`` of the colour-preservation modes of
+        stylisation (:meth:`preserve_color`); the default has none."""
+        return {}
+
+    def preserve_color(self, mode: str, content: torch.Tensor, styles: Sequence[torch.Tensor]
+                       ) -> ColorPreservation:
+        """Stylise keeping the content's colours, in way ``mode`` of :meth:`color_modes`.
+
+        Raises:
+            UsageError: ``mode`` is not one of this domain's.
+        """
+        modes = self.color_modes()
+        known = ", ".join(sorted(modes)) or "none"
+        raise UsageError(f"domain {self.name!r} has no colour preservation {mode!r} "
+                         f"(modes: {known})", parameter="preserve_color")
 
     def clamp(self, signal: torch.Tensor) -> torch.Tensor:
         """Project a signal onto :attr:`value_range` (returns a new tensor)."""

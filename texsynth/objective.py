@@ -25,6 +25,7 @@ from .blockwise import BlockGeometry, blockwise_loss
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
+from .guidance import Guidance, GuidedTextureLoss, masked_grams, pool_masks
 from .losses import (
     CombinedLoss,
     ContentLoss,
@@ -43,6 +44,22 @@ __all__ = [
     "pool_exemplar_maps",
     "unwrapped",
 ]
+
+
+def _blend_weights(weights: Sequence[float] | None, count: int) -> tuple[float, ...] | None:
+    """Blend weights normalised to sum 1, or ``None`` (no blend)."""
+    if weights is None:
+        return None
+    values = [float(w) for w in weights]
+    if len(values) != count:
+        raise UsageError(f"{len(values)} blend weights for {count} exemplars: give one per "
+                         "exemplar", parameter="exemplar_weights")
+    if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
+        raise UsageError(f"blend weights must be non-negative numbers, not all zero, got "
+                         f"{', '.join(f'{w:g}' for w in values)}",
+                         parameter="exemplar_weights")
+    total = sum(values)
+    return tuple(w / total for w in values)
 
 
 class TextureObjective(nn.Module):
@@ -84,6 +101,17 @@ class TextureObjective(nn.Module):
             other extractors of the same domain (their content terms unused), whose
             texture terms, times their weights, are added to this one's texture term.
             The sum is reported as ``"also"`` by :meth:`terms`.
+        exemplar_weights: a blend: one non-negative weight per exemplar (normalised to
+            sum 1). The texture (and value) loss is then ``Σ_e w_e L(x; exemplar_e)``;
+            for the Gram loss that is ``‖G(x) − Σ_e w_e G_e‖²`` plus a constant, the
+            blended statistics, and for sliced Wasserstein the matching of the
+            weighted mean of the exemplars' quantile functions (a Wasserstein
+            barycentre along each direction). ``None``: the exemplars' maps are pooled
+            (several photos of one texture).
+        guidance: spatial guidance (:mod:`texsynth.guidance`): region masks of the output
+            and of every exemplar; each region of the output then matches the masked
+            Grams of its regions in the exemplars. Needs the Gram loss, without value
+            term or further statistics.
     """
 
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
@@ -95,7 +123,9 @@ class TextureObjective(nn.Module):
                  content_weight: float = 1.0, batch_gram: bool = False,
                  manager: PluginManager | None = None, seed: int | None = None,
                  value_weight: float = 0.0,
-                 also: Sequence[tuple[TextureObjective, float]] = ()) -> None:
+                 also: Sequence[tuple[TextureObjective, float]] = (),
+                 exemplar_weights: Sequence[float] | None = None,
+                 guidance: Guidance | None = None) -> None:
         super().__init__()
         if not math.isfinite(value_weight) or value_weight < 0:
             raise UsageError(f"the value weight must be a non-negative number, got "
@@ -111,23 +141,36 @@ class TextureObjective(nn.Module):
         self.value_weight = float(value_weight)
         dev = module_device(extractor)
         seed = torch.initial_seed() if seed is None else int(seed)
+        self.exemplar_weights = _blend_weights(exemplar_weights, len(exemplars))
+        self.guided = guidance is not None
+        if guidance is not None:
+            self._check_guidable(texture_loss, also)
         with torch.no_grad():
-            maps: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
+            per_exemplar: list[dict[str, torch.Tensor]] = []
             values: list[torch.Tensor] = []
             for exemplar in exemplars:
                 model_input = extractor.input_of(domain, exemplar.to(dev))
                 values.append(model_input)
                 feats = extractor(model_input, layers=self.texture_layers)
-                for name in self.texture_layers:
-                    maps[name].append(unwrapped(feats[name], extractor.wrap_margin(name)))
-            pooled = pool_exemplar_maps(maps)
-        self.texture = build_texture_loss(
-            texture_loss, pooled, layer_weights=layer_weights, normalize=normalize,
-            seed=seed, manager=manager)
-        self.value: SlicedWassersteinLoss | None = None
+                per_exemplar.append({name: feats[name] for name in self.texture_layers})
+        self.texture: nn.Module
+        if guidance is not None:
+            self.texture = self._guided_loss(per_exemplar, guidance, layer_weights,
+                                             normalize)
+        else:
+            self.texture = self._texture_loss(per_exemplar, texture_loss, layer_weights,
+                                              normalize, seed, manager)
+        self.value: nn.Module | None = None
         if self.value_weight > 0:
-            self.value = SlicedWassersteinLoss(pool_exemplar_maps({"value": values}),
-                                               seed=(seed + 1) % 2**63)
+            value_seed = (seed + 1) % 2**63
+            if self.exemplar_weights is None:
+                self.value = SlicedWassersteinLoss(pool_exemplar_maps({"value": values}),
+                                                   seed=value_seed)
+            else:
+                self.value = CombinedLoss([
+                    (f"exemplar{i}", w, SlicedWassersteinLoss({"value": v}, seed=value_seed))
+                    for i, (v, w) in enumerate(zip(values, self.exemplar_weights,
+                                                   strict=True))])
         self.content: ContentLoss | None = None
         if content is not None:
             if not self.content_layers:
@@ -147,6 +190,76 @@ class TextureObjective(nn.Module):
                                  f"non-negative number, got {weight}", parameter="also")
         self.also = nn.ModuleList([other for other, _ in also])
         self.also_weights = tuple(float(weight) for _, weight in also)
+
+    def _check_guidable(self, texture_loss: str,
+                        also: Sequence[tuple[TextureObjective, float]]) -> None:
+        """Refuse what guidance cannot combine with (one line each)."""
+        if texture_loss != "gram":
+            raise UsageError(f"a guide needs the gram texture loss, not {texture_loss!r}",
+                             parameter="texture_loss")
+        if self.value_weight > 0 or also:
+            raise UsageError("a guide cannot be combined with the value term or further "
+                             "statistics", parameter="guide")
+        if self.exemplar_weights is not None:
+            raise UsageError("a guide cannot be combined with blend weights (each region "
+                             "has its own exemplar)", parameter="guide")
+
+    def _texture_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]], text: str,
+                      layer_weights: Mapping[str, float] | None,
+                      normalize: GramNormalization, seed: int,
+                      manager: PluginManager) -> nn.Module:
+        """The texture loss of pooled exemplars, or a blend's weighted sum of losses."""
+        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
+
+        def trimmed(maps: Mapping[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+            return {name: [unwrapped(maps[name], margins[name])] for name in maps}
+
+        if self.exemplar_weights is None:
+            pooled: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
+            for maps in per_exemplar:
+                for name, items in trimmed(maps).items():
+                    pooled[name].extend(items)
+            return build_texture_loss(text, pool_exemplar_maps(pooled),
+                                      layer_weights=layer_weights, normalize=normalize,
+                                      seed=seed, manager=manager)
+        return CombinedLoss([
+            (f"exemplar{i}", weight,
+             build_texture_loss(text, pool_exemplar_maps(trimmed(maps)),
+                                layer_weights=layer_weights, normalize=normalize,
+                                seed=seed, manager=manager))
+            for i, (maps, weight) in enumerate(zip(per_exemplar, self.exemplar_weights,
+                                                   strict=True))])
+
+    def _guided_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
+                     guidance: Guidance, layer_weights: Mapping[str, float] | None,
+                     normalize: GramNormalization) -> GuidedTextureLoss:
+        """Region Grams of the exemplars, pooled over exemplars by area."""
+        if len(guidance.exemplars) != len(per_exemplar):
+            raise UsageError(f"the guidance has masks for {len(guidance.exemplars)} "
+                             f"exemplars, not {len(per_exemplar)}", parameter="guide")
+        regions = guidance.regions
+        targets: dict[str, torch.Tensor] = {}
+        present = torch.zeros(regions, dtype=torch.bool)
+        for name in self.texture_layers:
+            margin = self.extractor.wrap_margin(name)
+            sums: torch.Tensor | None = None
+            areas = torch.zeros(regions)
+            for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
+                level = pool_masks(masks.to(maps[name].device), tuple(maps[name].shape[2:]))
+                cut_maps = unwrapped(maps[name], margin)
+                cut_masks = unwrapped(level[None], margin)
+                grams, area = masked_grams(cut_maps, cut_masks, "none")
+                sums = grams[0] if sums is None else sums + grams[0]
+                areas = areas + area[0].cpu()
+            assert sums is not None
+            channels = sums.shape[-1]
+            scale = {"hw": areas, "chw": areas * channels, "none": torch.ones(regions)}
+            targets[name] = sums / scale[normalize].clamp_min(1e-12).to(sums)[:, None, None]
+            present |= areas > 0
+        return GuidedTextureLoss(targets, present, guidance.output,
+                                 spatial_dims=self.domain.spatial_dims,
+                                 layer_weights=layer_weights, normalize=normalize,
+                                 names=guidance.names)
 
     def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None
               ) -> dict[str, torch.Tensor]:

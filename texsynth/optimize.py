@@ -28,8 +28,10 @@ from typing_extensions import Unpack
 
 from .atomic import check_writable
 from .budget import MemoryPlan, plan_memory
+from .controls import Applied, Controls
 from .domain import Domain
 from .errors import UsageError
+from .guidance import GuideSource
 from .multires import (
     COARSEST_EXTENT,
     Level,
@@ -362,6 +364,8 @@ class _Problem:
     style_weight: float
     content_weight: float
     manager: PluginManager | None
+    extents: tuple[int, ...] = ()
+    applied: Applied | None = None
 
     def at(self, signal: torch.Tensor, scale: float) -> torch.Tensor:
         """``signal`` resampled by ``scale`` (itself at 1), clamped to the value range."""
@@ -374,10 +378,17 @@ class _Problem:
         """The objective of the level at ``scale`` against exemplars and content
         resampled by it."""
         content = None if self.content is None else self.at(self.content, scale)
+        exemplars = [self.at(e, scale) for e in self.exemplars]
+        applied = self.applied
+        guidance = None if applied is None else applied.guidance
+        if guidance is not None and scale != 1.0:
+            guidance = guidance.at(level_extents(self.extents, scale),
+                                   [tuple(e.shape[2:]) for e in exemplars])
         return self.features.objective(
-            [self.at(e, scale) for e in self.exemplars], content=content,
+            exemplars, content=content,
             style_weight=self.style_weight, content_weight=self.content_weight,
-            manager=self.manager)
+            manager=self.manager, guidance=guidance,
+            exemplar_weights=None if applied is None else applied.exemplar_weights)
 
 
 def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjective,
@@ -440,6 +451,10 @@ def synthesize(
     output: str | os.PathLike[str] | None = None,
     memory_check: bool = True,
     block: int | None = None,
+    exemplar_weights: Sequence[float] | None = None,
+    guide: GuideSource | None = None,
+    exemplar_guides: Sequence[GuideSource] | None = None,
+    exemplar_scale: float = 1.0,
     manager: PluginManager | None = None,
     **options: Unpack[FeatureOptions],
 ) -> OptimizationResult:
@@ -480,6 +495,16 @@ def synthesize(
             (default): when a whole evaluation would need more than
             :data:`texsynth.budget.BLOCK_ABOVE` and the extractor can, with a block size
             chosen for :data:`texsynth.budget.BLOCK_BYTES`; ``0``: never.
+        exemplar_weights: blend the exemplars' statistics with these weights, one per
+            exemplar (normalised to sum 1; :mod:`texsynth.controls`); ``None``: pool them.
+        guide: regions of the output (:mod:`texsynth.guidance`): a file the domain reads
+            (a doodle), a domain's text (sound: boundaries in seconds, ``"5"``), or a map
+            ``(V, *spatial)``; every distinct value is a region, which takes the
+            texture of its exemplar (one per region, darkest first) or of its regions
+            in ``exemplar_guides``.
+        exemplar_guides: one guide per exemplar, with the output guide's values.
+        exemplar_scale: the exemplars' elements come out this many times as large
+            (they are rescaled by :meth:`Domain.rescale` first).
         manager: plugin manager (default: the process-wide one).
         **options: fields of :class:`~texsynth.spec.FeatureSpec` overriding ``features``
             (``extractor="vgg19"``, ``layers=[...]``, ``layer_weights={...}``,
@@ -495,21 +520,27 @@ def synthesize(
     feats, used_seed = _setup(_resolve_features(features, options), domain, items[0],
                               seed=seed, device=device, stylising=False, manager=manager)
     dom, dev = feats.domain, feats.device
-    signals = [as_signal(item, dom) for item in items]
-    channels = signals[0].shape[1]
-    extents = tuple(size) if size is not None else tuple(signals[0].shape[2:])
+    controls = Controls(exemplar_weights=exemplar_weights, guide=guide,
+                        exemplar_guides=None if exemplar_guides is None
+                        else tuple(exemplar_guides), exemplar_scale=exemplar_scale)
+    loaded = [as_signal(item, dom) for item in items]
+    channels = loaded[0].shape[1]
+    extents = tuple(size) if size is not None else tuple(loaded[0].shape[2:])
     dom.check_size(extents)
+    applied = controls.apply(dom, loaded, extents)
+    signals = applied.exemplars
     shape = (1, channels, *extents)
     if memory_check:
         check_signal_fits(shape, dev, what=f"synthesis at {dom.describe_size(extents)}")
     plan = _plan(dom, extents, signals, levels=levels, steps=steps, level_steps=level_steps)
-    problem = _Problem(feats, signals, None, 1.0, 1.0, manager)
+    problem = _Problem(feats, signals, None, 1.0, 1.0, manager, extents, applied)
     objective = problem.objective(1.0)
     memory = plan_memory(objective, dom, shape, dev, block=block, check=memory_check,
                          what=f"synthesis at {dom.describe_size(extents)}")
     settings = {"command": "synthesize", "domain": dom.name,
                 "exemplars": [describe_source(i) for i in items],
                 "size": dom.describe_size(extents), **feats.settings(),
+                **controls.settings(applied),
                 **_run_settings(plan, optimizer, lr, init, used_seed, dev), **memory.settings()}
     return _run_levels(problem, plan, objective, memory, init, used_seed, settings,
                        optimizer=optimizer, lr=lr, progress=progress, callback=callback,
@@ -539,6 +570,11 @@ def stylize(
     output: str | os.PathLike[str] | None = None,
     memory_check: bool = True,
     block: int | None = None,
+    preserve_color: str | None = None,
+    exemplar_weights: Sequence[float] | None = None,
+    guide: GuideSource | None = None,
+    exemplar_guides: Sequence[GuideSource] | None = None,
+    exemplar_scale: float = 1.0,
     manager: PluginManager | None = None,
     **options: Unpack[FeatureOptions],
 ) -> OptimizationResult:
@@ -547,7 +583,13 @@ def stylize(
     ``style_weight`` is α and ``content_weight`` is β (defaults: the domain's, see
     :meth:`Domain.defaults`, else 1000 and 1); the output has the content's size.
     ``features`` may name ``content_layers`` (default: the extractor's). Other arguments
-    are as for :func:`synthesize`; ``init`` defaults to ``"content"``.
+    are as for :func:`synthesize`; ``init`` defaults to ``"content"``; a ``guide`` has
+    the content's extents.
+
+    ``preserve_color`` keeps the content's colours, in one of the domain's ways
+    (:meth:`Domain.color_modes`; pictures: ``"luminance"``, stylise the luminance only
+    and keep the content's chrominance, or ``"histogram"``, give the style the
+    content's colour distribution first; Gatys et al. 2016).
     """
     styles = signal_sources(style)
     feats, used_seed = _setup(_resolve_features(features, options), domain, content,
@@ -558,12 +600,22 @@ def stylize(
                          else preferred.get("style_weight", 1000.0))
     content_weight = float(content_weight if content_weight is not None
                            else preferred.get("content_weight", 1.0))
+    controls = Controls(exemplar_weights=exemplar_weights, guide=guide,
+                        exemplar_guides=None if exemplar_guides is None
+                        else tuple(exemplar_guides), exemplar_scale=exemplar_scale,
+                        preserve_color=preserve_color)
     content_signal = as_signal(content, dom)
     style_signals = [as_signal(item, dom) for item in styles]
     if content_signal.shape[1] != style_signals[0].shape[1]:
         raise UsageError(f"content has {content_signal.shape[1]} channels but the style has "
                          f"{style_signals[0].shape[1]}")
+    finish = None
+    if preserve_color is not None:
+        kept = dom.preserve_color(preserve_color, content_signal, style_signals)
+        content_signal, style_signals, finish = kept.content, kept.styles, kept.finish
     extents = tuple(content_signal.shape[2:])
+    applied = controls.apply(dom, style_signals, extents)
+    style_signals = applied.exemplars
     shape = tuple(content_signal.shape)
     dom.check_size(extents, what="content size")
     if memory_check:
@@ -571,7 +623,7 @@ def stylize(
     plan = _plan(dom, extents, style_signals, levels=levels, steps=steps,
                  level_steps=level_steps)
     problem = _Problem(feats, style_signals, content_signal, style_weight, content_weight,
-                       manager)
+                       manager, extents, applied)
     objective = problem.objective(1.0)
     memory = plan_memory(objective, dom, shape, dev, block=block, check=memory_check,
                          what=f"stylisation at {dom.describe_size(extents)}")
@@ -579,8 +631,12 @@ def stylize(
                 "styles": [describe_source(i) for i in styles],
                 "size": dom.describe_size(extents), **feats.settings(),
                 "content_weight": content_weight, "style_weight": style_weight,
+                **controls.settings(applied),
                 **_run_settings(plan, optimizer, lr, init, used_seed, dev), **memory.settings()}
-    return _run_levels(problem, plan, objective, memory, init, used_seed, settings,
-                       optimizer=optimizer, lr=lr, progress=progress, callback=callback,
-                       save_every=save_every, output=output, block=block,
-                       memory_check=memory_check)
+    result = _run_levels(problem, plan, objective, memory, init, used_seed, settings,
+                         optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                         save_every=save_every, output=output, block=block,
+                         memory_check=memory_check)
+    if finish is not None:
+        result.signal = finish(result.signal)
+    return result

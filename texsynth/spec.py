@@ -28,6 +28,7 @@ import torch
 from .domain import Domain
 from .errors import UsageError
 from .features import ExtractorConfig, FeatureExtractor
+from .guidance import Guidance
 from .losses import GramNormalization
 from .objective import TextureObjective
 from .plugins import PluginManager, get_plugin_manager
@@ -265,11 +266,14 @@ class Features:
 
     def objective(self, exemplars: Sequence[torch.Tensor], *,
                   content: torch.Tensor | None = None, style_weight: float = 1.0,
-                  content_weight: float = 1.0, manager: PluginManager | None = None
-                  ) -> TextureObjective:
+                  content_weight: float = 1.0, manager: PluginManager | None = None,
+                  exemplar_weights: Sequence[float] | None = None,
+                  guidance: Guidance | None = None) -> TextureObjective:
         """``α · L_texture + β · L_content`` against ``exemplars`` (each ``(1, C, *spatial)``)
         and, for stylisation, a fixed ``content`` ``(1, C, *spatial)`` (feed-forward
-        stylisation passes content per batch instead, see :meth:`TextureObjective.terms`)."""
+        stylisation passes content per batch instead, see :meth:`TextureObjective.terms`);
+        ``exemplar_weights`` blend the exemplars and ``guidance`` gives regions their own
+        (see :class:`~texsynth.objective.TextureObjective`)."""
         spec = self.spec
         return TextureObjective(
             self.domain, self.extractor, exemplars, texture_layers=self.texture_layers,
@@ -277,8 +281,10 @@ class Features:
             normalize=spec.normalize, content=content, content_layers=self.content_layers,
             style_weight=style_weight, content_weight=content_weight,
             batch_gram=spec.batch_gram, seed=self.config.seed, manager=manager,
-            value_weight=spec.value_weight,
-            also=[(sub.objective(exemplars, manager=manager), weight)
+            value_weight=spec.value_weight, exemplar_weights=exemplar_weights,
+            guidance=guidance,
+            also=[(sub.objective(exemplars, manager=manager,
+                                 exemplar_weights=exemplar_weights), weight)
                   for sub, weight in self.also])
 
     def settings(self) -> dict[str, Any]:

@@ -495,6 +495,51 @@ class AudioDomain(Domain):
         return log_magnitude(signal, n_fft=self.n_fft, hop_length=self.hop_length,
                              eps=self.eps)
 
+    # -- controls ------------------------------------------------------------------------
+    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...]
+                   ) -> torch.Tensor:
+        """A guide along time ``(1, T)`` from region boundaries in seconds: ``"5"`` makes
+        region 0 before 5 s and region 1 after; ``"2,4.5"`` three regions. Each region
+        takes its exemplar's texture (the first exemplar the first region, and so on).
+
+        Raises:
+            UsageError: the text is not increasing non-negative seconds within the output.
+        """
+        text = os.fspath(source)
+        (length,) = extents
+        duration = length / self.sample_rate
+        try:
+            bounds = [float(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise UsageError(f"sound guide {text!r}: give region boundaries in seconds, "
+                             "e.g. 5 or 2,4.5", parameter="guide") from None
+        if (not bounds or any(not math.isfinite(b) or b <= 0 or b >= duration
+                              for b in bounds) or bounds != sorted(set(bounds))):
+            raise UsageError(f"sound guide {text!r}: boundaries must increase and lie "
+                             f"inside the output's {duration:.2f} s", parameter="guide")
+        labels = torch.zeros(1, length)
+        for index, bound in enumerate(bounds, start=1):
+            labels[:, round(bound * self.sample_rate):] = index / 255.0
+        return labels
+
+    def rescale(self, signal: torch.Tensor, factor: float) -> torch.Tensor:
+        """A waveform ``(1, C, T)`` stretched in time ``factor``-fold at the same pitch
+        (a phase vocoder on the STFT, ``torchaudio.functional.phase_vocoder``): events
+        last ``factor`` times as long and come ``factor`` times as seldom."""
+        import torchaudio.functional as AF
+
+        if factor == 1.0:
+            return signal.clone()
+        hop, n_fft = self.hop_length, self.n_fft
+        window = torch.hann_window(n_fft, dtype=signal.dtype)
+        flat = signal.reshape(-1, signal.shape[-1])
+        spec = torch.stft(flat, n_fft, hop, window=window, return_complex=True)
+        advance = torch.linspace(0, math.pi * hop, spec.shape[-2])[..., None]
+        stretched = AF.phase_vocoder(spec, 1.0 / factor, advance)
+        length = max(1, round(signal.shape[-1] * factor))
+        out = torch.istft(stretched, n_fft, hop, window=window, length=length)
+        return self.clamp(out.reshape(*signal.shape[:-1], length))
+
     # -- optimisation --------------------------------------------------------------------
     def resample(self, signal: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
         """A waveform ``(N, C, T)`` resampled to ``extents == (T',)`` samples with a

@@ -33,10 +33,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from texsynth.atomic import atomic_path, check_writable
-from texsynth.domain import Domain, SignalWriter, sidecar_path, write_with_sidecar
+from texsynth.domain import (
+    ColorPreservation,
+    Domain,
+    SignalWriter,
+    sidecar_path,
+    write_with_sidecar,
+)
 from texsynth.errors import InputError, UsageError
 from texsynth.validation import check_output_name
 
+from .color import COLOR_MODES
+from .color import preserve_color as _keep_colors
 from .files import check_image_file, check_metadata_file
 
 # Re-exported where they used to live; the extractors own the normalisation now.
@@ -231,6 +239,17 @@ class ImageDomain(Domain):
     #: Half-width of the uniform noise around the exemplar's mean colour used by
     #: :meth:`noise` (in signal units, i.e. fractions of full scale).
     noise_spread: ClassVar[float] = 0.1
+
+    def color_modes(self) -> dict[str, str]:
+        """``luminance`` and ``histogram`` (:mod:`texsynth_image.color`)."""
+        return dict(COLOR_MODES)
+
+    def preserve_color(self, mode: str, content: torch.Tensor,
+                       styles: Sequence[torch.Tensor]) -> ColorPreservation:
+        """Keep the content's colours (:func:`texsynth_image.color.preserve_color`)."""
+        if mode not in COLOR_MODES:
+            return super().preserve_color(mode, content, styles)
+        return _keep_colors(mode, content, styles)
 
     def load(self, path: Path) -> torch.Tensor:
         """Read an image file into a float32 signal ``(1, 3, H, W)`` in [0, 1].
