@@ -6,6 +6,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -13,11 +14,26 @@ from .domain import Domain
 from .errors import InputError, UsageError
 from .spec import as_signal
 
-__all__ = ["ContentSet", "ContentSource"]
+__all__ = ["BatchSource", "ContentSet", "ContentSource"]
 
 #: A folder of the domain's files, a file, a signal batch ``(N, C, *spatial)`` or a list.
 ContentSource = (str | os.PathLike[str] | torch.Tensor
                  | Sequence[str | os.PathLike[str] | torch.Tensor])
+
+
+class BatchSource(Protocol):
+    """What a conditioned generator's training draws its second input from each batch:
+    content crops (:class:`ContentSet`) or random doodles
+    (:class:`~texsynth.guidance.DoodleSet`)."""
+
+    def batch(self, count: int, size: tuple[int, ...], rng: torch.Generator
+              ) -> torch.Tensor:
+        """``(count, channels, *size)`` drawn from ``rng``."""
+        ...
+
+    def describe(self) -> list[str]:
+        """What the settings record."""
+        ...
 
 
 class ContentSet:

@@ -499,10 +499,11 @@ class Domain(ABC):
         extents = tuple(max(1, round(e * factor)) for e in signal.shape[2:])
         return self.clamp(self.resample(signal, extents))
 
-    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...]
+    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...] | None
                    ) -> torch.Tensor:
         """A guide map ``(V, *extents)`` for spatial guidance (:mod:`texsynth.guidance`):
-        each distinct vector of ``V`` values is one region.
+        each distinct vector of ``V`` values is one region; ``extents`` ``None``: the
+        guide's own.
 
         The default reads ``source`` as a file of this domain (:meth:`load`), its channels
         the values (a doodle's colours), resized by nearest neighbours. A domain may
@@ -510,7 +511,8 @@ class Domain(ABC):
         """
         from .guidance import resize_nearest
 
-        return resize_nearest(self.load(Path(source))[0], extents)
+        guide = self.load(Path(source))[0]
+        return guide if extents is None else resize_nearest(guide, extents)
 
     def color_modes(self) -> dict[str, str]:
         """``{mode: one-line description}`` of the colour-preservation modes of

@@ -40,15 +40,21 @@ from .losses import GramNormalization, check_layer_weights, gram_matrix
 
 __all__ = [
     "GUIDE_MIN_SHARE",
+    "DoodleSet",
     "Guidance",
     "GuideSource",
     "GuidedTextureLoss",
+    "Regions",
     "build_guidance",
+    "doodle_masks",
+    "erode_masks",
+    "exemplar_regions",
     "guide_masks",
     "guide_palette",
     "load_guide_map",
     "masked_grams",
     "pool_masks",
+    "random_doodles",
     "region_names",
     "resize_nearest",
 ]
@@ -69,25 +75,27 @@ class Guidance:
 
     Attributes:
         output: ``(K, *spatial)`` masks in [0, 1] of the output (or ``(N, K, *spatial)``
-            for a batch), one per region.
+            for a batch), one per region; ``None`` when every batch brings its own (a
+            doodle-conditioned generator's training).
         exemplars: per exemplar, ``(K, *spatial_e)`` masks of its positions.
         names: one label per region, for messages and settings.
     """
 
-    output: torch.Tensor
+    output: torch.Tensor | None
     exemplars: tuple[torch.Tensor, ...]
     names: tuple[str, ...]
 
     @property
     def regions(self) -> int:
         """The number of regions ``K``."""
-        return int(self.output.shape[-(self.exemplars[0].dim())])
+        return int(self.exemplars[0].shape[0])
 
     def at(self, extents: Sequence[int], exemplar_extents: Sequence[Sequence[int]]
            ) -> Guidance:
         """The same regions with the output's masks at ``extents`` and each exemplar's at
         its entry of ``exemplar_extents`` (a coarse-to-fine level, a rescaled exemplar)."""
-        return Guidance(pool_masks(self.output, tuple(extents)),
+        output = None if self.output is None else pool_masks(self.output, tuple(extents))
+        return Guidance(output,
                         tuple(pool_masks(m, tuple(e))
                               for m, e in zip(self.exemplars, exemplar_extents, strict=True)),
                         self.names)
@@ -96,19 +104,41 @@ class Guidance:
 def guide_palette(maps: Sequence[torch.Tensor], *, min_share: float = GUIDE_MIN_SHARE
                   ) -> torch.Tensor:
     """The regions' value vectors ``(K, V)`` of guide maps ``(V, *spatial)``: every
-    distinct vector (rounded to 1/255) that covers at least ``min_share`` of the
-    positions of some map, ordered by mean value, then by the values."""
+    distinct vector (rounded to 1/255) whose *interior* positions (those whose neighbours
+    along every axis have the same vector) cover at least ``min_share`` of some map, so
+    that the in-between colours of an anti-aliased edge are no region however long the
+    edge; ordered by mean value, then by the values."""
     found: dict[tuple[int, ...], None] = {}
     for guide in maps:
-        flat = torch.round(guide.reshape(guide.shape[0], -1).T / _QUANTUM).to(torch.int64)
+        codes = torch.round(guide.float() / _QUANTUM).to(torch.int64)
+        inner = _interior(codes).reshape(-1)
+        flat = codes.reshape(codes.shape[0], -1).T[inner]
+        if flat.shape[0] == 0:
+            continue
         values, counts = torch.unique(flat, dim=0, return_counts=True)
-        keep = counts >= max(1, int(min_share * flat.shape[0]))
+        keep = counts >= max(1, int(min_share * inner.shape[0]))
         for row in values[keep].tolist():
             found[tuple(row)] = None
     if not found:
-        raise UsageError("the guide has no region", parameter="guide")
+        raise UsageError("the guide has no region (no value covers enough positions)",
+                         parameter="guide")
     rows = sorted(found, key=lambda row: (sum(row) / len(row), row))
     return torch.tensor(rows, dtype=torch.float32) * _QUANTUM
+
+
+def _interior(codes: torch.Tensor) -> torch.Tensor:
+    """``(*spatial)`` whether each position of ``codes`` ``(V, *spatial)`` has the same
+    vector as both its neighbours along every axis (a missing neighbour counts as same)."""
+    inner = torch.ones(codes.shape[1:], dtype=torch.bool)
+    for axis in range(1, codes.dim()):
+        length = codes.shape[axis]
+        if length < 2:
+            continue
+        same = (codes.narrow(axis, 1, length - 1) == codes.narrow(axis, 0, length - 1)
+                ).all(dim=0)  # same[i]: positions i and i + 1 agree
+        edge = torch.ones_like(same.narrow(axis - 1, 0, 1))
+        inner &= torch.cat([edge, same], dim=axis - 1) & torch.cat([same, edge], dim=axis - 1)
+    return inner
 
 
 def guide_masks(guide: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
@@ -147,6 +177,28 @@ def pool_masks(masks: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
     else:
         out = F.interpolate(flat, size=extents, mode="nearest")
     return out.reshape(*lead, *extents)
+
+
+def erode_masks(masks: torch.Tensor, radius: int, *, circular: bool) -> torch.Tensor:
+    """Masks ``(N, K, *spatial)`` eroded by ``radius`` positions along every axis: each
+    position keeps the smallest value within ``radius`` of it (a box, one axis at a
+    time), so only positions whose whole window lies inside a region keep its weight.
+    ``circular``: the masks wrap around (an output); else the edges repeat (an exemplar).
+    """
+    if radius <= 0:
+        return masks
+    out = masks
+    dims = masks.dim() - 2
+    for axis in range(2, 2 + dims):
+        if out.shape[axis] <= 2 * radius and circular:
+            return out.amin(dim=tuple(range(2, 2 + dims)), keepdim=True).expand_as(masks)
+        moved = out.movedim(axis, -1)
+        lead = moved.shape[:-1]
+        flat = moved.reshape(-1, 1, moved.shape[-1])
+        padded = F.pad(flat, (radius, radius), mode="circular" if circular else "replicate")
+        eroded = -F.max_pool1d(-padded, 2 * radius + 1, stride=1)
+        out = eroded.reshape(*lead, -1).movedim(-1, axis)
+    return out
 
 
 def masked_grams(maps: torch.Tensor, masks: torch.Tensor, normalize: GramNormalization
@@ -191,6 +243,11 @@ class GuidedTextureLoss(nn.Module):
         layer_weights: ``{layer: w_l}``.
         normalize: Gram normalisation.
         names: region labels, for messages.
+        margins: ``{layer: r}``, the half-width of each layer's window in its maps'
+            positions (:meth:`~texsynth.FeatureExtractor.wrap_margin`); the output's masks
+            are eroded by it (:func:`erode_masks`), so a region's statistics at a layer
+            come from the positions that see only that region ("inside" guidance, Gatys
+            et al. 2017). Layers not named are not eroded.
 
     Raises:
         UsageError: the output has a region that no exemplar has.
@@ -199,9 +256,12 @@ class GuidedTextureLoss(nn.Module):
     def __init__(self, targets: Mapping[str, torch.Tensor], present: torch.Tensor,
                  output_masks: torch.Tensor | None, *, spatial_dims: int,
                  layer_weights: Mapping[str, float] | None = None,
-                 normalize: GramNormalization = "chw", names: Sequence[str] = ()) -> None:
+                 normalize: GramNormalization = "chw", names: Sequence[str] = (),
+                 margins: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.layers = tuple(targets)
+        self.margins = {name: int((margins or {}).get(name, 0)) for name in self.layers}
+        self._cache: dict[tuple[str, tuple[int, ...], str], torch.Tensor] = {}
         self.layer_weights = check_layer_weights(targets, layer_weights)
         self.normalize: GramNormalization = normalize
         self.names = tuple(names)
@@ -218,6 +278,21 @@ class GuidedTextureLoss(nn.Module):
         """Fix the output's masks ``(K, *spatial)`` (or ``(N, K, *spatial)``)."""
         self.check_masks(masks)
         self.output_masks = masks.detach().float()
+        self._cache = {}
+
+    def layer_masks(self, name: str, masks: torch.Tensor, spatial: tuple[int, ...]
+                    ) -> torch.Tensor:
+        """``masks`` (``(N or 1, K, *s)`` or ``(K, *s)``) pooled to a layer's ``spatial``
+        extents and eroded by its margin; cached for the fixed output masks."""
+        fixed = masks is self.output_masks
+        key = (name, spatial, str(masks.device))
+        if fixed and key in self._cache:
+            return self._cache[key]
+        batch = masks if masks.dim() == self.spatial_dims + 2 else masks[None]
+        level = erode_masks(pool_masks(batch, spatial), self.margins[name], circular=True)
+        if fixed:
+            self._cache[key] = level
+        return level
 
     def check_masks(self, masks: torch.Tensor) -> None:
         """Refuse output masks with another number of regions, or a region the exemplars
@@ -246,9 +321,7 @@ class GuidedTextureLoss(nn.Module):
         total: torch.Tensor | None = None
         for index, name in enumerate(self.layers):
             maps = features[name]
-            spatial = tuple(maps.shape[2:])
-            batch = masks if masks.dim() == self.spatial_dims + 2 else masks[None]
-            level = pool_masks(batch.to(maps.device), spatial)
+            level = self.layer_masks(name, masks.to(maps.device), tuple(maps.shape[2:]))
             grams, area = masked_grams(maps, level, self.normalize)
             target: torch.Tensor = getattr(self, f"target_{index}")
             present = cast(torch.Tensor, self.present)
@@ -261,10 +334,11 @@ class GuidedTextureLoss(nn.Module):
         return total
 
 
-def load_guide_map(domain: Domain, source: GuideSource, extents: tuple[int, ...]
+def load_guide_map(domain: Domain, source: GuideSource, extents: tuple[int, ...] | None
                    ) -> torch.Tensor:
     """A guide map ``(V, *extents)``: a tensor ``(V, *spatial)`` (resized by nearest
-    neighbours) or what :meth:`Domain.load_guide` reads from a file or text."""
+    neighbours) or what :meth:`Domain.load_guide` reads from a file or text;
+    ``extents`` ``None``: as it is."""
     if isinstance(source, torch.Tensor):
         guide = source.detach().float()
         if guide.dim() == domain.spatial_dims + 2 and guide.shape[0] == 1:
@@ -273,7 +347,7 @@ def load_guide_map(domain: Domain, source: GuideSource, extents: tuple[int, ...]
             raise UsageError(f"a guide tensor must be (V, *spatial) with "
                              f"{domain.spatial_dims} spatial axes, got shape "
                              f"{tuple(source.shape)}", parameter="guide")
-        return resize_nearest(guide, extents)
+        return guide if extents is None else resize_nearest(guide, extents)
     return domain.load_guide(source, extents)
 
 
@@ -302,30 +376,121 @@ def build_guidance(domain: Domain, guide: GuideSource, *, exemplar_extents:
         UsageError: the numbers of regions and exemplars (or exemplar guides) differ.
     """
     output = load_guide_map(domain, guide, extents)
-    if exemplar_guides:
-        if len(exemplar_guides) != len(exemplar_extents):
-            raise UsageError(f"{len(exemplar_guides)} exemplar guides for "
-                             f"{len(exemplar_extents)} exemplars: give one per exemplar",
-                             parameter="exemplar_guides")
-        maps = [load_guide_map(domain, g, tuple(e))
-                for g, e in zip(exemplar_guides, exemplar_extents, strict=True)]
-        if any(m.shape[0] != output.shape[0] for m in maps):
-            raise UsageError("the exemplar guides and the guide have different numbers of "
-                             "values per position", parameter="exemplar_guides")
-        palette = guide_palette([output, *maps])
-        return Guidance(guide_masks(output, palette),
-                        tuple(guide_masks(m, palette) for m in maps), region_names(palette))
-    palette = guide_palette([output])
-    names = region_names(palette)
+    regions = exemplar_regions(domain, exemplar_extents, exemplar_guides, also=[output])
+    names = regions.names if regions.palette is not None \
+        else region_names(guide_palette([output]))
+    masks = doodle_masks(output, len(regions.exemplars), regions.palette)
+    return Guidance(masks, regions.exemplars, names)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The regions the exemplars define: their masks and, when the exemplars have guides,
+    the value vector of every region (``palette`` ``(K, V)``; ``None``: region ``i`` is
+    exemplar ``i``, and a guide's regions are taken darkest first)."""
+
+    exemplars: tuple[torch.Tensor, ...]
+    names: tuple[str, ...]
+    palette: torch.Tensor | None
+
+
+def exemplar_regions(domain: Domain, exemplar_extents: Sequence[tuple[int, ...]],
+                     exemplar_guides: Sequence[GuideSource] | None = None, *,
+                     also: Sequence[torch.Tensor] = ()) -> Regions:
+    """The regions of exemplars of ``exemplar_extents``: from their guides (whose values,
+    with those of the maps ``also``, make the palette), or one exemplar per region."""
     count = len(exemplar_extents)
+    if not exemplar_guides:
+        wholes = []
+        for index, ext in enumerate(exemplar_extents):
+            mask = torch.zeros(count, *ext)
+            mask[index] = 1.0
+            wholes.append(mask)
+        return Regions(tuple(wholes), tuple(f"exemplar {i + 1}" for i in range(count)), None)
+    if len(exemplar_guides) != count:
+        raise UsageError(f"{len(exemplar_guides)} exemplar guides for {count} exemplars: "
+                         "give one per exemplar", parameter="exemplar_guides")
+    maps = [load_guide_map(domain, g, tuple(e))
+            for g, e in zip(exemplar_guides, exemplar_extents, strict=True)]
+    if any(m.shape[0] != maps[0].shape[0] for m in [*maps, *also]):
+        raise UsageError("the exemplar guides and the guide have different numbers of "
+                         "values per position", parameter="exemplar_guides")
+    palette = guide_palette([*also, *maps])
+    return Regions(tuple(guide_masks(m, palette) for m in maps), region_names(palette),
+                   palette)
+
+
+def doodle_masks(guide: torch.Tensor, count: int, palette: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Masks ``(K, *spatial)`` of an output's guide map ``(V, *spatial)`` for ``count``
+    regions: each position to the nearest ``palette`` vector (``(K, V)``, the exemplar
+    guides' regions) or, without one, the guide's own regions, darkest first, which must
+    be ``count`` (one per exemplar).
+
+    Raises:
+        UsageError: the guide's number of regions is not ``count``.
+    """
+    if palette is not None:
+        if guide.shape[0] != palette.shape[1]:
+            raise UsageError(f"the guide has {guide.shape[0]} values per position, the "
+                             f"regions {palette.shape[1]}", parameter="guide")
+        return guide_masks(guide, palette)
+    palette = guide_palette([guide])
+    names = region_names(palette)
     if palette.shape[0] != count:
         raise UsageError(
             f"the guide has {palette.shape[0]} regions ({', '.join(names[:8])}) for "
             f"{count} exemplar(s): give one exemplar per region, in the regions' order "
             "(darkest first), or a guide of each exemplar", parameter="guide")
-    wholes = []
-    for index, ext in enumerate(exemplar_extents):
-        mask = torch.zeros(count, *ext)
-        mask[index] = 1.0
-        wholes.append(mask)
-    return Guidance(guide_masks(output, palette), tuple(wholes), names)
+    return guide_masks(guide, palette)
+
+
+def random_doodles(count: int, regions: int, extents: Sequence[int], *,
+                   generator: torch.Generator | None = None,
+                   smallest: float = 0.05, largest: float = 0.25) -> torch.Tensor:
+    """``count`` random doodles: one-hot masks ``(count, regions, *extents)``.
+
+    Each sample draws ``regions`` Gaussian random fields (white noise low-passed with a
+    Gaussian whose width is a random share in ``[smallest, largest]`` of the largest
+    extent, log-uniform; no mean, unit variance) and gives every position to the largest
+    field: blobs of every region, of one size per sample, periodic along every axis (as
+    circular generators' outputs).
+    """
+    dims = len(extents)
+    noise = torch.randn(count, regions, *extents, generator=generator)
+    shares = torch.exp(torch.empty(count).uniform_(
+        float(torch.log(torch.tensor(smallest))), float(torch.log(torch.tensor(largest))),
+        generator=generator))
+    axes = tuple(range(2, 2 + dims))
+    spectrum = torch.fft.fftn(noise, dim=axes)
+    freq2 = torch.zeros(tuple(extents))  # |f|² in cycles per position
+    for axis, extent in enumerate(extents):
+        shape = [1] * dims
+        shape[axis] = extent
+        freq2 = freq2 + torch.fft.fftfreq(extent).reshape(shape) ** 2
+    # a Gaussian of σ positions is exp(-2π² σ² |f|²) in frequency
+    sigma = (shares * max(extents)).reshape(-1, *([1] * (dims + 1)))
+    gain = torch.exp(-2 * torch.pi**2 * sigma**2 * freq2[None, None])
+    gain = gain * (freq2 > 0)  # no mean: every field varies about zero, no region wins all
+    fields = torch.fft.ifftn(spectrum * gain, dim=axes).real
+    fields = fields / fields.flatten(2).std(dim=2).clamp_min(1e-12).reshape(
+        count, regions, *([1] * dims))
+    winner = fields.argmax(dim=1)
+    return F.one_hot(winner, regions).movedim(-1, 1).to(torch.float32)
+
+
+class DoodleSet:
+    """Random doodles of ``regions`` regions, drawn in batches (the training input of a
+    doodle-conditioned generator; a :class:`~texsynth.content.BatchSource`)."""
+
+    def __init__(self, regions: int) -> None:
+        if regions < 1:
+            raise UsageError("doodles need at least one region")
+        self.regions = int(regions)
+
+    def batch(self, count: int, size: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+        """``(count, regions, *size)`` one-hot masks (:func:`random_doodles`)."""
+        return random_doodles(count, self.regions, size, generator=rng)
+
+    def describe(self) -> list[str]:
+        return [f"random doodles of {self.regions} regions"]

@@ -25,7 +25,7 @@ from .blockwise import BlockGeometry, blockwise_loss
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
-from .guidance import Guidance, GuidedTextureLoss, masked_grams, pool_masks
+from .guidance import Guidance, GuidedTextureLoss, erode_masks, masked_grams, pool_masks
 from .losses import (
     CombinedLoss,
     ContentLoss,
@@ -245,7 +245,9 @@ class TextureObjective(nn.Module):
             sums: torch.Tensor | None = None
             areas = torch.zeros(regions)
             for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
-                level = pool_masks(masks.to(maps[name].device), tuple(maps[name].shape[2:]))
+                level = pool_masks(masks.to(maps[name].device)[None],
+                                   tuple(maps[name].shape[2:]))
+                level = erode_masks(level, margin, circular=False)[0]
                 cut_maps = unwrapped(maps[name], margin)
                 cut_masks = unwrapped(level[None], margin)
                 grams, area = masked_grams(cut_maps, cut_masks, "none")
@@ -256,24 +258,29 @@ class TextureObjective(nn.Module):
             scale = {"hw": areas, "chw": areas * channels, "none": torch.ones(regions)}
             targets[name] = sums / scale[normalize].clamp_min(1e-12).to(sums)[:, None, None]
             present |= areas > 0
+        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
         return GuidedTextureLoss(targets, present, guidance.output,
                                  spatial_dims=self.domain.spatial_dims,
                                  layer_weights=layer_weights, normalize=normalize,
-                                 names=guidance.names)
+                                 names=guidance.names, margins=margins)
 
-    def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None
-              ) -> dict[str, torch.Tensor]:
+    def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None, *,
+              masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``{"texture": ..., "content": ..., "total": ...}`` for a signal batch (and
         ``"value"``, unweighted, when the value term is on, ``"also"``, weighted, with
         further statistics; ``"texture"`` includes both).
 
         ``content`` (``(N or 1, C, *spatial)``, optional) is matched instead of the fixed
         content given at construction: feed-forward stylisation has new content each batch.
+        ``masks`` (``(N or 1, K, *spatial)``, a guided objective only) are the batch's
+        region masks instead of the guide's: a doodle-conditioned generator's training
+        draws new doodles each batch.
         """
-        return self._terms(self.extractor.input_of(self.domain, signal), content, signal)
+        return self._terms(self.extractor.input_of(self.domain, signal), content, signal,
+                           masks)
 
-    def input_terms(self, model_input: torch.Tensor, content: torch.Tensor | None = None
-                    ) -> dict[str, torch.Tensor]:
+    def input_terms(self, model_input: torch.Tensor, content: torch.Tensor | None = None,
+                    *, masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """:meth:`terms` from the domain's model input (what :meth:`Domain.to_features_input`
         or a :class:`~texsynth.domain.Representation` gives) instead of a signal.
 
@@ -288,7 +295,7 @@ class TextureObjective(nn.Module):
                              "needs the signal, not the domain's model input (it cannot "
                              "be used with an optimisation representation such as "
                              "Griffin-Lim magnitudes)")
-        return self._terms(model_input, content, None)
+        return self._terms(model_input, content, None, masks)
 
     def block_geometry(self) -> BlockGeometry | None:
         """How this objective's features can be computed block by block, or ``None``
@@ -373,14 +380,19 @@ class TextureObjective(nn.Module):
         return [self, *(other for other in self.also if isinstance(other, TextureObjective))]
 
     def _terms(self, model_input: torch.Tensor, content: torch.Tensor | None,
-               signal: torch.Tensor | None) -> dict[str, torch.Tensor]:
+               signal: torch.Tensor | None, masks: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
         """:meth:`terms` from this extractor's input (and the signal, when there is one,
         for further statistics whose extractors read another input)."""
         if self.block is not None and content is None and model_input.shape[0] == 1:
             return self._block_terms(model_input)
         feats = self.extractor(model_input, layers=self._all_layers)
         joined = self.batch_gram and model_input.shape[0] > 1
-        if joined:
+        if self.guided:
+            texture = self.texture(feats, masks)
+        elif masks is not None:
+            raise UsageError("region masks are for an objective with a guide")
+        elif joined:
             # (N, C, *spatial) -> (1, C, *spatial[:-1], N·last): one Gram over all positions
             texture = self.texture({name: _joined(feats[name]) for name in self.texture_layers})
         else:
@@ -445,10 +457,11 @@ class TextureObjective(nn.Module):
             if not isinstance(module, TextureObjective) and callable(advance):
                 advance(calls)
 
-    def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """The weighted total loss (a scalar); ``content`` as for :meth:`terms`."""
-        return self.terms(signal, content)["total"]
+    def forward(self, signal: torch.Tensor, content: torch.Tensor | None = None, *,
+                masks: torch.Tensor | None = None) -> torch.Tensor:
+        """The weighted total loss (a scalar); ``content`` and ``masks`` as for
+        :meth:`terms`."""
+        return self.terms(signal, content, masks=masks)["total"]
 
 
 def _joined(maps: torch.Tensor) -> torch.Tensor:

@@ -233,9 +233,12 @@ LevelCallbacks = Callable[[int, Callable[[torch.Tensor], torch.Tensor] | None],
 
 def _checkpoint_saver(domain: Domain, every: int, steps: int,
                       out: str | os.PathLike[str] | None,
-                      settings: dict[str, Any], user: StepCallback | None) -> LevelCallbacks:
+                      settings: dict[str, Any], user: StepCallback | None,
+                      finish: Callable[[torch.Tensor], torch.Tensor] | None = None
+                      ) -> LevelCallbacks:
     """Per-level callbacks that save ``<stem>_stepNNNNN<suffix>`` every ``every`` steps
-    (counted over all levels, ``steps`` in all) and then call ``user``."""
+    (counted over all levels, ``steps`` in all; through ``finish``, what turns the
+    optimised signal into the output, e.g. colour preservation) and then call ``user``."""
     if every < 0:
         raise UsageError(f"save_every must be positive, got {every}", parameter="save_every")
     paths: dict[int, Path] = {}
@@ -254,6 +257,8 @@ def _checkpoint_saver(domain: Domain, every: int, steps: int,
         def save(step: int, loss: float, signal: torch.Tensor) -> None:
             if step + offset in paths:
                 current = decode(signal) if decode is not None else signal
+                if finish is not None:
+                    current = finish(current)
                 domain.save(domain.clamp(current.cpu()), paths[step + offset],
                             metadata={**settings, "step": step + offset, "loss": loss})
             if user is not None:
@@ -396,7 +401,9 @@ def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjecti
                 settings: dict[str, Any], *, optimizer: OptimizerName, lr: float | None,
                 progress: bool, callback: StepCallback | None, save_every: int,
                 output: str | os.PathLike[str] | None, block: int | None,
-                memory_check: bool) -> OptimizationResult:
+                memory_check: bool,
+                finish: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> OptimizationResult:
     """Optimise level by level, coarsest first, each level starting from the previous
     level's result resampled up; ``finest`` is the objective of the last level, planned
     as ``memory`` (coarser levels are planned here, with ``block`` and ``memory_check``)."""
@@ -404,7 +411,7 @@ def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjecti
     extents = plan[-1].extents
     shape = (1, problem.exemplars[0].shape[1], *extents)
     total = sum(level.steps for level in plan)
-    saver = _checkpoint_saver(dom, save_every, total, output, settings, callback)
+    saver = _checkpoint_saver(dom, save_every, total, output, settings, callback, finish)
     start = _init_signal(init, dom, shape, content=problem.content,
                          exemplar=problem.exemplars[0], seed=seed, level=plan[0])
     losses: list[float] = []
@@ -636,7 +643,7 @@ def stylize(
     result = _run_levels(problem, plan, objective, memory, init, used_seed, settings,
                          optimizer=optimizer, lr=lr, progress=progress, callback=callback,
                          save_every=save_every, output=output, block=block,
-                         memory_check=memory_check)
+                         memory_check=memory_check, finish=finish)
     if finish is not None:
         result.signal = finish(result.signal)
     return result

@@ -51,6 +51,7 @@ from .checkpoint import load_generator
 from .domain import MAX_EXTENT, Domain, StreamResult
 from .errors import InputError, TexsynthError, UsageError
 from .generators import Generator, NormStats, WindowedGenerator
+from .guidance import GuideSource, doodle_masks, load_guide_map
 from .optimize import OptimizationResult, synthesize
 from .plugins import PluginManager, get_plugin_manager
 from .resources import (
@@ -125,6 +126,13 @@ class TrainedGenerator:
     def is_stylizer(self) -> bool:
         """Whether the generator takes a content signal (``texsynth apply``)."""
         return bool(self.generator.config.content_channels)
+
+    @property
+    def doodles(self) -> dict[str, Any] | None:
+        """The regions of a doodle-conditioned generator (``regions``, ``names``,
+        ``palette``), else ``None``."""
+        info = (self.metadata.get("training") or {}).get("doodles")
+        return dict(info) if isinstance(info, Mapping) else None
 
     @property
     def training_size(self) -> tuple[int, ...]:
@@ -479,6 +487,26 @@ def generate(source: Generator | CheckpointPath, size: tuple[int, ...] | None = 
     return out.cpu()
 
 
+def doodle_input(trained: TrainedGenerator, guide: GuideSource,
+                 size: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The region masks ``(1, K, *spatial)`` a doodle-conditioned generator takes for a
+    guide (see :func:`apply`), with its training's regions.
+
+    Raises:
+        UsageError: the guide's regions are not the generator's.
+    """
+    info = trained.doodles
+    if info is None:
+        raise UsageError(f"{trained.path}: is not a doodle-conditioned generator")
+    regions = int(info["regions"])
+    palette = info.get("palette")
+    guide_map = load_guide_map(trained.domain, guide, size)
+    masks = doodle_masks(guide_map, regions,
+                         None if palette is None else torch.tensor(palette,
+                                                                   dtype=torch.float32))
+    return masks[None]
+
+
 def _trained(source: CheckpointPath | TrainedGenerator, device: str | torch.device | None,
              manager: PluginManager | None) -> TrainedGenerator:
     if isinstance(source, TrainedGenerator):
@@ -717,18 +745,28 @@ def sample_stream(source: CheckpointPath | TrainedGenerator, path: str | os.Path
 
 def apply(source: CheckpointPath | TrainedGenerator, content: torch.Tensor | str | os.PathLike[str],
           *, seed: int | None = None, device: str | torch.device | None = None,
-          manager: PluginManager | None = None, memory_check: bool = True) -> SampleResult:
+          manager: PluginManager | None = None, memory_check: bool = True,
+          size: tuple[int, ...] | None = None) -> SampleResult:
     """Repaint ``content`` (a signal ``(1, C, *spatial)`` or a file) with a trained
     stylisation generator in one pass; the result has the content's size. A pass that
     will not fit in memory is refused first unless ``memory_check`` is false
-    (:func:`generate`)."""
+    (:func:`generate`).
+
+    For a doodle-conditioned generator (``train_generator(doodles=True)``) ``content`` is
+    a guide: a doodle file (each colour a region, as in training), a domain's text (sound:
+    boundaries in seconds, with ``size``) or a map ``(V, *spatial)``; ``size`` resizes it
+    (nearest neighbours)."""
     trained = _trained(source, device, manager)
     if not trained.is_stylizer:
         raise UsageError(f"{trained.path}: is a texture generator without content input; "
                          "sample it (texsynth sample) instead")
     described = "<tensor>" if isinstance(content, torch.Tensor) else os.fspath(content)
-    signal = content if isinstance(content, torch.Tensor) \
-        else trained.domain.load(Path(content))
+    if trained.doodles is not None:
+        signal = doodle_input(trained, content, size)
+    elif isinstance(content, torch.Tensor):
+        signal = content
+    else:
+        signal = trained.domain.load(Path(content))
     used = seed_everything(seed)
     out = generate(trained.generator, seed=used, content=signal, memory_check=memory_check)
     settings = _settings(trained, "apply", used, content=described)

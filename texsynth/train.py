@@ -56,11 +56,12 @@ from typing_extensions import Unpack
 from . import distributed
 from .atomic import remove_stale_temps
 from .checkpoint import Checkpoint, build_generator, load_checkpoint, save_checkpoint
-from .content import ContentSet, ContentSource
+from .content import BatchSource, ContentSet, ContentSource
 from .domain import Domain
 from .errors import InputError, UsageError
 from .features import ExtractorConfig
 from .generators import Generator, GeneratorConfig
+from .guidance import DoodleSet, Guidance, GuideSource, Regions, exemplar_regions
 from .objective import TextureObjective
 from .plugins import PluginManager, get_plugin_manager
 from .resources import check_fits, memory_check_enabled, saved_bytes
@@ -111,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
 
 def recalibrate_batch_norm(generator: Generator, batches: int, batch_size: int,
                            extents: Sequence[int], *, seed: int,
-                           contents: ContentSet | None = None,
+                           contents: BatchSource | None = None,
                            device: torch.device | str = "cpu") -> bool:
     """Set every batch-norm layer's running mean and variance to their averages over
     ``batches`` batches of fresh noise (``batch_size`` samples of ``extents``, and content
@@ -267,6 +268,7 @@ class RunPlan:
         exemplars: the exemplar signals ``(1, C, *spatial)``.
         sources: the exemplars as given (paths or tensors).
         previous: the checkpoint being resumed, or ``None`` for a new run.
+        regions: the exemplars' regions of a doodle-conditioned generator, else ``None``.
     """
 
     features: Features
@@ -276,6 +278,7 @@ class RunPlan:
     exemplars: list[torch.Tensor]
     sources: list[SignalSource]
     previous: Checkpoint | None = None
+    regions: Regions | None = None
 
     @property
     def extents(self) -> tuple[int, ...]:
@@ -447,10 +450,12 @@ def _build_generator(plan: RunPlan, name: str | None, options: Mapping[str, Any]
     dom = plan.features.domain
     stylising = bool(plan.features.content_layers)
     channels = plan.exemplars[0].shape[1]
+    inputs = channels if stylising else 0
+    if plan.regions is not None:  # a doodle's region masks
+        inputs = len(plan.regions.exemplars)
     config = GeneratorConfig(
         name=name or ("pyramid-stylize" if stylising else "pyramid"),
-        spatial_dims=dom.spatial_dims, out_channels=channels,
-        content_channels=channels if stylising else 0,
+        spatial_dims=dom.spatial_dims, out_channels=channels, content_channels=inputs,
         options={"value_range": list(dom.value_range),
                  **dict(dom.defaults().get("generator_options", {})),
                  **dict(options or {})})
@@ -484,8 +489,8 @@ def _check_step_fits(plan: RunPlan, gen: Generator, objective: TextureObjective,
     try:
         noise = twin.make_noise(1, probe, generator=rng, device=device)
         with objective.probing():  # leaves random loss streams where they were
-            measured = saved_bytes(lambda: objective(twin(noise, content), content),
-                                   exclude=fixed)
+            measured = saved_bytes(lambda: batch_loss(objective, twin(noise, content),
+                                                      content), exclude=fixed)
     except UsageError:
         return  # the probe is too small for this extractor; the run reports its own errors
     weights = sum(p.numel() * p.element_size() for p in gen.parameters())
@@ -496,6 +501,32 @@ def _check_step_fits(plan: RunPlan, gen: Generator, objective: TextureObjective,
                advice=_ADVICE, parameter=_ADVICE_NAMES)
 
 
+def _plan_doodles(plan: RunPlan, doodles: bool,
+                  exemplar_guides: Sequence[GuideSource] | None, checkpoint: Path | None
+                  ) -> None:
+    """Set the regions of a doodle-conditioned run (``training["doodles"]``: their
+    number, names and palette), checked against a resumed run's."""
+    stored = None if plan.previous is None else plan.training.get("doodles")
+    if plan.previous is not None and bool(stored) != doodles:
+        kind = "doodle-conditioned" if stored else "plain texture"
+        raise UsageError(f"{checkpoint}: the checkpoint is a {kind} run; pass --doodles "
+                         "exactly when resuming a doodle-conditioned run",
+                         parameter="doodles")
+    if not doodles:
+        return
+    dom = plan.features.domain
+    regions = exemplar_regions(dom, [tuple(s.shape[2:]) for s in plan.exemplars],
+                               exemplar_guides)
+    palette = None if regions.palette is None else regions.palette.tolist()
+    described = {"regions": len(regions.exemplars), "names": list(regions.names),
+                 "palette": palette}
+    if stored is not None and stored.get("palette") != palette:
+        raise UsageError(f"{checkpoint}: the checkpoint was trained with other exemplar "
+                         "guides", parameter="exemplar_guides")
+    plan.training["doodles"] = described
+    plan.regions = regions
+
+
 def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
     loss = plan.loss
     spec = dataclasses.replace(plan.features.spec, layer_weights=loss["layer_weights"],
@@ -504,8 +535,21 @@ def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
                                batch_gram=bool(loss.get("batch_gram", False)),
                                value_weight=float(loss.get("value_weight", 0.0)))
     features = dataclasses.replace(plan.features, spec=spec)
+    guidance = None
+    if plan.regions is not None:
+        guidance = Guidance(None, plan.regions.exemplars, plan.regions.names)
     return features.objective(plan.exemplars, style_weight=loss["style_weight"],
-                              content_weight=loss["content_weight"], manager=manager)
+                              content_weight=loss["content_weight"], manager=manager,
+                              guidance=guidance)
+
+
+def batch_loss(objective: TextureObjective, signal: torch.Tensor,
+               inputs: torch.Tensor | None) -> torch.Tensor:
+    """The loss of a generated batch given the generator's second input: the content it
+    repainted, or (a guided objective) the doodle whose region masks it followed."""
+    if objective.guided:
+        return objective(signal, masks=inputs)
+    return objective(signal, inputs)
 
 
 class _Trainer:
@@ -513,7 +557,7 @@ class _Trainer:
     checkpoints, signal handling)."""
 
     def __init__(self, plan: RunPlan, gen: Generator, objective: TextureObjective,
-                 contents: ContentSet | None, dist: distributed.DistributedContext,
+                 contents: BatchSource | None, dist: distributed.DistributedContext,
                  checkpoint: Path | None) -> None:
         self.plan, self.gen, self.objective = plan, gen, objective
         self.contents, self.dist, self.path = contents, dist, checkpoint
@@ -578,7 +622,7 @@ class _Trainer:
                                                     device=dev), batch)
         content = (self.dist.local(self.contents.batch(batch, extents, self.rng), batch)
                    .to(dev) if self.contents is not None else None)
-        loss = self.objective(self.model(noise, content), content)
+        loss = batch_loss(self.objective, self.model(noise, content), content)
         value = self.dist.mean(loss)  # the global batch's loss, on every rank
         if not math.isfinite(value):
             raise UsageError(f"the loss became {value} at step {self.step + 1}; "
@@ -643,7 +687,7 @@ class _Trainer:
             bar.close()
 
 
-def _run_settings(plan: RunPlan, gen: Generator, contents: ContentSet | None,
+def _run_settings(plan: RunPlan, gen: Generator, contents: BatchSource | None,
                   iterations: int, world_size: int) -> dict[str, Any]:
     """The settings stored in the checkpoint and returned in :class:`TrainResult`."""
     feats = plan.features
@@ -695,6 +739,8 @@ def train_generator(
     manager: PluginManager | None = None,
     memory_check: bool = True,
     norm_batches: int | None = None,
+    doodles: bool = False,
+    exemplar_guides: Sequence[GuideSource] | None = None,
     **options: Unpack[FeatureOptions],
 ) -> TrainResult:
     """Train a feed-forward texture (or stylisation) generator on an exemplar.
@@ -751,6 +797,16 @@ def train_generator(
         norm_batches: after the last step, batches of fresh noise whose statistics
             replace batch norm's running averages (:func:`recalibrate_batch_norm`;
             default 32, or as stored when resuming; 0 keeps the running averages).
+        doodles: train a doodle-conditioned generator (Champandard 2016, feed-forward as
+            in Ulyanov et al.'s demo): its second input is the region masks
+            ``(N, K, *size)`` of a guide, and every region takes its exemplar's texture.
+            Each batch draws new random doodles (:func:`texsynth.guidance.random_doodles`)
+            and the loss is the guided Gram loss
+            (:class:`~texsynth.guidance.GuidedTextureLoss`) on their masks. Paint a doodle
+            and :func:`texsynth.apply` it. Region ``k`` is exemplar ``k`` (a doodle's
+            colours are then taken darkest first) unless ``exemplar_guides`` are given.
+        exemplar_guides: with ``doodles``, one guide per exemplar whose values (colours)
+            name the regions; a doodle's colours then pick them.
 
     On resume, feature settings that are given (keyword options, or fields of
     ``features`` other than :class:`~texsynth.spec.FeatureSpec`'s defaults) must equal
@@ -781,6 +837,12 @@ def train_generator(
     items = signal_sources(exemplar)
     if not items:
         raise UsageError("at least one exemplar is needed")
+    if doodles and content is not None:
+        raise UsageError("a doodle-conditioned generator takes doodles, not content",
+                         parameter="doodles")
+    if exemplar_guides and not doodles:
+        raise UsageError("exemplar guides are for a doodle-conditioned generator "
+                         "(doodles=True, --doodles)", parameter="doodles")
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     dist = distributed.setup(device)  # does nothing outside torchrun
     gen: Generator | None = None
@@ -796,7 +858,12 @@ def train_generator(
         plan.training["norm_batches"] = int(
             norm_batches if norm_batches is not None
             else plan.training.get("norm_batches", DEFAULTS["norm_batches"]))
-        contents = ContentSet(content, plan.features.domain) if content is not None else None
+        contents: BatchSource | None = None
+        if content is not None:
+            contents = ContentSet(content, plan.features.domain)
+        _plan_doodles(plan, doodles, exemplar_guides, ckpt_path)
+        if plan.regions is not None:
+            contents = DoodleSet(len(plan.regions.exemplars))
         checking = memory_check and memory_check_enabled()
         batch = _local_batch(plan, dist)
         gen = _build_generator(plan, generator, generator_options, ckpt_path, manager,

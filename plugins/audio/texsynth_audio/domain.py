@@ -62,7 +62,7 @@ from texsynth.validation import check_output_name
 from .files import atomic_output, check_input_file, write_error
 from .stft import DEFAULT_EPS, frame_count, log_magnitude
 
-__all__ = ["MAX_N_FFT", "MAX_SAMPLE_RATE", "PHASES", "AudioDomain"]
+__all__ = ["MAX_N_FFT", "MAX_SAMPLE_RATE", "PHASES", "STRETCH_ITERS", "AudioDomain"]
 
 #: Highest working sample rate accepted (Hz): above studio rates (384 kHz), far below
 #: what would make a second of sound exhaust memory.
@@ -80,6 +80,11 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".flac": ("FLAC", "PCM_16"),
     ".ogg": ("OGG", "VORBIS"),
 }
+
+
+#: Griffin-Lim iterations that make a time stretch's phases consistent
+#: (:meth:`AudioDomain.rescale`): 8 brought a stretched tone back to its amplitude.
+STRETCH_ITERS = 16
 
 
 class AudioDomain(Domain):
@@ -496,7 +501,7 @@ class AudioDomain(Domain):
                              eps=self.eps)
 
     # -- controls ------------------------------------------------------------------------
-    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...]
+    def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...] | None
                    ) -> torch.Tensor:
         """A guide along time ``(1, T)`` from region boundaries in seconds: ``"5"`` makes
         region 0 before 5 s and region 1 after; ``"2,4.5"`` three regions. Each region
@@ -506,6 +511,9 @@ class AudioDomain(Domain):
             UsageError: the text is not increasing non-negative seconds within the output.
         """
         text = os.fspath(source)
+        if extents is None:
+            raise UsageError(f"sound guide {text!r}: boundaries in seconds need the "
+                             "output's duration (--duration)", parameter="guide")
         (length,) = extents
         duration = length / self.sample_rate
         try:
@@ -523,20 +531,33 @@ class AudioDomain(Domain):
         return labels
 
     def rescale(self, signal: torch.Tensor, factor: float) -> torch.Tensor:
-        """A waveform ``(1, C, T)`` stretched in time ``factor``-fold at the same pitch
-        (a phase vocoder on the STFT, ``torchaudio.functional.phase_vocoder``): events
-        last ``factor`` times as long and come ``factor`` times as seldom."""
+        """A waveform ``(1, C, T)`` stretched in time ``factor``-fold at the same pitch:
+        events last ``factor`` times as long and come ``factor`` times as seldom.
+
+        A phase vocoder on the STFT (``torchaudio.functional.phase_vocoder``) gives the
+        stretched magnitudes; its phases drift apart between neighbouring bins (a tone
+        then loses up to half its amplitude), so :data:`STRETCH_ITERS` Griffin-Lim
+        iterations started from them make the phases consistent again.
+        """
         import torchaudio.functional as AF
 
         if factor == 1.0:
             return signal.clone()
         hop, n_fft = self.hop_length, self.n_fft
-        window = torch.hann_window(n_fft, dtype=signal.dtype)
+        window = torch.hann_window(n_fft, dtype=signal.dtype, device=signal.device)
         flat = signal.reshape(-1, signal.shape[-1])
         spec = torch.stft(flat, n_fft, hop, window=window, return_complex=True)
-        advance = torch.linspace(0, math.pi * hop, spec.shape[-2])[..., None]
-        stretched = AF.phase_vocoder(spec, 1.0 / factor, advance)
+        advance = torch.linspace(0, math.pi * hop, spec.shape[-2],
+                                 device=signal.device)[..., None]
         length = max(1, round(signal.shape[-1] * factor))
+        frames = length // hop + 1
+        stretched = AF.phase_vocoder(spec, 1.0 / factor, advance)[..., :frames]
+        stretched = torch.nn.functional.pad(stretched, (0, frames - stretched.shape[-1]))
+        target = stretched.abs()
+        for _ in range(STRETCH_ITERS):
+            wave = torch.istft(stretched, n_fft, hop, window=window, length=length)
+            phase = torch.stft(wave, n_fft, hop, window=window, return_complex=True).angle()
+            stretched = target * torch.exp(1j * phase)
         out = torch.istft(stretched, n_fft, hop, window=window, length=length)
         return self.clamp(out.reshape(*signal.shape[:-1], length))
 
