@@ -71,6 +71,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _weights(text: str) -> list[float]:
+    """``"0.3,0.7"`` -> ``[0.3, 0.7]``."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got "
+                                         f"{text!r}") from None
+
+
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -143,6 +152,17 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
                          description="Train a multi-scale generator network on an exemplar "
                                      "(Ulyanov et al. 2016); sample it with 'texsynth sample'.")
     trn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
+    doodle = trn.add_argument_group("doodles")
+    doodle.add_argument("--doodles", action="store_true",
+                        help="train a doodle-conditioned generator on random doodles: each "
+                             "exemplar is a region (darkest doodle colour first); paint a "
+                             "doodle and 'texsynth apply' it")
+    doodle.add_argument("--blends", action="store_true",
+                        help="train a blend generator conditioned on the exemplars' weights; "
+                             "sample it with --blend W1,W2,... (a slider between textures)")
+    doodle.add_argument("--exemplar-guide", action="append", metavar="FILE",
+                        help="with --doodles: a guide of each exemplar (repeat, in order) "
+                             "whose colours name the regions a doodle paints")
     _add_training(trn, manager)
     trn.set_defaults(handler=handlers["train"])
 
@@ -168,6 +188,8 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
     smp.add_argument("--size", metavar="SIZE", help="output size (default: the training size)")
     smp.add_argument("--duration", type=_finite_float, metavar="SECONDS",
                      help="output duration, for time domains")
+    smp.add_argument("--blend", type=_weights, metavar="W1,W2",
+                     help="blend generators (train --blends): the exemplars' weights")
     smp.add_argument("-n", "--count", type=_positive_int, default=1, metavar="COUNT",
                      help="number of samples; OUT_001, OUT_002 ... when more than one")
     smp.add_argument("--tile", type=_non_negative_int, default=None, metavar="N",
@@ -190,10 +212,17 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
     _add_domain_options(smp, manager, run)
     smp.set_defaults(handler=handlers["sample"])
 
-    app = sub.add_parser("apply", help="stylise content with a trained stylisation generator")
+    app = sub.add_parser("apply", help="stylise content with a trained stylisation generator, "
+                                       "or paint a doodle with a doodle generator")
     app.add_argument("checkpoint", metavar="CKPT", help="checkpoint from 'texsynth "
-                                                        "train-stylizer'")
-    app.add_argument("content", metavar="CONTENT", help="content file")
+                                                        "train-stylizer' or 'train --doodles'")
+    app.add_argument("content", metavar="CONTENT",
+                     help="content file, or the doodle (for sound: boundaries in seconds)")
+    app.add_argument("--size", metavar="SIZE",
+                     help="doodle generators: output size (the doodle is resized; default: "
+                          "the doodle's)")
+    app.add_argument("--duration", type=_finite_float, metavar="SECONDS",
+                     help="doodle generators for time domains: output duration")
     run = _add_output(app)
     _add_domain_options(app, manager, run)
     app.set_defaults(handler=handlers["apply"])

@@ -305,7 +305,10 @@ def _check_training(args: argparse.Namespace, out: Path, domain: Domain) -> Path
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from .distributed import is_main_process
+    from .guidance import blend_masks, random_doodles
     from .sampling import generate
     from .train import train_generator
 
@@ -315,6 +318,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("blend weights are for synthesize and stylize; train on one "
                          "texture (or several photos of it) without weights")
     content = _check_training(args, out, domain)
+    guides = getattr(args, "exemplar_guide", None)
+    protect([check_input_path(g) for g in guides or ()])
     try:
         result = train_generator(
             exemplars, features=_features(args), domain=domain, content=content,
@@ -325,7 +330,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             lr_step=args.lr_step, lr_decay=args.lr_decay, seed=args.seed,
             device=args.device, checkpoint=out, checkpoint_every=args.checkpoint_every,
             resume=args.resume, progress=not args.quiet, manager=manager,
-            norm_batches=args.norm_batches)
+            norm_batches=args.norm_batches, doodles=getattr(args, "doodles", False),
+            blends=getattr(args, "blends", False), exemplar_guides=guides)
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
         print(f"texsynth: {what}; checkpoint saved to {out} "
@@ -338,7 +344,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
                f"{result.settings.get('seed')})")
     if args.preview:
         inputs: list[Path | tuple[str, Any]] = list(exemplars[:2])
-        if content is None:  # one sample at the training size
+        if getattr(args, "doodles", False) or getattr(args, "blends", False):
+            size = tuple(result.settings["training"]["size"])
+            regions = result.generator.config.content_channels
+            masks = (random_doodles(1, regions, size,
+                                    generator=torch.Generator().manual_seed(0))
+                     if args.doodles else blend_masks(torch.full((regions,), 1 / regions),
+                                                      size))
+            output = generate(result.generator, seed=0, content=masks)
+        elif content is None:  # one sample at the training size
             size = tuple(result.settings["training"]["size"])
             output = generate(result.generator, size, seed=0)
         else:  # the first content file, stylised
@@ -397,7 +411,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         return 0
     result = sample(trained, size, seed=args.seed, count=args.count,
                     refine_steps=args.refine, exemplars=exemplars or None,
-                    device=args.device, progress=not args.quiet)
+                    device=args.device, progress=not args.quiet, blend=args.blend)
     for index, path in enumerate(outputs):
         _save(args, domain, result.signals[index:index + 1], result.settings[index], path)
         _say(args, f"wrote {path}")
@@ -439,6 +453,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if not trained.is_stylizer:
         raise UsageError(f"{ckpt}: is a texture generator without content input; use "
                          f"'texsynth sample {ckpt} -o OUT'")
+    if trained.doodles is not None:
+        return _paint_doodle(args, trained)
+    if args.size or args.duration is not None:
+        raise UsageError("--size and --duration are for doodle generators; a stylisation "
+                         "generator keeps the content's size")
     content_path = check_input_path(args.content)
     protect([content_path])
     out = Path(args.output)
@@ -451,6 +470,27 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if args.preview:
         _preview(args, domain, [*trained.readable_exemplars(), (content_path.name, content)],
                  [(out.name, result.signals)])
+    return 0
+
+
+def _paint_doodle(args: argparse.Namespace, trained: Any) -> int:
+    """``texsynth apply`` with a doodle-conditioned generator: the doodle (a file, or a
+    domain's text such as boundaries in seconds) painted in one pass."""
+    from .sampling import apply
+
+    domain = trained.domain
+    source: str | Path = args.content
+    path = Path(args.content)
+    if path.exists() or path.suffix.lower() in domain.suffixes:
+        source = check_input_path(path)
+        protect([source])
+    out = Path(args.output)
+    _check_output(out, domain, args)
+    result = apply(trained, source, seed=args.seed, size=_size(domain, args))
+    _save(args, domain, result.signals, result.settings[0], out)
+    _say(args, f"wrote {out}")
+    if args.preview:
+        _preview(args, domain, trained.readable_exemplars(), [(out.name, result.signals)])
     return 0
 
 

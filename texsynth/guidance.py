@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +40,14 @@ from .losses import GramNormalization, check_layer_weights, gram_matrix
 
 __all__ = [
     "GUIDE_MIN_SHARE",
+    "BlendSet",
     "DoodleSet",
     "Guidance",
     "GuideSource",
     "GuidedTextureLoss",
+    "RegionWeighting",
     "Regions",
+    "blend_masks",
     "build_guidance",
     "doodle_masks",
     "erode_masks",
@@ -61,6 +64,11 @@ __all__ = [
 
 #: A guide: a file the domain reads, a domain's text (``"5"``: seconds), or a map tensor.
 GuideSource = torch.Tensor | str | os.PathLike[str]
+
+#: How the regions' terms of a guided loss add up: ``"equal"`` (every region as if it
+#: were synthesised alone) or ``"area"`` (each by its share of the masks' total weight:
+#: with constant soft masks ``w_k`` this is the blend ``Σ_k w_k ‖G − T_k‖²``).
+RegionWeighting = Literal["equal", "area"]
 
 #: A value vector becomes a region when it covers at least this share of some guide's
 #: positions; the rest (anti-aliased edges of a drawn doodle) join the nearest region.
@@ -79,11 +87,13 @@ class Guidance:
             doodle-conditioned generator's training).
         exemplars: per exemplar, ``(K, *spatial_e)`` masks of its positions.
         names: one label per region, for messages and settings.
+        weighting: how the regions' terms add up (:class:`GuidedTextureLoss`).
     """
 
     output: torch.Tensor | None
     exemplars: tuple[torch.Tensor, ...]
     names: tuple[str, ...]
+    weighting: RegionWeighting = "equal"
 
     @property
     def regions(self) -> int:
@@ -98,7 +108,7 @@ class Guidance:
         return Guidance(output,
                         tuple(pool_masks(m, tuple(e))
                               for m, e in zip(self.exemplars, exemplar_extents, strict=True)),
-                        self.names)
+                        self.names, self.weighting)
 
 
 def guide_palette(maps: Sequence[torch.Tensor], *, min_share: float = GUIDE_MIN_SHARE
@@ -248,6 +258,7 @@ class GuidedTextureLoss(nn.Module):
             are eroded by it (:func:`erode_masks`), so a region's statistics at a layer
             come from the positions that see only that region ("inside" guidance, Gatys
             et al. 2017). Layers not named are not eroded.
+        weighting: :data:`RegionWeighting`.
 
     Raises:
         UsageError: the output has a region that no exemplar has.
@@ -257,8 +268,12 @@ class GuidedTextureLoss(nn.Module):
                  output_masks: torch.Tensor | None, *, spatial_dims: int,
                  layer_weights: Mapping[str, float] | None = None,
                  normalize: GramNormalization = "chw", names: Sequence[str] = (),
-                 margins: Mapping[str, int] | None = None) -> None:
+                 margins: Mapping[str, int] | None = None,
+                 weighting: RegionWeighting = "equal") -> None:
         super().__init__()
+        if weighting not in ("equal", "area"):
+            raise UsageError(f"unknown region weighting {weighting!r}; use equal or area")
+        self.weighting: RegionWeighting = weighting
         self.layers = tuple(targets)
         self.margins = {name: int((margins or {}).get(name, 0)) for name in self.layers}
         self._cache: dict[tuple[str, tuple[int, ...], str], torch.Tensor] = {}
@@ -327,6 +342,8 @@ class GuidedTextureLoss(nn.Module):
             present = cast(torch.Tensor, self.present)
             use = (area > 0) & present[None, :]
             diff = (grams - target[None]).pow(2).sum(dim=(2, 3)) * use
+            if self.weighting == "area":
+                diff = diff * area / area.sum(dim=1, keepdim=True).clamp_min(1e-12)
             term = diff.sum(dim=1).mean() * self.layer_weights[name]
             total = term if total is None else total + term
         if total is None:
@@ -494,3 +511,35 @@ class DoodleSet:
 
     def describe(self) -> list[str]:
         return [f"random doodles of {self.regions} regions"]
+
+
+class BlendSet:
+    """Random blend weights of ``regions`` exemplars as constant masks, drawn in batches
+    (the training input of a blend generator, a texture-code-conditioned generator whose
+    code is the weights; a :class:`~texsynth.content.BatchSource`). Weights are uniform
+    on the simplex (Dirichlet(1)); a quarter of the samples are one exemplar alone, so
+    the ends of a slider are trained as often as the mixtures."""
+
+    def __init__(self, regions: int) -> None:
+        if regions < 2:
+            raise UsageError("a blend needs at least two exemplars")
+        self.regions = int(regions)
+
+    def batch(self, count: int, size: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+        """``(count, regions, *size)``: every sample's weights, constant over positions."""
+        draws = -torch.log(torch.rand(count, self.regions, generator=rng).clamp_min(1e-12))
+        weights = draws / draws.sum(dim=1, keepdim=True)
+        alone = torch.rand(count, generator=rng) < 0.25
+        which = torch.randint(self.regions, (count,), generator=rng)
+        weights[alone] = F.one_hot(which[alone], self.regions).to(weights)
+        return blend_masks(weights, size)
+
+    def describe(self) -> list[str]:
+        return [f"random blends of {self.regions} exemplars"]
+
+
+def blend_masks(weights: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Constant masks ``(N, K, *size)`` of blend weights ``(N, K)`` (or ``(K,)``)."""
+    rows = weights if weights.dim() == 2 else weights[None]
+    return rows.float().reshape(*rows.shape, *([1] * len(size))).expand(
+        *rows.shape, *size).contiguous()

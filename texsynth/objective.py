@@ -262,7 +262,8 @@ class TextureObjective(nn.Module):
         return GuidedTextureLoss(targets, present, guidance.output,
                                  spatial_dims=self.domain.spatial_dims,
                                  layer_weights=layer_weights, normalize=normalize,
-                                 names=guidance.names, margins=margins)
+                                 names=guidance.names, margins=margins,
+                                 weighting=guidance.weighting)
 
     def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None, *,
               masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ from .budget import MemoryPlan, plan_memory
 from .controls import Applied, Controls
 from .domain import Domain
 from .errors import UsageError
-from .guidance import GuideSource
+from .guidance import Guidance, GuideSource, pool_masks
 from .multires import (
     COARSEST_EXTENT,
     Level,
@@ -198,6 +198,24 @@ def _init_signal(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
     if tuple(start.shape[2:]) != level.extents:
         start = domain.clamp(domain.resample(start, level.extents))
     return start
+
+
+def region_noise(domain: Domain, guidance: Guidance, exemplars: Sequence[torch.Tensor],
+                 shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
+    """Start noise of ``shape`` for a guided run: in every region, the domain's noise like
+    that region's positions in the exemplars (:meth:`Domain.noise` ``like``; a picture's
+    mean colour), blended by the region masks at ``shape``'s extents."""
+    assert guidance.output is not None
+    masks = pool_masks(guidance.output, tuple(shape[2:]))
+    masks = masks if masks.dim() == len(shape) else masks[None]
+    start = torch.zeros(shape)
+    for k in range(guidance.regions):
+        pixels = [e[0][:, m[k] > 0.5] for e, m in zip(exemplars, guidance.exemplars,
+                                                        strict=True) if bool((m[k] > 0.5).any())]
+        like = torch.cat(pixels, dim=1)[None] if pixels else exemplars[0]
+        gen = torch.Generator().manual_seed(seed)
+        start = start + masks[:, k:k + 1] * domain.noise(shape, generator=gen, like=like)
+    return domain.clamp(start)
 
 
 def _full_init(init: str | torch.Tensor | os.PathLike[str], domain: Domain,
@@ -412,8 +430,13 @@ def _run_levels(problem: _Problem, plan: Sequence[Level], finest: TextureObjecti
     shape = (1, problem.exemplars[0].shape[1], *extents)
     total = sum(level.steps for level in plan)
     saver = _checkpoint_saver(dom, save_every, total, output, settings, callback, finish)
-    start = _init_signal(init, dom, shape, content=problem.content,
-                         exemplar=problem.exemplars[0], seed=seed, level=plan[0])
+    guidance = None if problem.applied is None else problem.applied.guidance
+    if isinstance(init, str) and init == "noise" and guidance is not None:
+        start = region_noise(dom, guidance, problem.exemplars, (*shape[:2], *plan[0].extents),
+                             seed=seed)
+    else:
+        start = _init_signal(init, dom, shape, content=problem.content,
+                             exemplar=problem.exemplars[0], seed=seed, level=plan[0])
     losses: list[float] = []
     result: OptimizationResult | None = None
     for level in plan:

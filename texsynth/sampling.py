@@ -51,7 +51,7 @@ from .checkpoint import load_generator
 from .domain import MAX_EXTENT, Domain, StreamResult
 from .errors import InputError, TexsynthError, UsageError
 from .generators import Generator, NormStats, WindowedGenerator
-from .guidance import GuideSource, doodle_masks, load_guide_map
+from .guidance import GuideSource, blend_masks, doodle_masks, load_guide_map
 from .optimize import OptimizationResult, synthesize
 from .plugins import PluginManager, get_plugin_manager
 from .resources import (
@@ -124,8 +124,15 @@ class TrainedGenerator:
 
     @property
     def is_stylizer(self) -> bool:
-        """Whether the generator takes a content signal (``texsynth apply``)."""
-        return bool(self.generator.config.content_channels)
+        """Whether the generator takes a content signal or a doodle (``texsynth apply``);
+        a blend generator's second input is its weights, given to :func:`sample`."""
+        return bool(self.generator.config.content_channels) and self.blends is None
+
+    @property
+    def blends(self) -> dict[str, Any] | None:
+        """The exemplars of a blend generator (``regions``, ``names``), else ``None``."""
+        info = (self.metadata.get("training") or {}).get("blends")
+        return dict(info) if isinstance(info, Mapping) else None
 
     @property
     def doodles(self) -> dict[str, Any] | None:
@@ -487,6 +494,33 @@ def generate(source: Generator | CheckpointPath, size: tuple[int, ...] | None = 
     return out.cpu()
 
 
+def blend_weights(trained: TrainedGenerator, blend: Sequence[float] | None
+                  ) -> list[float] | None:
+    """A blend generator's weights, normalised (``None`` gives equal weights); ``None``
+    for other generators.
+
+    Raises:
+        UsageError: weights for a generator that takes none, a wrong count, or weights
+            that are negative or all zero.
+    """
+    info = trained.blends
+    if info is None:
+        if blend is not None:
+            raise UsageError(f"{trained.path}: is not a blend generator (train one with "
+                             "--blends)", parameter="blend")
+        return None
+    count = int(info["regions"])
+    values = [1.0] * count if blend is None else [float(w) for w in blend]
+    if len(values) != count:
+        raise UsageError(f"{len(values)} blend weights for a generator of {count} "
+                         "exemplars", parameter="blend")
+    if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
+        raise UsageError("blend weights must be non-negative numbers, not all zero",
+                         parameter="blend")
+    total = sum(values)
+    return [w / total for w in values]
+
+
 def doodle_input(trained: TrainedGenerator, guide: GuideSource,
                  size: tuple[int, ...] | None = None) -> torch.Tensor:
     """The region masks ``(1, K, *spatial)`` a doodle-conditioned generator takes for a
@@ -527,7 +561,8 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
            seed: int | None = None, count: int = 1, refine_steps: int = 0,
            exemplars: Sequence[str | os.PathLike[str]] | None = None,
            device: str | torch.device | None = None, progress: bool = False,
-           manager: PluginManager | None = None, memory_check: bool = True) -> SampleResult:
+           manager: PluginManager | None = None, memory_check: bool = True,
+           blend: Sequence[float] | None = None) -> SampleResult:
     """Sample ``count`` textures from a trained texture generator, in memory.
 
     Args:
@@ -543,6 +578,9 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
         manager: plugin manager.
         memory_check: refuse, before drawing, a pass that will not fit in memory
             (:func:`generate`).
+        blend: a blend generator's weights, one per exemplar (normalised to sum 1;
+            default: equal); the same seed with other weights gives the same layout of
+            noise moved between the textures.
 
     Returns:
         :class:`SampleResult` with ``(count, C, *size)`` signals and, per sample,
@@ -556,15 +594,18 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
     extents = tuple(size) if size is not None else trained.training_size
     trained.domain.check_size(extents)
     paths = refine_exemplars(trained, exemplars) if refine_steps else []
+    weights = blend_weights(trained, blend)
+    codes = None if weights is None else blend_masks(torch.tensor(weights), extents)
     used = seed_everything(seed)
     signals = generate(trained.generator, extents, seed=used, count=count,
-                       memory_check=memory_check)
+                       memory_check=memory_check, content=codes)
     if refine_steps:
         signals = torch.cat([refine(trained, signals[i:i + 1], steps=refine_steps,
                                     exemplars=paths, seed=used, device=device,
                                     progress=progress).signal for i in range(count)])
     describe = trained.domain.describe_size(extents)
-    settings = [_settings(trained, "sample", used, index=i, size=describe)
+    extra = {} if weights is None else {"blend": weights}
+    settings = [_settings(trained, "sample", used, index=i, size=describe, **extra)
                 for i in range(count)]
     if refine_steps:
         for item in settings:

@@ -61,7 +61,15 @@ from .domain import Domain
 from .errors import InputError, UsageError
 from .features import ExtractorConfig
 from .generators import Generator, GeneratorConfig
-from .guidance import DoodleSet, Guidance, GuideSource, Regions, exemplar_regions
+from .guidance import (
+    BlendSet,
+    DoodleSet,
+    Guidance,
+    GuideSource,
+    Regions,
+    RegionWeighting,
+    exemplar_regions,
+)
 from .objective import TextureObjective
 from .plugins import PluginManager, get_plugin_manager
 from .resources import check_fits, memory_check_enabled, saved_bytes
@@ -501,30 +509,38 @@ def _check_step_fits(plan: RunPlan, gen: Generator, objective: TextureObjective,
                advice=_ADVICE, parameter=_ADVICE_NAMES)
 
 
-def _plan_doodles(plan: RunPlan, doodles: bool,
+def _plan_regions(plan: RunPlan, kind: str | None,
                   exemplar_guides: Sequence[GuideSource] | None, checkpoint: Path | None
                   ) -> None:
-    """Set the regions of a doodle-conditioned run (``training["doodles"]``: their
+    """Set the regions of a doodle-conditioned or blend run (``training[kind]``: their
     number, names and palette), checked against a resumed run's."""
-    stored = None if plan.previous is None else plan.training.get("doodles")
-    if plan.previous is not None and bool(stored) != doodles:
-        kind = "doodle-conditioned" if stored else "plain texture"
-        raise UsageError(f"{checkpoint}: the checkpoint is a {kind} run; pass --doodles "
-                         "exactly when resuming a doodle-conditioned run",
-                         parameter="doodles")
-    if not doodles:
+    if plan.previous is not None:
+        stored_kind = next((k for k in ("doodles", "blends") if plan.training.get(k)), None)
+        if stored_kind != kind:
+            flag = f"--{stored_kind}" if stored_kind else "neither --doodles nor --blends"
+            raise UsageError(f"{checkpoint}: the checkpoint is a "
+                             f"{_KINDS[stored_kind]} run; pass {flag} to resume it",
+                             parameter=kind or stored_kind or "doodles")
+    if kind is None:
         return
     dom = plan.features.domain
     regions = exemplar_regions(dom, [tuple(s.shape[2:]) for s in plan.exemplars],
                                exemplar_guides)
+    if kind == "blends" and len(regions.exemplars) < 2:
+        raise UsageError("a blend generator needs at least two exemplars",
+                         parameter="blends")
     palette = None if regions.palette is None else regions.palette.tolist()
-    described = {"regions": len(regions.exemplars), "names": list(regions.names),
-                 "palette": palette}
+    stored = plan.training.get(kind) if plan.previous is not None else None
     if stored is not None and stored.get("palette") != palette:
         raise UsageError(f"{checkpoint}: the checkpoint was trained with other exemplar "
                          "guides", parameter="exemplar_guides")
-    plan.training["doodles"] = described
+    plan.training[kind] = {"regions": len(regions.exemplars), "names": list(regions.names),
+                           "palette": palette}
     plan.regions = regions
+
+
+#: What a run conditioned on regions is called in messages.
+_KINDS = {None: "plain", "doodles": "doodle-conditioned", "blends": "blend"}
 
 
 def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
@@ -537,7 +553,8 @@ def _objective(plan: RunPlan, manager: PluginManager) -> TextureObjective:
     features = dataclasses.replace(plan.features, spec=spec)
     guidance = None
     if plan.regions is not None:
-        guidance = Guidance(None, plan.regions.exemplars, plan.regions.names)
+        weighting: RegionWeighting = "area" if plan.training.get("blends") else "equal"
+        guidance = Guidance(None, plan.regions.exemplars, plan.regions.names, weighting)
     return features.objective(plan.exemplars, style_weight=loss["style_weight"],
                               content_weight=loss["content_weight"], manager=manager,
                               guidance=guidance)
@@ -741,6 +758,7 @@ def train_generator(
     norm_batches: int | None = None,
     doodles: bool = False,
     exemplar_guides: Sequence[GuideSource] | None = None,
+    blends: bool = False,
     **options: Unpack[FeatureOptions],
 ) -> TrainResult:
     """Train a feed-forward texture (or stylisation) generator on an exemplar.
@@ -807,6 +825,12 @@ def train_generator(
             colours are then taken darkest first) unless ``exemplar_guides`` are given.
         exemplar_guides: with ``doodles``, one guide per exemplar whose values (colours)
             name the regions; a doodle's colours then pick them.
+        blends: train a blend generator, conditioned on a texture code: its second input
+            is ``K`` constant maps, the blend weights of the ``K`` exemplars (uniform on
+            the simplex each sample, :class:`~texsynth.guidance.BlendSet`), and the loss
+            is ``Σ_k w_k ‖G(x) − G_k‖²``, minimal at the blended statistics. Sampling it
+            with weights (:func:`texsynth.sample`'s ``blend``) moves from one texture to
+            another like a slider.
 
     On resume, feature settings that are given (keyword options, or fields of
     ``features`` other than :class:`~texsynth.spec.FeatureSpec`'s defaults) must equal
@@ -837,9 +861,11 @@ def train_generator(
     items = signal_sources(exemplar)
     if not items:
         raise UsageError("at least one exemplar is needed")
-    if doodles and content is not None:
-        raise UsageError("a doodle-conditioned generator takes doodles, not content",
-                         parameter="doodles")
+    if (doodles or blends) and content is not None:
+        raise UsageError("a doodle or blend generator takes region masks, not content",
+                         parameter="doodles" if doodles else "blends")
+    if doodles and blends:
+        raise UsageError("a generator takes doodles or blends, not both", parameter="blends")
     if exemplar_guides and not doodles:
         raise UsageError("exemplar guides are for a doodle-conditioned generator "
                          "(doodles=True, --doodles)", parameter="doodles")
@@ -861,9 +887,11 @@ def train_generator(
         contents: BatchSource | None = None
         if content is not None:
             contents = ContentSet(content, plan.features.domain)
-        _plan_doodles(plan, doodles, exemplar_guides, ckpt_path)
+        kind = "doodles" if doodles else "blends" if blends else None
+        _plan_regions(plan, kind, exemplar_guides, ckpt_path)
         if plan.regions is not None:
-            contents = DoodleSet(len(plan.regions.exemplars))
+            regions = len(plan.regions.exemplars)
+            contents = DoodleSet(regions) if doodles else BlendSet(regions)
         checking = memory_check and memory_check_enabled()
         batch = _local_batch(plan, dist)
         gen = _build_generator(plan, generator, generator_options, ckpt_path, manager,

@@ -134,7 +134,7 @@ def test_exemplar_doodles_name_the_same_regions(bricks, grass, tmp_path) -> None
 
 
 def test_guide_files_are_checked(bricks, grass, tmp_path) -> None:
-    with pytest.raises(texsynth.InputError, match="missing.png"):
+    with pytest.raises(texsynth.InputError, match=r"missing\.png"):
         texsynth.synthesize([bricks, grass], domain="image", size=(32, 32),
                             guide=tmp_path / "missing.png", **FAST)
 
