@@ -22,8 +22,13 @@ extractor and ``--steps`` L-BFGS steps:
 Writes the section "Controls ..." of RESULTS.md and the sheet
 ``docs/images/controls_sheet.png``. The scores are never optimised against.
 
-    python benchmarks/bench_controls.py                     # ~45 min, 1 thread
+    python benchmarks/bench_controls.py                     # ~40 min, 1 thread
     python benchmarks/bench_controls.py --images bricks grass --steps 50 --no-write
+    python benchmarks/bench_controls.py --parts sound      # ~15 min: the time stretch
+
+``--parts sound`` measures ``--exemplar-scale`` on every shared sound instead: the
+power-weighted mean modulation frequency of the cochlear envelopes (:mod:`audio_quality`)
+of optimised sounds, relative to ``S = 1``; a stretch by ``S`` should divide it by ``S``.
 """
 
 from __future__ import annotations
@@ -54,9 +59,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", type=float, nargs="*", default=[0.75, 0.5, 0.25])
+    parser.add_argument("--weights", type=float, nargs="*", default=[0.7, 0.3])
     parser.add_argument("--scales", type=float, nargs="*", default=[0.5, 2.0])
-    parser.add_argument("--parts", nargs="*", default=["guide", "blend", "scale", "color"])
+    parser.add_argument("--parts", nargs="*", default=["guide", "blend", "scale", "color"],
+                        help="guide, blend, scale, color; sound (own section) on request")
+    parser.add_argument("--seconds", type=float, default=3.0, help="sound part: duration")
+    parser.add_argument("--sound-steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sheet", type=Path, default=SHEET)
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -69,9 +77,21 @@ class Runs:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.seconds: list[float] = []
+        self._plain: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
 
     def synthesize(self, exemplars: list[Path], extents: tuple[int, int],
                    **controls: Any) -> torch.Tensor:
+        """A synthesis (a plain one of one exemplar is made once and reused)."""
+        key = (str(exemplars[0]), extents)
+        if len(exemplars) == 1 and not controls and key in self._plain:
+            return self._plain[key]
+        signal = self._synthesize(exemplars, extents, **controls)
+        if len(exemplars) == 1 and not controls:
+            self._plain[key] = signal
+        return signal
+
+    def _synthesize(self, exemplars: list[Path], extents: tuple[int, int],
+                    **controls: Any) -> torch.Tensor:
         import texsynth
 
         start = time.perf_counter()
@@ -185,6 +205,52 @@ def scale_rows(runs: Runs, paths: list[Path], shown: dict[str, torch.Tensor]) ->
     return "\n".join(lines)
 
 
+def modulation_rate(wave: torch.Tensor) -> float:
+    """The power-weighted geometric mean modulation frequency (Hz) of the cochlear
+    envelopes of a waveform ``(1, 1, T)`` (:mod:`audio_quality`), over 0.5–32 Hz: how
+    often events come. A time stretch by ``S`` should divide it by ``S``."""
+    import audio_quality
+    import numpy as np
+
+    env = audio_quality.envelopes(audio_quality.subbands(wave[0, 0].double().numpy()))
+    centred = env - env.mean(axis=-1, keepdims=True)
+    power = np.abs(np.fft.rfft(centred, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(env.shape[-1], 1 / audio_quality.ENV_RATE)
+    band = (freqs >= 0.5) & (freqs <= 32.0)
+    weights = power[:, band].sum(axis=0)
+    return float(np.exp((weights * np.log(freqs[band])).sum() / weights.sum()))
+
+
+def sound_rows(args: argparse.Namespace) -> str:
+    """The sound table: modulation rate of optimised sounds relative to ``S = 1``."""
+    import texsynth
+
+    domain = texsynth.get_domain("audio")
+    clips = sorted((args.data.parent / "audio").glob("*.wav"))
+    scales = args.scales
+    lines = ["| clip | rate of the output at S = 1 (Hz) | "
+             + " | ".join(f"S = {s:g}: stretched exemplar / output" for s in scales) + " |",
+             "|---|---|" + "---|" * len(scales)]
+    ratios: dict[float, list[float]] = {s: [] for s in scales}
+    size = domain.size_from_duration(args.seconds)
+    for clip in clips:
+        exemplar = domain.load(clip)
+        rates = {}
+        for s in (1.0, *scales):
+            out = texsynth.synthesize(clip, size=size, steps=args.sound_steps,
+                                      seed=args.seed, progress=False, exemplar_scale=s)
+            rates[s] = modulation_rate(out.signal)
+        cells = []
+        for s in scales:
+            ratios[s].append(rates[1.0] / rates[s])
+            stretched = modulation_rate(exemplar) / modulation_rate(domain.rescale(exemplar, s))
+            cells.append(f"{stretched:.2f} / {ratios[s][-1]:.2f}")
+        lines.append(f"| {clip.stem} | {rates[1.0]:.2f} | " + " | ".join(cells) + " |")
+    lines.append("| mean | | " + " | ".join(f"{statistics.fmean(ratios[s]):.2f}"
+                                            for s in scales) + " |")
+    return "\n".join(lines)
+
+
 def chrominance(signal: torch.Tensor) -> torch.Tensor:
     """``(2, H, W)`` YIQ ``I, Q`` of an RGB picture."""
     from texsynth_image.color import rgb_to_yiq
@@ -261,6 +327,20 @@ def main(argv: list[str] | None = None) -> None:
     if "color" in args.parts:
         tables.append("Colour preservation (stylisation, content B, style A)\n\n"
                       + color_rows(runs, pairs[:2], shown))
+    if "sound" in args.parts:
+        sound_start = time.perf_counter()
+        body = ("Exemplar scale S on sound (a time stretch at the same pitch): how often "
+                "events come, the modulation rate at S = 1 over that at S (target: S), of "
+                "the stretched exemplar itself and of the output synthesised from it\n\n"
+                + sound_rows(args))
+        print(body)
+        publish("Controls: exemplar scale on sound (cpu)",
+                f"{machine()}. Every shared clip, {args.seconds:g} s outputs, default "
+                f"extractor, {args.sound_steps} L-BFGS steps, seed {args.seed}; "
+                f"{time.perf_counter() - sound_start:.0f} s in all.", body,
+                write=not args.no_write)
+        if args.parts == ["sound"]:
+            return
     seconds = time.perf_counter() - start
     text = "\n\n".join(tables)
     print(text)

@@ -171,6 +171,22 @@ def toy_extractor(toy_manager: texsynth.PluginManager,
 
 
 @pytest.fixture
+def toy_texture_loss(toy_manager: texsynth.PluginManager
+                     ) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """``toy_texture_loss(exemplar, signal)``: the plain texture loss of ``signal`` against
+    one toy exemplar from a fresh objective (independent of the optimiser's record)."""
+    domain = toy_manager.get_domain("toy")
+    net = toy_manager.create_extractor(texsynth.ExtractorConfig("toy-conv"), domain)
+
+    def loss(exemplar: torch.Tensor, signal: torch.Tensor) -> float:
+        objective = texsynth.TextureObjective(domain, net, [exemplar],
+                                              texture_layers=net.default_texture_layers)
+        with torch.no_grad():
+            return float(objective(signal))
+    return loss
+
+
+@pytest.fixture
 def toy_exemplar() -> torch.Tensor:
     """A 1-channel, 128-step exemplar ``(1, 1, 128)`` for the toy domain (a sine)."""
     t = torch.linspace(0, 6 * torch.pi, 128)

@@ -39,17 +39,6 @@ def _run(exemplars: Any, **settings: Any) -> texsynth.OptimizationResult:
     return texsynth.synthesize(exemplars, **options)
 
 
-def _loss_against(exemplar: torch.Tensor, signal: torch.Tensor) -> float:
-    """The plain texture loss of ``signal`` against one exemplar (an independent
-    objective, not the one optimised)."""
-    domain = texsynth.get_domain("toy")
-    net = texsynth.get_extractor("toy-conv", domain)
-    objective = texsynth.TextureObjective(domain, net, [exemplar],
-                                          texture_layers=net.default_texture_layers)
-    with torch.no_grad():
-        return float(objective(signal))
-
-
 def _period(signal: torch.Tensor) -> float:
     """The period (samples) of the strongest non-DC frequency of a ``(1, 1, T)`` signal."""
     x = signal[0, 0] - signal[0, 0].mean()
@@ -99,39 +88,39 @@ def test_masked_gram_of_a_whole_mask_is_the_gram_and_ignores_the_outside() -> No
 
 
 # -- guided synthesis --------------------------------------------------------------------
-def test_each_region_takes_its_own_exemplar_and_not_the_other() -> None:
+def test_each_region_takes_its_own_exemplar_and_not_the_other(toy_texture_loss) -> None:
     slow, fast = _sine(SLOW), _sine(FAST)
     guide = torch.zeros(1, 256)
     guide[:, 128:] = 1.0
     result = _run([slow, fast], guide=guide, size=(256,))
     left, right = result.signal[..., :128], result.signal[..., 128:]
-    assert _loss_against(slow, left) < 0.5 * _loss_against(fast, left)
-    assert _loss_against(fast, right) < 0.5 * _loss_against(slow, right)
+    assert toy_texture_loss(slow, left) < 0.5 * toy_texture_loss(fast, left)
+    assert toy_texture_loss(fast, right) < 0.5 * toy_texture_loss(slow, right)
     assert _period(left) > 2 * _period(right)
     assert result.settings["regions"] == ["0", "1"]
     # the guide decides: swap its regions and the halves swap textures
     swapped = _run([slow, fast], guide=1.0 - guide, size=(256,)).signal
     left = swapped[..., :128]
-    assert _loss_against(fast, left) < 0.5 * _loss_against(slow, left)
+    assert toy_texture_loss(fast, left) < 0.5 * toy_texture_loss(slow, left)
 
 
-def test_exemplar_guides_pick_regions_inside_one_exemplar() -> None:
+def test_exemplar_guides_pick_regions_inside_one_exemplar(toy_texture_loss) -> None:
     both = torch.cat([_sine(SLOW)[..., :64], _sine(FAST)[..., :64]], dim=-1)
     labels = torch.zeros(1, 128)
     labels[:, 64:] = 1.0
     guide = torch.zeros(1, 128)
     guide[:, :64] = 1.0  # the fast region first this time
     result = _run(both, guide=guide, exemplar_guides=[labels])
-    assert _loss_against(_sine(FAST), result.signal[..., :64]) < \
-        0.5 * _loss_against(_sine(SLOW), result.signal[..., :64])
+    assert toy_texture_loss(_sine(FAST), result.signal[..., :64]) < \
+        0.5 * toy_texture_loss(_sine(SLOW), result.signal[..., :64])
 
 
-def test_a_guide_survives_coarse_to_fine() -> None:
+def test_a_guide_survives_coarse_to_fine(toy_texture_loss) -> None:
     guide = torch.zeros(1, 128)
     guide[:, 64:] = 1.0
     result = _run([_sine(SLOW), _sine(FAST)], guide=guide, levels=2, level_steps=[20, 40])
     right = result.signal[..., 64:]
-    assert _loss_against(_sine(FAST), right) < 0.5 * _loss_against(_sine(SLOW), right)
+    assert toy_texture_loss(_sine(FAST), right) < 0.5 * toy_texture_loss(_sine(SLOW), right)
 
 
 @pytest.mark.parametrize(("count", "settings", "message"), [
@@ -161,12 +150,12 @@ def test_a_region_no_exemplar_has_is_refused() -> None:
 
 
 # -- blends ------------------------------------------------------------------------------
-def test_blend_weights_move_the_statistics_from_one_exemplar_to_the_other() -> None:
+def test_blend_weights_move_the_statistics_from_one_exemplar_to_the_other(toy_texture_loss) -> None:
     slow, fast = _sine(SLOW), _sine(FAST)
     outputs = [_run([slow, fast], exemplar_weights=[w, 1 - w]).signal
                for w in (1.0, 0.6, 0.3, 0.0)]
-    to_slow = [_loss_against(slow, x) for x in outputs]
-    to_fast = [_loss_against(fast, x) for x in outputs]
+    to_slow = [toy_texture_loss(slow, x) for x in outputs]
+    to_fast = [toy_texture_loss(fast, x) for x in outputs]
     assert to_slow == sorted(to_slow), to_slow  # further from the slow sine as w falls
     assert to_fast == sorted(to_fast, reverse=True), to_fast
     assert to_slow[-1] > 4 * to_slow[0] and to_fast[0] > 4 * to_fast[-1]
@@ -199,14 +188,14 @@ def test_split_weight_reads_file_weight_pairs(tmp_path: Any) -> None:
 
 
 # -- exemplar scale ----------------------------------------------------------------------
-def test_exemplar_scale_sets_the_element_size() -> None:
+def test_exemplar_scale_sets_the_element_size(toy_texture_loss) -> None:
     exemplar = _sine(16.0, 256)
     outputs = {s: _run(exemplar, exemplar_scale=s, size=(256,)).signal
                for s in (0.5, 1.0, 2.0)}
     periods = [_period(outputs[s]) for s in (0.5, 1.0, 2.0)]
     assert periods == sorted(periods) and periods[2] > 2 * periods[0], periods
     for scale, out in outputs.items():  # nearest to the sine of the scaled period
-        losses = {p: _loss_against(_sine(p, 256), out) for p in (8.0, 16.0, 32.0)}
+        losses = {p: toy_texture_loss(_sine(p, 256), out) for p in (8.0, 16.0, 32.0)}
         assert min(losses, key=losses.__getitem__) == 16.0 * scale, (scale, losses)
 
 

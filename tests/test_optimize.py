@@ -20,25 +20,14 @@ def _run(exemplar: torch.Tensor, **settings: Any) -> texsynth.OptimizationResult
     return texsynth.synthesize(exemplar, **options)
 
 
-def _texture_loss(exemplar: torch.Tensor, signal: torch.Tensor) -> float:
-    """The texture loss of ``signal`` against ``exemplar``, measured independently of the
-    optimiser's own record."""
-    domain = texsynth.get_domain("toy")
-    net = texsynth.get_extractor("toy-conv", domain)
-    objective = texsynth.TextureObjective(domain, net, [exemplar],
-                                          texture_layers=net.default_texture_layers)
-    with torch.no_grad():
-        return float(objective(signal))
-
-
 @pytest.mark.usefixtures("toy_manager")
-def test_adam_lowers_the_texture_loss(toy_exemplar: torch.Tensor) -> None:
+def test_adam_lowers_the_texture_loss(toy_exemplar: torch.Tensor, toy_texture_loss) -> None:
     result = _run(toy_exemplar, steps=30, optimizer="adam", lr=0.05)
     assert result.losses[-1] < 0.5 * result.losses[0], result.losses
     start = texsynth.get_domain("toy").noise((1, 1, 64),
                                              generator=torch.Generator().manual_seed(0))
-    assert _texture_loss(toy_exemplar, result.signal) < 0.5 * _texture_loss(toy_exemplar,
-                                                                             start)
+    assert toy_texture_loss(toy_exemplar, result.signal) < \
+        0.5 * toy_texture_loss(toy_exemplar, start)
     assert result.settings["optimizer"] == "adam"
 
 

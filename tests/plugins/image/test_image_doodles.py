@@ -45,6 +45,15 @@ def doodle_checkpoint(pair, tmp_path_factory) -> Path:
     return path
 
 
+def _saved(pair: tuple[torch.Tensor, torch.Tensor], folder: Path) -> list[str]:
+    """The pair written as ``bricks.png`` and ``grass.png`` in ``folder``: their paths."""
+    files = []
+    for name, signal in zip(("bricks.png", "grass.png"), pair, strict=True):
+        texsynth.save(signal, folder / name)
+        files.append(str(folder / name))
+    return files
+
+
 def _split(height: int, width: int, at: int) -> torch.Tensor:
     """A two-colour guide map ``(3, H, W)``: black left of ``at``, white right."""
     guide = torch.zeros(3, height, width)
@@ -103,10 +112,7 @@ def test_random_doodles_are_one_hot_blobs_of_every_region() -> None:
 
 
 def test_doodles_from_the_command_line(pair, tmp_path, capsys) -> None:
-    files = []
-    for name, signal in zip(("bricks.png", "grass.png"), pair, strict=True):
-        texsynth.save(signal, tmp_path / name)
-        files.append(str(tmp_path / name))
+    files = _saved(pair, tmp_path)
     ckpt = tmp_path / "doodle.ckpt"
     code = main(["train", *files, "--doodles", "-o", str(ckpt), "--size", "48x48",
                  "--iterations", "3", "--seed", "0", "--quiet", "--option", "filters=8"])
@@ -174,10 +180,7 @@ def test_blend_sets_draw_weights_on_the_simplex() -> None:
 
 
 def test_blends_from_the_command_line(pair, tmp_path, capsys) -> None:
-    files = []
-    for name, signal in zip(("bricks.png", "grass.png"), pair, strict=True):
-        texsynth.save(signal, tmp_path / name)
-        files.append(str(tmp_path / name))
+    files = _saved(pair, tmp_path)
     ckpt = tmp_path / "blend.ckpt"
     code = main(["train", *files, "--blends", "-o", str(ckpt), "--size", "48x48",
                  "--iterations", "2", "--seed", "0", "--quiet", "--option", "filters=8"])
