@@ -509,7 +509,10 @@ def blend_weights(trained: TrainedGenerator, blend: Sequence[float] | None
             raise UsageError(f"{trained.path}: is not a blend generator (train one with "
                              "--blends)", parameter="blend")
         return None
-    count = int(info["regions"])
+    count = info.get("regions")
+    if not isinstance(count, int) or count != trained.generator.config.content_channels:
+        raise InputError(trained.path, "corrupt or tampered checkpoint: training.blends "
+                                       "does not match the generator's inputs")
     values = [1.0] * count if blend is None else [float(w) for w in blend]
     if len(values) != count:
         raise UsageError(f"{len(values)} blend weights for a generator of {count} "
@@ -532,13 +535,30 @@ def doodle_input(trained: TrainedGenerator, guide: GuideSource,
     info = trained.doodles
     if info is None:
         raise UsageError(f"{trained.path}: is not a doodle-conditioned generator")
-    regions = int(info["regions"])
-    palette = info.get("palette")
+    regions, palette = _stored_regions(trained, info)
     guide_map = load_guide_map(trained.domain, guide, size)
-    masks = doodle_masks(guide_map, regions,
-                         None if palette is None else torch.tensor(palette,
-                                                                   dtype=torch.float32))
-    return masks[None]
+    return doodle_masks(guide_map, regions, palette)[None]
+
+
+def _stored_regions(trained: TrainedGenerator, info: Mapping[str, Any]
+                    ) -> tuple[int, torch.Tensor | None]:
+    """The number of regions and the palette ``(K, V)`` stored in a checkpoint, checked
+    (a checkpoint is untrusted input) against the generator's inputs."""
+    bad = InputError(trained.path, "corrupt or tampered checkpoint: training.doodles does "
+                                   "not match the generator's inputs")
+    regions = info.get("regions")
+    if not isinstance(regions, int) or regions != trained.generator.config.content_channels:
+        raise bad
+    palette = info.get("palette")
+    if palette is None:
+        return regions, None
+    try:
+        values = torch.tensor(palette, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise bad from None
+    if values.dim() != 2 or values.shape[0] != regions or not torch.isfinite(values).all():
+        raise bad
+    return regions, values
 
 
 def _trained(source: CheckpointPath | TrainedGenerator, device: str | torch.device | None,

@@ -192,3 +192,33 @@ def test_blends_from_the_command_line(pair, tmp_path, capsys) -> None:
 
     meta = read_metadata(out)
     assert meta is not None and meta["blend"] == [0.25, 0.75]
+
+
+def _with_training(source: Path, target: Path, key: str, value: object) -> Path:
+    """A copy of a checkpoint whose ``settings.training[key]`` is ``value`` (the tensor
+    data byte for byte: a tampered file, as an attacker would make it)."""
+    import json
+
+    data = source.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    settings = json.loads(header["__metadata__"]["settings"])
+    settings["training"][key] = value
+    header["__metadata__"]["settings"] = json.dumps(settings)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    target.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+    return target
+
+
+@pytest.mark.parametrize("value", [
+    {"regions": 5, "names": [], "palette": None},
+    {"regions": 2, "names": [], "palette": [["x"], ["y"]]},
+    {"regions": 2, "names": [], "palette": [[0.0, 0.0, 0.0]]},
+    {"regions": "two", "names": [], "palette": None},
+])
+def test_tampered_doodle_settings_are_refused(doodle_checkpoint, tmp_path, value) -> None:
+    bad = _with_training(doodle_checkpoint, tmp_path / "bad.ckpt", "doodles", value)
+    with pytest.raises(texsynth.InputError, match="corrupt or tampered checkpoint: "
+                                                  r"training\.doodles"):
+        texsynth.apply(bad, _split(SIZE, SIZE, SIZE // 2), seed=0)
