@@ -217,7 +217,8 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
     app.add_argument("checkpoint", metavar="CKPT", help="checkpoint from 'texsynth "
                                                         "train-stylizer' or 'train --doodles'")
     app.add_argument("content", metavar="CONTENT",
-                     help="content file, or the doodle (for sound: boundaries in seconds)")
+                     help="content file, or the doodle of a doodle generator (a guide: a "
+                          "file, or a domain's text such as boundaries in seconds)")
     app.add_argument("--size", metavar="SIZE",
                      help="doodle generators: output size (the doodle is resized; default: "
                           "the doodle's)")
@@ -323,10 +324,10 @@ def _add_controls(parser: argparse.ArgumentParser, *, stylising: bool) -> None:
     """Blends, guides, exemplar scale and (stylisation) colour preservation."""
     group = parser.add_argument_group("controls")
     group.add_argument("--guide", metavar="FILE|TEXT",
-                       help="regions of the output: a doodle (each colour a region; the "
-                            "regions take the exemplars' textures, darkest colour the "
-                            "first exemplar) or, for sound, boundaries in seconds "
-                            "(e.g. 5 or 2,4.5)")
+                       help="regions of the output: a doodle file (each colour a region; "
+                            "the regions take the exemplars' textures, darkest colour the "
+                            "first exemplar) or a domain's text (time domains: boundaries "
+                            "in seconds, e.g. 5 or 2,4.5)")
     group.add_argument("--exemplar-guide", action="append", metavar="FILE|TEXT",
                        help="a guide of each exemplar (repeat, in the exemplars' order), "
                             "its colours naming the same regions as --guide's")
@@ -335,8 +336,8 @@ def _add_controls(parser: argparse.ArgumentParser, *, stylising: bool) -> None:
                             "elements come out S times as large (default: 1)")
     if stylising:
         group.add_argument("--preserve-color", metavar="MODE",
-                           help="keep the content's colours (images: luminance or "
-                                "histogram)")
+                           help="keep the content's colours in one of the domain's ways "
+                                "(e.g. luminance or histogram)")
 
 
 def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None = None
