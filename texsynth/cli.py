@@ -381,8 +381,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     trained = _load_trained(args)
     ckpt, domain = trained.path, trained.domain
     if trained.is_stylizer:
-        raise UsageError(f"{ckpt}: is a stylisation generator; use 'texsynth apply "
-                         f"{ckpt} CONTENT -o OUT'")
+        what = "DOODLE" if trained.doodles is not None else "CONTENT"
+        kind = "doodle" if trained.doodles is not None else "stylisation"
+        raise UsageError(f"{ckpt}: is a {kind} generator; use 'texsynth apply "
+                         f"{ckpt} {what} -o OUT'")
     if args.stream:
         return _stream(args, trained)
     if args.output == "-":

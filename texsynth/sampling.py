@@ -609,8 +609,10 @@ def sample(source: CheckpointPath | TrainedGenerator, size: tuple[int, ...] | No
     """
     trained = _trained(source, device, manager)
     if trained.is_stylizer:
-        raise UsageError(f"{trained.path}: is a stylisation generator; apply it to content "
-                         "(texsynth apply) instead of sampling it")
+        what = "a doodle" if trained.doodles is not None else "content"
+        raise UsageError(f"{trained.path}: is a {'doodle' if trained.doodles else 'stylisation'}"
+                         f" generator; apply it to {what} (texsynth apply) instead of "
+                         "sampling it")
     extents = tuple(size) if size is not None else trained.training_size
     trained.domain.check_size(extents)
     paths = refine_exemplars(trained, exemplars) if refine_steps else []

@@ -222,3 +222,11 @@ def test_tampered_doodle_settings_are_refused(doodle_checkpoint, tmp_path, value
     with pytest.raises(texsynth.InputError, match="corrupt or tampered checkpoint: "
                                                   r"training\.doodles"):
         texsynth.apply(bad, _split(SIZE, SIZE, SIZE // 2), seed=0)
+
+
+def test_sampling_a_doodle_generator_points_to_apply(doodle_checkpoint, capsys) -> None:
+    with pytest.raises(UsageError, match="is a doodle generator; apply it to a doodle"):
+        texsynth.sample(doodle_checkpoint, (SIZE, SIZE), seed=0)
+    code = main(["sample", str(doodle_checkpoint), "-o", "x.png"])
+    assert code == 2
+    assert f"use 'texsynth apply {doodle_checkpoint} DOODLE -o OUT'" in capsys.readouterr().err
