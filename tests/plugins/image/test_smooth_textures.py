@@ -55,8 +55,12 @@ def test_a_smooth_exemplar_gives_no_straight_edges(tmp_path: Path) -> None:
                .filter(ImageFilter.GaussianBlur(5)))
     exemplar = tmp_path / "smooth.png"
     blurred.save(exemplar)
-    result = texsynth.synthesize(exemplar, size=(96, 96), steps=60, seed=1, device="cpu",
-                                 progress=False)
-    output = result.signal[0].permute(1, 2, 0).numpy()
-    reference = np.asarray(blurred, dtype=np.float32) / 255
-    assert straight_edge_fraction(output) <= straight_edge_fraction(reference)
+    reference = straight_edge_fraction(np.asarray(blurred, dtype=np.float32) / 255)
+    # A seam would show in every output; the median of three seeds allows one output in
+    # which a blurred plank edge of the wood happens to line up over 12 pixels.
+    fractions = []
+    for seed in (1, 2, 3):
+        result = texsynth.synthesize(exemplar, size=(96, 96), steps=60, seed=seed,
+                                     device="cpu", progress=False)
+        fractions.append(straight_edge_fraction(result.signal[0].permute(1, 2, 0).numpy()))
+    assert sorted(fractions)[1] <= reference, fractions
