@@ -104,6 +104,17 @@ def test_each_region_takes_its_own_exemplar_and_not_the_other(toy_texture_loss) 
     assert toy_texture_loss(fast, left) < 0.5 * toy_texture_loss(slow, left)
 
 
+@pytest.mark.parametrize("loss", ["sw", "gram+0.5*sw"])
+def test_guides_work_with_position_free_losses(toy_texture_loss, loss: str) -> None:
+    slow, fast = _sine(SLOW), _sine(FAST)
+    guide = torch.zeros(1, 256)
+    guide[:, 128:] = 1.0
+    result = _run([slow, fast], guide=guide, size=(256,), texture_loss=loss)
+    left, right = result.signal[..., :128], result.signal[..., 128:]
+    assert toy_texture_loss(slow, left) < 0.5 * toy_texture_loss(fast, left)
+    assert toy_texture_loss(fast, right) < 0.5 * toy_texture_loss(slow, right)
+
+
 def test_exemplar_guides_pick_regions_inside_one_exemplar(toy_texture_loss) -> None:
     both = torch.cat([_sine(SLOW)[..., :64], _sine(FAST)[..., :64]], dim=-1)
     labels = torch.zeros(1, 128)
@@ -125,7 +136,7 @@ def test_a_guide_survives_coarse_to_fine(toy_texture_loss) -> None:
 
 @pytest.mark.parametrize(("count", "settings", "message"), [
     (3, {}, "the guide has 2 regions (0, 1) for 3 exemplar(s)"),
-    (2, {"texture_loss": "sw"}, "a guide needs the gram texture loss, not 'sw'"),
+    (2, {"value_weight": 1.0}, "a guide cannot be combined with the value term"),
     (2, {"exemplar_weights": [1, 1]}, "a guide cannot be combined with blend weights"),
     (2, {"exemplar_guides": [torch.zeros(1, 128)]}, "1 exemplar guides for 2 exemplars"),
     (2, {"guide": torch.zeros(2, 3, 128)}, "a guide tensor must be (V, *spatial) with 1"),

@@ -42,6 +42,7 @@ __all__ = [
     "GUIDE_MIN_SHARE",
     "BlendSet",
     "DoodleSet",
+    "GatheredRegionLoss",
     "Guidance",
     "GuideSource",
     "GuidedTextureLoss",
@@ -52,8 +53,10 @@ __all__ = [
     "doodle_masks",
     "erode_masks",
     "exemplar_regions",
+    "gather_region",
     "guide_masks",
     "guide_palette",
+    "inside_masks",
     "load_guide_map",
     "masked_grams",
     "pool_masks",
@@ -543,3 +546,78 @@ def blend_masks(weights: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     rows = weights if weights.dim() == 2 else weights[None]
     return rows.float().reshape(*rows.shape, *([1] * len(size))).expand(
         *rows.shape, *size).contiguous()
+
+
+def gather_region(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The positions of ``maps`` ``(N, C, *spatial)`` where ``mask`` ``(*spatial)`` is
+    over 0.5, as a one-axis map ``(N, C, n)`` (for statistics that ignore positions)."""
+    return maps.flatten(2)[:, :, mask.reshape(-1) > 0.5]
+
+
+class GatheredRegionLoss(nn.Module):
+    """Spatial guidance for any texture loss that ignores positions (``sw``,
+    ``gram+0.5*sw``): every region's output positions (hard masks, pooled to each layer
+    and eroded as in :class:`GuidedTextureLoss`) are gathered into a one-axis map and
+    compared by that region's own loss, built on the exemplars' gathered positions.
+    Regions weigh the same. Fixed output masks only (optimisation, not training).
+
+    Args:
+        losses: per region, ``(loss module, layers it has)``; ``None`` for a region the
+            exemplars lack.
+        output_masks: ``(K, *spatial)`` masks of the output.
+        margins: ``{layer: r}``, the erosion of each layer's masks.
+        spatial_dims: the signal's number of spatial axes.
+    """
+
+    def __init__(self, losses: Sequence[tuple[nn.Module, tuple[str, ...]] | None],
+                 output_masks: torch.Tensor, *, margins: Mapping[str, int],
+                 spatial_dims: int) -> None:
+        super().__init__()
+        self.region_losses = nn.ModuleList([item[0] for item in losses if item is not None])
+        self.region_layers = [None if item is None else item[1] for item in losses]
+        self.margins = dict(margins)
+        self.spatial_dims = int(spatial_dims)
+        self.register_buffer("output_masks", output_masks.detach().float())
+        self._cache: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    def _masks(self, name: str, spatial: tuple[int, ...], device: torch.device
+               ) -> torch.Tensor:
+        key = (name, spatial)
+        if key not in self._cache:
+            masks = cast(torch.Tensor, self.output_masks)
+            level = pool_masks(masks.to(device)[None], spatial)
+            self._cache[key] = inside_masks(level, self.margins.get(name, 0),
+                                            circular=True)[0]
+        return self._cache[key]
+
+    def forward(self, features: Mapping[str, torch.Tensor],
+                masks: torch.Tensor | None = None) -> torch.Tensor:
+        if masks is not None:
+            raise UsageError("guides with per-batch masks (doodle training) need the gram "
+                             "texture loss", parameter="texture_loss")
+        total: torch.Tensor | None = None
+        modules = iter(self.region_losses)
+        for k, layers in enumerate(self.region_layers):
+            if layers is None:
+                continue
+            loss = next(modules)
+            picked = {}
+            for name in layers:
+                maps = features[name]
+                region = self._masks(name, tuple(maps.shape[2:]), maps.device)[k]
+                picked[name] = gather_region(maps, region)
+            term = loss(picked)
+            total = term if total is None else total + term
+        if total is None:
+            raise UsageError("the guide has no region the exemplars have", parameter="guide")
+        return total
+
+
+def inside_masks(masks: torch.Tensor, radius: int, *, circular: bool) -> torch.Tensor:
+    """Hard masks ``(N, K, *spatial)`` for gathering: :func:`erode_masks` over 0.5, and
+    for a region that erosion empties (smaller than the window), the region itself."""
+    eroded = erode_masks(masks, radius, circular=circular) > 0.5
+    whole = masks > 0.5
+    spatial = tuple(range(2, masks.dim()))
+    empty = eroded.sum(dim=spatial, keepdim=True) < 2
+    return torch.where(empty, whole, eroded).to(masks.dtype)

@@ -25,7 +25,16 @@ from .blockwise import BlockGeometry, blockwise_loss
 from .domain import Domain
 from .errors import UsageError
 from .features import FeatureExtractor
-from .guidance import Guidance, GuidedTextureLoss, erode_masks, masked_grams, pool_masks
+from .guidance import (
+    GatheredRegionLoss,
+    Guidance,
+    GuidedTextureLoss,
+    erode_masks,
+    gather_region,
+    inside_masks,
+    masked_grams,
+    pool_masks,
+)
 from .losses import (
     CombinedLoss,
     ContentLoss,
@@ -144,7 +153,7 @@ class TextureObjective(nn.Module):
         self.exemplar_weights = _blend_weights(exemplar_weights, len(exemplars))
         self.guided = guidance is not None
         if guidance is not None:
-            self._check_guidable(texture_loss, also)
+            self._check_guidable(texture_loss, guidance.output, also)
         with torch.no_grad():
             per_exemplar: list[dict[str, torch.Tensor]] = []
             values: list[torch.Tensor] = []
@@ -154,7 +163,10 @@ class TextureObjective(nn.Module):
                 feats = extractor(model_input, layers=self.texture_layers)
                 per_exemplar.append({name: feats[name] for name in self.texture_layers})
         self.texture: nn.Module
-        if guidance is not None:
+        if guidance is not None and texture_loss != "gram":
+            self.texture = self._gathered_loss(per_exemplar, guidance, texture_loss,
+                                               layer_weights, normalize, seed, manager)
+        elif guidance is not None:
             self.texture = self._guided_loss(per_exemplar, guidance, layer_weights,
                                              normalize)
         else:
@@ -191,12 +203,12 @@ class TextureObjective(nn.Module):
         self.also = nn.ModuleList([other for other, _ in also])
         self.also_weights = tuple(float(weight) for _, weight in also)
 
-    def _check_guidable(self, texture_loss: str,
+    def _check_guidable(self, texture_loss: str, guidance_output: torch.Tensor | None,
                         also: Sequence[tuple[TextureObjective, float]]) -> None:
         """Refuse what guidance cannot combine with (one line each)."""
-        if texture_loss != "gram":
-            raise UsageError(f"a guide needs the gram texture loss, not {texture_loss!r}",
-                             parameter="texture_loss")
+        if texture_loss != "gram" and guidance_output is None:
+            raise UsageError(f"per-batch guides (doodle training) need the gram texture "
+                             f"loss, not {texture_loss!r}", parameter="texture_loss")
         if self.value_weight > 0 or also:
             raise UsageError("a guide cannot be combined with the value term or further "
                              "statistics", parameter="guide")
@@ -229,6 +241,46 @@ class TextureObjective(nn.Module):
                                 seed=seed, manager=manager))
             for i, (maps, weight) in enumerate(zip(per_exemplar, self.exemplar_weights,
                                                    strict=True))])
+
+    def _gathered_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
+                       guidance: Guidance, text: str,
+                       layer_weights: Mapping[str, float] | None,
+                       normalize: GramNormalization, seed: int,
+                       manager: PluginManager) -> GatheredRegionLoss:
+        """Per region, the loss ``text`` on the exemplars' gathered region positions
+        (:class:`~texsynth.guidance.GatheredRegionLoss`, hard masks)."""
+        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
+        losses: list[tuple[nn.Module, tuple[str, ...]] | None] = []
+        for k in range(guidance.regions):
+            targets: dict[str, torch.Tensor] = {}
+            for name in self.texture_layers:
+                parts = []
+                for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
+                    level = pool_masks(masks.to(maps[name].device)[None],
+                                       tuple(maps[name].shape[2:]))
+                    cut = unwrapped(inside_masks(level, margins[name], circular=False),
+                                    margins[name])[0, k]
+                    if bool((cut > 0.5).any()):
+                        parts.append(gather_region(unwrapped(maps[name], margins[name]), cut))
+                if parts:
+                    targets[name] = torch.cat(parts, dim=-1)
+            if not targets:
+                losses.append(None)
+                continue
+            loss = build_texture_loss(text, targets, layer_weights={
+                name: w for name, w in (layer_weights or {}).items() if name in targets},
+                normalize=normalize, seed=seed + k, manager=manager)
+            losses.append((loss, tuple(targets)))
+        assert guidance.output is not None
+        present = [item is not None for item in losses]
+        totals = guidance.output.reshape(guidance.regions, -1).sum(dim=1)
+        missing = [k for k in range(guidance.regions) if totals[k] > 0 and not present[k]]
+        if missing:
+            raise UsageError(f"region {guidance.names[missing[0]]} of the guide is in no "
+                             "exemplar (give each region's exemplar, or exemplar guides "
+                             "that have it)", parameter="guide")
+        return GatheredRegionLoss(losses, guidance.output, margins=margins,
+                                  spatial_dims=self.domain.spatial_dims)
 
     def _guided_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
                      guidance: Guidance, layer_weights: Mapping[str, float] | None,

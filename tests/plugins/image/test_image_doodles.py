@@ -230,3 +230,10 @@ def test_sampling_a_doodle_generator_points_to_apply(doodle_checkpoint, capsys) 
     code = main(["sample", str(doodle_checkpoint), "-o", "x.png"])
     assert code == 2
     assert f"use 'texsynth apply {doodle_checkpoint} DOODLE -o OUT'" in capsys.readouterr().err
+
+
+def test_doodle_training_needs_the_gram_loss(pair) -> None:
+    with pytest.raises(UsageError, match="per-batch guides \\(doodle training\\) need the "
+                                         "gram texture loss, not 'sw'"):
+        texsynth.train_generator(list(pair), **{**TRAIN, "iterations": 1},
+                                 texture_loss="sw")
