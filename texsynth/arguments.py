@@ -152,7 +152,7 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
                          description="Train a multi-scale generator network on an exemplar "
                                      "(Ulyanov et al. 2016); sample it with 'texsynth sample'.")
     trn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR", help="exemplar file(s)")
-    doodle = trn.add_argument_group("doodles")
+    doodle = trn.add_argument_group("conditioned generators")
     doodle.add_argument("--doodles", action="store_true",
                         help="train a doodle-conditioned generator on random doodles: each "
                              "exemplar is a region (darkest doodle colour first); paint a "
