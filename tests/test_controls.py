@@ -213,8 +213,21 @@ def test_exemplar_scale_sets_the_element_size(toy_texture_loss) -> None:
 @pytest.mark.parametrize(("scale", "message"), [
     (0.0, "the exemplar scale must be a positive number, got 0"),
     (float("nan"), "the exemplar scale must be a positive number"),
-    (0.01, "exemplar scale 0.01 makes an exemplar"),
 ])
 def test_bad_exemplar_scales_are_refused(scale: float, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         _run(_sine(SLOW), exemplar_scale=scale, steps=1)
+
+
+def test_a_scale_below_one_synthesises_a_larger_canvas() -> None:
+    result = _run(_sine(SLOW), exemplar_scale=0.5, steps=2)
+    assert result.signal.shape == (1, 1, 128)
+    assert result.settings["canvas"] == "256" and result.settings["size"] == "128"
+    with pytest.raises(UsageError, match="starts from noise; drop --init"):
+        _run(_sine(SLOW), exemplar_scale=0.5, steps=1, init=_sine(SLOW))
+
+
+def test_a_style_rescaled_below_the_minimum_is_refused() -> None:
+    with pytest.raises(UsageError, match="exemplar scale 0.01 makes an exemplar"):
+        texsynth.stylize(_sine(SLOW), _sine(FAST), domain="toy", steps=1, progress=False,
+                         exemplar_scale=0.01)

@@ -77,10 +77,19 @@ class Controls:
             raise UsageError("exemplar guides need the output's guide too",
                              parameter="guide")
 
+    def canvas(self, domain: Domain, extents: tuple[int, ...]) -> tuple[int, ...]:
+        """The extents a synthesis of ``extents`` runs at: ``extents / S`` for an exemplar
+        scale ``S < 1`` where the domain scales by canvas
+        (:attr:`~texsynth.Domain.scale_by_canvas`), else ``extents``."""
+        if self.exemplar_scale >= 1.0 or not domain.scale_by_canvas:
+            return tuple(extents)
+        return tuple(max(1, round(e / self.exemplar_scale)) for e in extents)
+
     def apply(self, domain: Domain, exemplars: Sequence[torch.Tensor],
-              extents: tuple[int, ...]) -> Applied:
+              extents: tuple[int, ...], *, canvas: bool = False) -> Applied:
         """Rescale ``exemplars`` (each ``(1, C, *spatial)``) and read the guides for an
-        output of ``extents``.
+        output of ``extents``; ``canvas``: the scale is the canvas's (:meth:`canvas`), so
+        the exemplars are kept as they are.
 
         Raises:
             UsageError: a rescaled exemplar is below the domain's minimum extent, or the
@@ -88,7 +97,7 @@ class Controls:
                 :func:`~texsynth.guidance.build_guidance`).
         """
         signals = list(exemplars)
-        if self.exemplar_scale != 1.0:
+        if self.exemplar_scale != 1.0 and not canvas:
             signals = [domain.rescale(s, self.exemplar_scale) for s in signals]
             low = domain.min_extent()
             small = [s for s in signals if min(s.shape[2:]) < low]

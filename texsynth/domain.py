@@ -319,6 +319,11 @@ class Domain(ABC):
     default_extractor: ClassVar[str] = ""
     #: Suffixes :meth:`save` can write; empty means the same as :attr:`suffixes`.
     output_suffixes: ClassVar[tuple[str, ...]] = ()
+    #: An exemplar scale below 1 (``--exemplar-scale``) makes synthesis run on a canvas
+    #: ``1 / S`` times as large against the exemplar as it is, and resamples the result
+    #: down, so all of the exemplar's pixels count; ``False``: :meth:`rescale` the
+    #: exemplar instead (a time domain whose rescale is a time stretch).
+    scale_by_canvas: ClassVar[bool] = True
 
     def defaults(self) -> dict[str, Any]:
         """Settings this domain works best with, used where the caller gives none.

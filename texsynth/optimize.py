@@ -533,8 +533,12 @@ def synthesize(
             texture of its exemplar (one per region, darkest first) or of its regions
             in ``exemplar_guides``.
         exemplar_guides: one guide per exemplar, with the output guide's values.
-        exemplar_scale: the exemplars' elements come out this many times as large
-            (they are rescaled by :meth:`Domain.rescale` first).
+        exemplar_scale: the exemplars' elements come out this many times as large:
+            above 1 the exemplars are rescaled (:meth:`Domain.rescale`) first; below 1,
+            where the domain allows (:attr:`Domain.scale_by_canvas`), the synthesis runs
+            on a canvas ``1 / S`` times as large against the exemplars as they are and
+            is resampled down (``1 / S²`` times the work; ``save_every`` snapshots are
+            at the canvas size), so none of an exemplar's pixels is lost.
         manager: plugin manager (default: the process-wide one).
         **options: fields of :class:`~texsynth.spec.FeatureSpec` overriding ``features``
             (``extractor="vgg19"``, ``layers=[...]``, ``layer_weights={...}``,
@@ -555,9 +559,16 @@ def synthesize(
                         else tuple(exemplar_guides), exemplar_scale=exemplar_scale)
     loaded = [as_signal(item, dom) for item in items]
     channels = loaded[0].shape[1]
-    extents = tuple(size) if size is not None else tuple(loaded[0].shape[2:])
-    dom.check_size(extents)
-    applied = controls.apply(dom, loaded, extents)
+    wanted = tuple(size) if size is not None else tuple(loaded[0].shape[2:])
+    dom.check_size(wanted)
+    extents = controls.canvas(dom, wanted)
+    if extents != wanted:
+        if not (isinstance(init, str) and init == "noise"):
+            raise UsageError("an exemplar scale below 1 synthesises a larger canvas and "
+                             "resamples it down, so it starts from noise; drop --init",
+                             parameter="init")
+        dom.check_size(extents, what="canvas size")
+    applied = controls.apply(dom, loaded, extents, canvas=extents != wanted)
     signals = applied.exemplars
     shape = (1, channels, *extents)
     if memory_check:
@@ -569,13 +580,17 @@ def synthesize(
                          what=f"synthesis at {dom.describe_size(extents)}")
     settings = {"command": "synthesize", "domain": dom.name,
                 "exemplars": [describe_source(i) for i in items],
-                "size": dom.describe_size(extents), **feats.settings(),
+                "size": dom.describe_size(wanted), **feats.settings(),
                 **controls.settings(applied),
+                **({"canvas": dom.describe_size(extents)} if extents != wanted else {}),
                 **_run_settings(plan, optimizer, lr, init, used_seed, dev), **memory.settings()}
-    return _run_levels(problem, plan, objective, memory, init, used_seed, settings,
-                       optimizer=optimizer, lr=lr, progress=progress, callback=callback,
-                       save_every=save_every, output=output, block=block,
-                       memory_check=memory_check)
+    result = _run_levels(problem, plan, objective, memory, init, used_seed, settings,
+                         optimizer=optimizer, lr=lr, progress=progress, callback=callback,
+                         save_every=save_every, output=output, block=block,
+                         memory_check=memory_check)
+    if extents != wanted:
+        result.signal = dom.clamp(dom.resample(result.signal, wanted))
+    return result
 
 
 def stylize(
@@ -614,7 +629,8 @@ def stylize(
     :meth:`Domain.defaults`, else 1000 and 1); the output has the content's size.
     ``features`` may name ``content_layers`` (default: the extractor's). Other arguments
     are as for :func:`synthesize`; ``init`` defaults to ``"content"``; a ``guide`` has
-    the content's extents.
+    the content's extents; an ``exemplar_scale`` always rescales the styles (the content
+    keeps its size).
 
     ``preserve_color`` keeps the content's colours, in one of the domain's ways
     (:meth:`Domain.color_modes`; pictures: ``"luminance"``, stylise the luminance only

@@ -110,6 +110,9 @@ class AudioDomain(Domain):
         griffin_lim_iters: see ``phase``.
     """
 
+    #: ``--exemplar-scale`` below 1 compresses time (:meth:`rescale`); a larger canvas
+    #: resampled down would raise the pitch instead.
+    scale_by_canvas: ClassVar[bool] = False
     name: ClassVar[str] = "audio"
     spatial_dims: ClassVar[int] = 1
     suffixes: ClassVar[tuple[str, ...]] = (".wav", ".flac", ".ogg")
