@@ -228,6 +228,6 @@ def test_a_scale_below_one_synthesises_a_larger_canvas() -> None:
 
 
 def test_a_style_rescaled_below_the_minimum_is_refused() -> None:
-    with pytest.raises(UsageError, match="exemplar scale 0.01 makes an exemplar"):
+    with pytest.raises(UsageError, match=r"exemplar scale 0\.01 makes an exemplar"):
         texsynth.stylize(_sine(SLOW), _sine(FAST), domain="toy", steps=1, progress=False,
                          exemplar_scale=0.01)
