@@ -24,7 +24,7 @@ Writes the section "Controls ..." of RESULTS.md and the sheet
 
     python benchmarks/bench_controls.py                     # ~40 min, 1 thread
     python benchmarks/bench_controls.py --images bricks grass --steps 50 --no-write
-    python benchmarks/bench_controls.py --parts sound      # ~15 min: the time stretch
+    python benchmarks/bench_controls.py --parts sound --sound-steps 150  # ~15 min
 
 ``--parts sound`` measures ``--exemplar-scale`` on every shared sound instead: the
 power-weighted mean modulation frequency of the cochlear envelopes (:mod:`audio_quality`)
