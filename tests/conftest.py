@@ -19,6 +19,7 @@ else the copies in examples/data; a missing one fails the test that asks for it.
 from __future__ import annotations
 
 import os
+import signal
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +37,12 @@ from texsynth.domain import Representation, write_sidecar
 # Tiny test tensors gain nothing from threads, and on a shared 2-core machine two threads
 # can make a step many times slower.
 torch.set_num_threads(1)
+
+# A runner that starts the tests in the background (``cmd &`` in a script) hands them
+# SIGINT ignored, and an ignored signal stays ignored in every process they start; the
+# Ctrl-C tests need it delivered, so the default handler goes back first.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TEXSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
