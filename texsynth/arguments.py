@@ -219,11 +219,8 @@ def _add_generator_commands(sub: argparse._SubParsersAction, manager: PluginMana
     app.add_argument("content", metavar="CONTENT",
                      help="content file, or the doodle of a doodle generator (a guide: a "
                           "file, or a domain's text such as boundaries in seconds)")
-    app.add_argument("--size", metavar="SIZE",
-                     help="doodle generators: output size (the doodle is resized; default: "
-                          "the doodle's)")
-    app.add_argument("--duration", type=_finite_float, metavar="SECONDS",
-                     help="doodle generators for time domains: output duration")
+    _add_size(app, "doodle generators: output size (the doodle is resized; default: the "
+                   "doodle's)", "doodle generators for time domains: output duration")
     run = _add_output(app)
     _add_domain_options(app, manager, run)
     app.set_defaults(handler=handlers["apply"])
@@ -320,6 +317,13 @@ def _add_common(parser: argparse.ArgumentParser, manager: PluginManager | None) 
     _add_features(parser)
 
 
+def _add_size(parser: argparse.ArgumentParser, size_help: str, duration_help: str) -> None:
+    """``--size SIZE`` and ``--duration SECONDS``."""
+    parser.add_argument("--size", metavar="SIZE", help=size_help)
+    parser.add_argument("--duration", type=_finite_float, metavar="SECONDS",
+                        help=duration_help)
+
+
 def _add_controls(parser: argparse.ArgumentParser, *, stylising: bool) -> None:
     """Blends, guides, exemplar scale and (stylisation) colour preservation."""
     group = parser.add_argument_group("controls")
@@ -358,11 +362,8 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
     syn.add_argument("exemplar", nargs="+", metavar="EXEMPLAR",
                      help="exemplar file(s); FILE:W blends them with weights W "
                           "(a.png:0.7 b.png:0.3)")
-    syn.add_argument("--size", metavar="SIZE",
-                     help="output size, e.g. 512x256 (width x height; one number for "
-                          "one-axis domains; default: the exemplar's)")
-    syn.add_argument("--duration", type=_finite_float, metavar="SECONDS",
-                     help="output duration, for time domains")
+    _add_size(syn, "output size, e.g. 512x256 (width x height; one number for one-axis "
+                   "domains; default: the exemplar's)", "output duration, for time domains")
     syn.add_argument("--init", default="noise", metavar="noise|FILE",
                      help="start from noise (default) or a file")
     _add_controls(syn, stylising=False)

@@ -33,16 +33,21 @@ def pair(shared_image) -> tuple[torch.Tensor, torch.Tensor]:
     return _small(shared_image("bricks.png")), _small(shared_image("grass.png"))
 
 
-@pytest.fixture(scope="module")
-def doodle_checkpoint(pair, tmp_path_factory) -> Path:
+def _trained(pair, folder: Path, **settings) -> Path:
+    """A checkpoint trained with :data:`TRAIN` and ``settings``, on one thread."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        path = tmp_path_factory.mktemp("doodle") / "doodle.ckpt"
-        texsynth.train_generator(list(pair), checkpoint=path, **TRAIN)
+        path = folder / "trained.ckpt"
+        texsynth.train_generator(list(pair), checkpoint=path, **{**TRAIN, **settings})
     finally:
         torch.set_num_threads(before)
     return path
+
+
+@pytest.fixture(scope="module")
+def doodle_checkpoint(pair, tmp_path_factory) -> Path:
+    return _trained(pair, tmp_path_factory.mktemp("doodle"))
 
 
 def _saved(pair: tuple[torch.Tensor, torch.Tensor], folder: Path) -> list[str]:
@@ -52,6 +57,13 @@ def _saved(pair: tuple[torch.Tensor, torch.Tensor], folder: Path) -> list[str]:
         texsynth.save(signal, folder / name)
         files.append(str(folder / name))
     return files
+
+
+def _train_from_the_command_line(files: list[str], kind: str, ckpt: Path, steps: int,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", *files, kind, "-o", str(ckpt), "--size", "48x48", "--iterations",
+                 str(steps), "--seed", "0", "--quiet", "--option", "filters=8"])
+    assert code == 0, capsys.readouterr().err
 
 
 def _split(height: int, width: int, at: int) -> torch.Tensor:
@@ -114,9 +126,7 @@ def test_random_doodles_are_one_hot_blobs_of_every_region() -> None:
 def test_doodles_from_the_command_line(pair, tmp_path, capsys) -> None:
     files = _saved(pair, tmp_path)
     ckpt = tmp_path / "doodle.ckpt"
-    code = main(["train", *files, "--doodles", "-o", str(ckpt), "--size", "48x48",
-                 "--iterations", "3", "--seed", "0", "--quiet", "--option", "filters=8"])
-    assert code == 0, capsys.readouterr().err
+    _train_from_the_command_line(files, "--doodles", ckpt, 3, capsys)
     drawing = tmp_path / "drawing.png"
     Image.new("RGB", (72, 48), (0, 0, 0)).save(drawing)
     image = Image.open(drawing)
@@ -135,15 +145,7 @@ def test_doodles_from_the_command_line(pair, tmp_path, capsys) -> None:
 # -- blend generators: a slider between textures ---------------------------------------------
 @pytest.fixture(scope="module")
 def blend_checkpoint(pair, tmp_path_factory) -> Path:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = tmp_path_factory.mktemp("blend") / "blend.ckpt"
-        texsynth.train_generator(list(pair), checkpoint=path,
-                                 **{**TRAIN, "doodles": False, "blends": True})
-    finally:
-        torch.set_num_threads(before)
-    return path
+    return _trained(pair, tmp_path_factory.mktemp("blend"), doodles=False, blends=True)
 
 
 def test_a_blend_generator_slides_from_one_texture_to_the_other(blend_checkpoint,
@@ -182,9 +184,7 @@ def test_blend_sets_draw_weights_on_the_simplex() -> None:
 def test_blends_from_the_command_line(pair, tmp_path, capsys) -> None:
     files = _saved(pair, tmp_path)
     ckpt = tmp_path / "blend.ckpt"
-    code = main(["train", *files, "--blends", "-o", str(ckpt), "--size", "48x48",
-                 "--iterations", "2", "--seed", "0", "--quiet", "--option", "filters=8"])
-    assert code == 0, capsys.readouterr().err
+    _train_from_the_command_line(files, "--blends", ckpt, 2, capsys)
     out = tmp_path / "mix.png"
     code = main(["sample", str(ckpt), "--blend", "1,3", "-o", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
