@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install texsynth with its image and audio plugins and dev tools.
+# Create .venv and install texsynth with its image, audio and video plugins and dev tools.
 # Uses the pinned, matching torch/torchvision/torchaudio trio from requirements-ci.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

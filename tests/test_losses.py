@@ -87,3 +87,18 @@ def test_content_loss_and_size_mismatch() -> None:
     assert content_loss(shifted, c).item() == pytest.approx(1.0)
     with pytest.raises(UsageError, match="content's size"):
         content_loss({"x": torch.randn(1, 2, 5, 5)}, c)
+
+
+def test_wrap_margins_may_differ_between_axes() -> None:
+    from texsynth.features import axis_margins
+    from texsynth.objective import unwrapped, widest_margin
+
+    maps = torch.arange(2 * 12 * 10 * 9, dtype=torch.float32).reshape(1, 2, 12, 10, 9)
+    cut = unwrapped(maps, (0, 2, 3))
+    assert cut.shape == (1, 2, 12, 6, 3)
+    assert torch.equal(cut, maps[:, :, :, 2:8, 3:6])
+    assert unwrapped(maps, 2).shape == (1, 2, 8, 6, 5)
+    assert unwrapped(maps, (0, 0, 0)) is maps
+    assert axis_margins(4, 3) == (4, 4, 4) and widest_margin((1, 5, 2)) == 5
+    with pytest.raises(UsageError, match="2 axes for maps of 3"):
+        axis_margins((1, 2), 3)

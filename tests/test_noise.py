@@ -76,5 +76,5 @@ def test_bad_kinds_and_axes_are_usage_errors() -> None:
     coords = [torch.arange(4)]
     with pytest.raises(UsageError, match="kind must be one of uniform, normal"):
         counter_noise(0, [0], 0, 1, coords, "gauss")
-    with pytest.raises(UsageError, match="1 or 2 axes, got 3"):
-        counter_noise(0, [0], 0, 1, coords * 3, "uniform")
+    with pytest.raises(UsageError, match="1 to 3 axes, got 4"):
+        counter_noise(0, [0], 0, 1, coords * 4, "uniform")

@@ -169,3 +169,26 @@ def test_generator_registered_by_a_plugin_is_built(
     with pytest.raises(NotFoundError, match="constant"):
         texsynth_isolated_plugins.create_generator(
             GeneratorConfig(name="nope", spatial_dims=1, out_channels=1))
+
+
+def test_a_domain_that_recognises_a_path_by_its_contents_is_picked_first(
+        toy_manager: PluginManager, tmp_path: Path) -> None:
+    toy = type(toy_manager.get_domain("toy"))
+
+    class FolderDomain(toy):  # type: ignore[misc, valid-type]
+        name = "folder-toy"
+        suffixes = (".folder-toy",)
+
+        @classmethod
+        def recognizes(cls, path: Path) -> bool:
+            return path.is_dir() and (path / "marker").exists()
+
+    plugin = types.SimpleNamespace(texsynth_register_domains=texsynth.hookimpl(
+        lambda register: register(FolderDomain)))
+    toy_manager.register(plugin, name="folder-toy")
+    folder = tmp_path / "frames.toy"  # the suffix alone would pick the toy domain
+    folder.mkdir()
+    assert toy_manager.domain_for_path(folder).name == "toy"
+    (folder / "marker").write_text("")
+    assert toy_manager.domain_for_path(folder).name == "folder-toy"
+    assert toy_manager.domain_for_path(tmp_path / "other.toy").name == "toy"

@@ -432,7 +432,7 @@ def test_pyramid_weights_are_bounded_before_building() -> None:
         PyramidGenerator(config)
     with pytest.raises(UsageError, match="bad generator channels"):
         PyramidGenerator(GeneratorConfig("pyramid", 2, 10**9, 0, {}))
-    with pytest.raises(UsageError, match="1 or 2 spatial dims"):
+    with pytest.raises(UsageError, match="1 to 3 spatial dims"):
         PyramidGenerator(GeneratorConfig("pyramid", 10**9, 3, 0, {}))
     assert MAX_PARAMETERS * 4 * 3 < checkpoint_module.MAX_CHECKPOINT_BYTES
 

@@ -325,6 +325,16 @@ class Domain(ABC):
     #: exemplar instead (a time domain whose rescale is a time stretch).
     scale_by_canvas: ClassVar[bool] = True
 
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether ``path`` is this domain's by its contents rather than its suffix: a
+        file whose suffix another domain also reads (an animated GIF among still
+        pictures) or a path without one (a folder). Asked before suffixes, for every
+        path a domain is picked from, so it must be cheap (headers at most) and must
+        not raise; the default recognises nothing."""
+        del path
+        return False
+
     def defaults(self) -> dict[str, Any]:
         """Settings this domain works best with, used where the caller gives none.
 

@@ -17,7 +17,23 @@ if TYPE_CHECKING:
     from .blockwise import BlockGeometry
     from .domain import Domain
 
-__all__ = ["ExtractorConfig", "FeatureExtractor"]
+__all__ = ["ExtractorConfig", "FeatureExtractor", "axis_margins"]
+
+
+def axis_margins(margin: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    """A wrap margin (:meth:`FeatureExtractor.wrap_margin`) as one number per spatial axis.
+
+    >>> axis_margins(3, 2)
+    (3, 3)
+    >>> axis_margins((1, 5, 5), 3)
+    (1, 5, 5)
+    """
+    if isinstance(margin, int):
+        return (int(margin),) * dims
+    values = tuple(int(m) for m in margin)
+    if len(values) != dims:
+        raise UsageError(f"a wrap margin of {len(values)} axes for maps of {dims} axes")
+    return values
 
 
 @dataclass
@@ -138,9 +154,12 @@ class FeatureExtractor(nn.Module):
         they are among :attr:`layers`; a truncated network may cover shallower ones)."""
         return set(layers) <= set(self.layers)
 
-    def wrap_margin(self, layer: str) -> int:
+    def wrap_margin(self, layer: str) -> int | tuple[int, ...]:
         """Positions at each end of every spatial axis of ``layer``'s maps whose receptive
-        field wraps around the input (circular padding), 0 if none (the default).
+        field wraps around the input (circular padding), 0 if none (the default): one
+        number for every axis, or one per spatial axis (tensor order) for filters whose
+        extent differs between axes (e.g. 3 taps along the first axis and 11 along the
+        others); see :func:`axis_margins`.
 
         An exemplar is not periodic: where its maps wrap, they see its top edge meet its
         bottom edge, a seam that is not part of the texture. :class:`TextureObjective`

@@ -40,7 +40,8 @@ class GeneratorConfig:
 
     Attributes:
         name: registry name of the architecture (e.g. ``"pyramid"``).
-        spatial_dims: 2 for pictures (Conv2d), 1 for time series (Conv1d).
+        spatial_dims: number of spatial axes, 1 to 3: 2 for pictures (Conv2d), 1 for time
+            series (Conv1d), 3 for clips of frames (Conv3d).
         out_channels: channels of the signal produced.
         content_channels: channels of the content input (0 for pure texture generators).
         options: architecture-specific settings (scales, widths, padding, norm ...).

@@ -17,7 +17,10 @@ How a value is made: :func:`noise_lane` hashes ``(key, sample, scale, channel)``
 64-bit seed of one plane; position ``(y, x)`` is the counter ``y·2**32 + x`` of the
 splitmix64 stream of that seed, i.e. the value is
 ``mix64(lane + (counter + 1) · 0x9E3779B97F4A7C15 mod 2**64)`` (``t`` is the counter of a
-1-D plane), and uniform noise is its top 24 bits divided by ``2**24``.
+1-D plane), and uniform noise is its top 24 bits divided by ``2**24``. Over 3 axes
+position ``(t, y, x)`` is the counter ``t·2**40 + y·2**20 + x``: the last two axes take
+positions below ``2**20`` (:data:`texsynth.domain.MAX_EXTENT`), and the first repeats its
+noise after ``2**24`` positions (the counter wraps modulo ``2**64``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ __all__ = ["NOISE_KINDS", "counter_noise", "noise_lane"]
 
 #: Distributions :func:`counter_noise` draws from: uniform in [0, 1) or standard normal.
 NOISE_KINDS = ("uniform", "normal")
+#: Bit offset of each axis's position in the counter, by number of axes (see the module
+#: docstring); an axis after the first has room for ``2**(previous offset - its offset)``
+#: positions.
+_COUNTER_SHIFTS: dict[int, tuple[int, ...]] = {1: (0,), 2: (32, 0), 3: (40, 20, 0)}
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
@@ -80,6 +87,29 @@ def noise_lane(key: int, sample: int, scale: int, channel: int) -> int:
     return _mix64(_mix64(key) ^ _mix64(packed ^ _GOLDEN))
 
 
+def _counter(coords: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The int64 counters ``(*[len(c) for c in coords])`` of the grid ``coords`` spans (one
+    vector per axis): every axis's positions shifted by its :data:`_COUNTER_SHIFTS` offset
+    and or-ed together (``y·2**32 + x`` for 2 axes, ``t·2**40 + y·2**20 + x`` for 3)."""
+    shifts = _COUNTER_SHIFTS.get(len(coords))
+    if shifts is None:
+        raise UsageError(f"counter noise supports 1 to 3 axes, got {len(coords)}")
+    if len(coords) == 1:
+        return coords[0].clone()
+    # Over 3 axes the fields are narrow enough for real extents to overflow them; over 2
+    # the last axis has 2**32 positions, more than any tensor holds (not checked).
+    for axis in range(1, len(coords)) if len(coords) > 2 else ():
+        room = 1 << (shifts[axis - 1] - shifts[axis])
+        values = coords[axis]
+        if values.numel() and not (int(values.min()) >= 0 and int(values.max()) < room):
+            raise UsageError(f"counter noise over {len(coords)} axes: the positions of axis "
+                             f"{axis} must be from 0 to {room - 1}")
+    counter = coords[0] << shifts[0]
+    for axis in range(1, len(coords)):
+        counter = counter[..., None] | (coords[axis] << shifts[axis])
+    return counter
+
+
 def counter_noise(key: int, samples: Sequence[int], scale: int, channels: int,
                   coords: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
     """Noise of ``key`` at the positions ``coords`` of one scale.
@@ -89,29 +119,23 @@ def counter_noise(key: int, samples: Sequence[int], scale: int, channels: int,
         samples: sample numbers within the batch (``range(N)`` for a whole batch).
         scale: scale number (0 = finest), part of every plane's seed.
         channels: channels ``0 .. channels - 1`` are made.
-        coords: one int64 vector of positions per axis (1 or 2 axes), already wrapped
+        coords: one int64 vector of positions per axis (1 to 3 axes), already wrapped
             into the scale's extent; the values are computed on their device.
         kind: one of :data:`NOISE_KINDS`.
 
     Returns:
         float32 ``(len(samples), channels, *[len(c) for c in coords])``.
 
-    Position ``(y, x)`` (or ``t``) is the counter ``y·2**32 + x`` of a splitmix64 stream
-    seeded with :func:`noise_lane`; the hash is computed in int64 (wrapping) arithmetic on
-    the coordinates' device, in place.
+    Position ``(y, x)`` is the counter ``y·2**32 + x`` (``t`` for 1 axis, ``t·2**40 +
+    y·2**20 + x`` for 3) of a splitmix64 stream seeded with :func:`noise_lane`; the hash
+    is computed in int64 (wrapping) arithmetic on the coordinates' device, in place.
     """
     if kind not in NOISE_KINDS:
         raise UsageError(f"counter noise: kind must be one of {', '.join(NOISE_KINDS)}, "
                          f"got {kind!r}")
-    if len(coords) == 1:
-        counter = coords[0].clone()
-    elif len(coords) == 2:
-        counter = (coords[0][:, None] << 32) | coords[1][None, :]
-    else:
-        raise UsageError(f"counter noise supports 1 or 2 axes, got {len(coords)}")
-    base = (counter + 1).mul_(_signed64(_GOLDEN))
+    base = (_counter(coords) + 1).mul_(_signed64(_GOLDEN))
     lanes = torch.tensor([[_signed64(noise_lane(key, s, scale, c)) for c in range(channels)]
-                          for s in samples], dtype=torch.int64, device=counter.device)
+                          for s in samples], dtype=torch.int64, device=base.device)
     z = base.expand(len(samples), channels, *base.shape) \
         + lanes.view(len(samples), channels, *([1] * base.dim()))
     scratch = torch.empty_like(z)

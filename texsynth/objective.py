@@ -24,7 +24,7 @@ from torch import nn
 from .blockwise import BlockGeometry, blockwise_loss
 from .domain import Domain
 from .errors import UsageError
-from .features import FeatureExtractor
+from .features import FeatureExtractor, axis_margins
 from .guidance import (
     GatheredRegionLoss,
     Guidance,
@@ -52,6 +52,7 @@ __all__ = [
     "parse_texture_loss",
     "pool_exemplar_maps",
     "unwrapped",
+    "widest_margin",
 ]
 
 
@@ -242,6 +243,12 @@ class TextureObjective(nn.Module):
             for i, (maps, weight) in enumerate(zip(per_exemplar, self.exemplar_weights,
                                                    strict=True))])
 
+    def _region_margins(self) -> dict[str, int]:
+        """Per texture layer, the widest axis of its wrap margin: guided losses erode
+        region masks and cut maps by one margin for every axis."""
+        return {name: widest_margin(self.extractor.wrap_margin(name))
+                for name in self.texture_layers}
+
     def _gathered_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
                        guidance: Guidance, text: str,
                        layer_weights: Mapping[str, float] | None,
@@ -249,7 +256,7 @@ class TextureObjective(nn.Module):
                        manager: PluginManager) -> GatheredRegionLoss:
         """Per region, the loss ``text`` on the exemplars' gathered region positions
         (:class:`~texsynth.guidance.GatheredRegionLoss`, hard masks)."""
-        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
+        margins = self._region_margins()
         losses: list[tuple[nn.Module, tuple[str, ...]] | None] = []
         for k in range(guidance.regions):
             targets: dict[str, torch.Tensor] = {}
@@ -293,7 +300,7 @@ class TextureObjective(nn.Module):
         targets: dict[str, torch.Tensor] = {}
         present = torch.zeros(regions, dtype=torch.bool)
         for name in self.texture_layers:
-            margin = self.extractor.wrap_margin(name)
+            margin = widest_margin(self.extractor.wrap_margin(name))
             sums: torch.Tensor | None = None
             areas = torch.zeros(regions)
             for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
@@ -310,7 +317,7 @@ class TextureObjective(nn.Module):
             scale = {"hw": areas, "chw": areas * channels, "none": torch.ones(regions)}
             targets[name] = sums / scale[normalize].clamp_min(1e-12).to(sums)[:, None, None]
             present |= areas > 0
-        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
+        margins = self._region_margins()
         return GuidedTextureLoss(targets, present, guidance.output,
                                  spatial_dims=self.domain.spatial_dims,
                                  layer_weights=layer_weights, normalize=normalize,
@@ -612,16 +619,24 @@ def build_texture_loss(text: str, target_features: Mapping[str, torch.Tensor], *
     return CombinedLoss(modules)
 
 
-def unwrapped(maps: torch.Tensor, margin: int) -> torch.Tensor:
+def unwrapped(maps: torch.Tensor, margin: int | Sequence[int]) -> torch.Tensor:
     """``maps`` ``(N, C, *spatial)`` without ``margin`` positions at both ends of every
-    spatial axis (see :meth:`FeatureExtractor.wrap_margin`); axes too short to keep at
-    least ``margin`` positions are left whole."""
-    if margin <= 0:
+    spatial axis (one number, or one per axis; see :meth:`FeatureExtractor.wrap_margin`);
+    axes too short to keep at least their margin are left whole."""
+    margins = axis_margins(margin, maps.dim() - 2)
+    if not any(m > 0 for m in margins):
         return maps
     index: list[slice] = [slice(None), slice(None)]
-    for extent in maps.shape[2:]:
-        index.append(slice(margin, extent - margin) if extent >= 3 * margin else slice(None))
+    for extent, cut in zip(maps.shape[2:], margins, strict=True):
+        index.append(slice(cut, extent - cut) if cut > 0 and extent >= 3 * cut
+                     else slice(None))
     return maps[tuple(index)]
+
+
+def widest_margin(margin: int | Sequence[int]) -> int:
+    """The largest of a wrap margin's axes (what region masks are eroded by)."""
+    return int(margin) if isinstance(margin, int) else max((int(m) for m in margin),
+                                                            default=0)
 
 
 def module_device(module: nn.Module) -> torch.device:

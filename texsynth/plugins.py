@@ -292,7 +292,12 @@ class PluginManager:
             raise NotFoundError("domain", name, list(self.registry.domains)) from None
 
     def domain_for_path(self, path: str | os.PathLike[str]) -> Domain:
-        """The domain whose declared suffixes include ``path``'s suffix."""
+        """The domain that recognises ``path`` by its contents (:meth:`Domain.recognizes`:
+        an animated picture, a folder of frames), else the one whose declared suffixes
+        include ``path``'s suffix."""
+        for info in self.registry.domains.values():
+            if info.domain_class.recognizes(Path(path)):
+                return info.domain_class()
         suffix = Path(path).suffix.lower()
         matches = [info for info in self.registry.domains.values()
                    if suffix in info.domain_class.suffixes]

@@ -1,4 +1,4 @@
-"""Multi-scale generator of Ulyanov et al. ("Texture Networks", 2016), over 1 or 2 axes.
+"""Multi-scale generator of Ulyanov et al. ("Texture Networks", 2016), over 1 to 3 axes.
 
 The network turns a pyramid of ``K`` noise tensors into a signal::
 
@@ -128,6 +128,17 @@ MAX_PARAMETERS = 2**28
 #: Largest magnitude of ``value_range`` ends and ``negative_slope``.
 _MAX_MAGNITUDE = 1e6
 
+#: Layer classes by number of spatial axes (the same network over 1, 2 or 3 axes).
+_CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_TRANSPOSED_CONVS: dict[int, type[nn.Module]] = dict(enumerate(_TRANSPOSED, start=1))
+_NORM_CLASSES: dict[str, dict[int, type[nn.Module]]] = {
+    "batch": {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
+    "instance": {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
+}
+#: ``F.interpolate``'s linear mode by tensor rank (``N, C`` and 1 to 3 spatial axes).
+_LINEAR_MODES = {3: "linear", 4: "bilinear", 5: "trilinear"}
+
 
 def _finite(value: Any, owner: str, name: str) -> float:
     """``value`` as a float within ±:data:`_MAX_MAGNITUDE` (not a bool, not NaN)."""
@@ -209,19 +220,20 @@ class _Layers:
     """Conv/norm factories for one number of spatial dims."""
 
     def __init__(self, dims: int, padding: str, norm: str, slope: float) -> None:
-        if dims not in (1, 2):
-            raise UsageError(f"the pyramid generator supports 1 or 2 spatial dims, got {dims}")
-        self.conv_class: type[nn.Module] = nn.Conv1d if dims == 1 else nn.Conv2d
+        if dims not in _CONVS:
+            raise UsageError(f"the pyramid generator supports 1 to {max(_CONVS)} spatial "
+                             f"dims, got {dims}")
+        self.conv_class: type[nn.Module] = _CONVS[dims]
+        self.transposed_class: type[nn.Module] = _TRANSPOSED_CONVS[dims]
         self.padding = padding
-        self.norm_class: type[nn.Module]
-        if norm == "batch":
-            self.norm_class = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        else:
-            self.norm_class = nn.InstanceNorm1d if dims == 1 else nn.InstanceNorm2d
+        self.norm_class: type[nn.Module] = _NORM_CLASSES[norm][dims]
+        self.instance = norm == "instance"
         self.slope = slope
 
     def norm(self, channels: int) -> nn.Module:
-        if self.norm_class in (nn.InstanceNorm1d, nn.InstanceNorm2d):
+        """A norm over ``channels`` maps (instance norm with a learned affine, as batch
+        norm has)."""
+        if self.instance:
             return self.norm_class(channels, affine=True)
         return self.norm_class(channels)
 
@@ -263,12 +275,16 @@ def upsample2(x: torch.Tensor, mode: str, circular: bool) -> torch.Tensor:
     ``mode="nearest"`` repeats every position twice. ``mode="linear"`` puts ``¾ x[i] +
     ¼ x[i-1]`` at ``2i`` and ``¾ x[i] + ¼ x[i+1]`` at ``2i + 1`` (linear interpolation
     with half-pixel centres), the neighbours wrapping around when ``circular``, else
-    clamped to the ends (``F.interpolate``'s linear modes, ``align_corners=False``).
+    clamped to the ends (``F.interpolate``'s linear, bilinear or trilinear mode for 1 to 3
+    axes, ``align_corners=False``).
     """
     if mode == "nearest":
         return F.interpolate(x, scale_factor=2.0, mode="nearest")
     if not circular:
-        kind = "linear" if x.dim() == 3 else "bilinear"
+        kind = _LINEAR_MODES.get(x.dim())
+        if kind is None:
+            raise UsageError(f"upsample2: expected 1 to 3 spatial axes, got shape "
+                             f"{tuple(x.shape)}")
         return F.interpolate(x, scale_factor=2.0, mode=kind, align_corners=False)
     for axis in range(2, x.dim()):
         before, after = torch.roll(x, 1, axis), torch.roll(x, -1, axis)
@@ -281,7 +297,8 @@ def overlap_add(frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                 stride: int) -> torch.Tensor:
     """The transposed convolution of ``frames`` ``(N, C, *F)`` with ``weight`` ``(C, out,
     *(2·stride,) * d)`` and stride ``stride``: ``(N, out, *((F + 1)·stride))``, equal to
-    ``F.conv_transpose1d``/``2d`` (``bias`` ``(out,)`` or ``None``).
+    ``F.conv_transpose1d``/``2d``/``3d`` for ``d`` = 1 to 3 axes (any ``d`` works;
+    ``bias`` ``(out,)`` or ``None``).
 
     Computed as one matrix product per frame (every frame's ``2·stride`` positions per
     axis) and an overlap-add of the two halves of neighbouring frames, which is several
@@ -315,7 +332,8 @@ class PyramidGenerator(Generator):
 
     Built from a :class:`~texsynth.GeneratorConfig`; ``config.options`` takes the keys of
     :data:`DEFAULT_OPTIONS` and is stored back fully resolved, so a checkpoint names every
-    setting. ``config.spatial_dims`` picks Conv1d (1) or Conv2d (2).
+    setting. ``config.spatial_dims`` picks Conv1d (1), Conv2d (2) or Conv3d (3) and the
+    matching norms and transposed convolutions; the network is otherwise the same.
 
     Shapes: :meth:`make_noise` returns ``K`` tensors ``(N, noise_channels, *size_k)`` with
     ``size_k = ceil(size / 2**k)``; :meth:`forward` maps them (and, when
@@ -328,9 +346,9 @@ class PyramidGenerator(Generator):
         config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
                                  out_channels=config.out_channels,
                                  content_channels=config.content_channels, options=opts)
-        if config.spatial_dims not in (1, 2):
-            raise UsageError("the pyramid generator supports 1 or 2 spatial dims, got "
-                             f"{config.spatial_dims}")
+        if config.spatial_dims not in _CONVS:
+            raise UsageError(f"the pyramid generator supports 1 to {max(_CONVS)} spatial "
+                             f"dims, got {config.spatial_dims}")
         if not (1 <= config.out_channels <= MAX_SIGNAL_CHANNELS
                 and 0 <= config.content_channels <= MAX_SIGNAL_CHANNELS):
             raise UsageError(f"bad generator channels: out {config.out_channels}, "
@@ -365,16 +383,15 @@ class PyramidGenerator(Generator):
         if self.stride == 1:
             self.to_signal = layers.conv_class(width * self.num_scales, config.out_channels, 1)
         else:
-            transposed = nn.ConvTranspose1d if config.spatial_dims == 1 else nn.ConvTranspose2d
-            self.to_signal = transposed(width * self.num_scales, config.out_channels,
-                                        2 * self.stride, stride=self.stride)
+            self.to_signal = layers.transposed_class(width * self.num_scales,
+                                                     config.out_channels, 2 * self.stride,
+                                                     stride=self.stride)
         #: Channels of filtered output-rate noise (see *Detail*).
         self.detail: int = opts["detail"]
         if self.detail:
-            transposed = nn.ConvTranspose1d if config.spatial_dims == 1 else nn.ConvTranspose2d
-            self.detail_gains = transposed(width * self.num_scales,
-                                           config.out_channels * self.detail,
-                                           2 * self.stride, stride=self.stride)
+            self.detail_gains = layers.transposed_class(width * self.num_scales,
+                                                        config.out_channels * self.detail,
+                                                        2 * self.stride, stride=self.stride)
             self.detail_filters = layers.conv_class(self.detail, self.detail,
                                                     2 * self.stride + 1, groups=self.detail,
                                                     bias=False)
@@ -547,7 +564,7 @@ class PyramidGenerator(Generator):
             return out
         s = self.stride
         decoder = self.to_signal
-        assert isinstance(decoder, (nn.ConvTranspose1d, nn.ConvTranspose2d))
+        assert isinstance(decoder, _TRANSPOSED)
         # frame f's 2s positions start at output position (f - 1)·s
         index = (slice(None), slice(None),
                  *(slice(lo - (f0 - 1) * s, hi - (f0 - 1) * s)
@@ -556,11 +573,10 @@ class PyramidGenerator(Generator):
         if not self.detail:
             return out
         assert detail is not None
-        conv = F.conv1d if detail.dim() == 3 else F.conv2d
-        weight = self.detail_filters.weight
-        assert isinstance(weight, torch.Tensor)
-        filtered = conv(detail, weight, groups=self.detail)
-        gains = overlap_add(frames, self.detail_gains.weight, self.detail_gains.bias, s)[index]
+        filtered: torch.Tensor = self.detail_filters(detail)  # unpadded, one filter each
+        mixer = self.detail_gains
+        assert isinstance(mixer, _TRANSPOSED)
+        gains = overlap_add(frames, mixer.weight, mixer.bias, s)[index]
         gains = gains.unflatten(1, (self.config.out_channels, self.detail))
         return out + (gains * filtered.unsqueeze(1)).sum(dim=2)
 

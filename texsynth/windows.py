@@ -36,8 +36,12 @@ from .generators import NormStats, Region
 
 __all__ = ["JoinLayers", "NoiseWindow", "Windows", "instance_norm_layers", "scale_halos"]
 
-_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d)  # need whole-extent statistics
-_CONVS = (nn.Conv1d, nn.Conv2d)
+#: Instance norms (they need whole-extent statistics) and convolutions over 1 to 3 axes.
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Convolution by tensor rank (``N, C`` and 1 to 3 spatial axes).
+_CONV_FUNCTIONS: dict[int, Callable[..., torch.Tensor]] = {3: F.conv1d, 4: F.conv2d,
+                                                           5: F.conv3d}
 _BATCH_NORM = nn.modules.batchnorm._BatchNorm
 
 #: ``noise(scale, region)``: the noise ``(N, C_noise, *(stop - start))`` of window
@@ -206,7 +210,7 @@ class Windows:
         extent by its margin on both sides)."""
         for layer in layers:
             if isinstance(layer, _CONVS):
-                conv = F.conv1d if x.dim() == 3 else F.conv2d
+                conv = _CONV_FUNCTIONS[x.dim()]
                 x = conv(x, layer.weight, layer.bias, layer.stride, 0, layer.dilation,
                          layer.groups)
             elif isinstance(layer, (*_INSTANCE_NORMS, _BATCH_NORM)):
