@@ -111,8 +111,8 @@ def grass_wind(seed: int = 5) -> torch.Tensor:
                  2 * math.pi * torch.rand(2, generator=gen), amp * torch.ones(1))
                 for i in range(count)]
 
-    sway = field(6, (60, 160), 0.12, 3.0)
-    flutter = field(16, (8, 20), 0.9, 0.9)
+    sway = field(6, (60, 160), 0.12, 2.5)
+    flutter = field(12, (14, 32), 0.45, 0.35)
     frames = []
     for t in range(FRAMES):
         gust = 0.6 + 0.4 * math.sin(2 * math.pi * t / FRAMES * 2 + 0.4)

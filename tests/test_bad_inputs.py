@@ -179,7 +179,12 @@ FILE_CASES: dict[str, Case] = {
     "16-bit-png": Case(lambda d: _synth(_img(d / "deep.png", "I;16")), 0, ""),
     "palette-png": Case(lambda d: _synth(_img(d / "pal.png", "P")), 0, ""),
     "grey-alpha-png": Case(lambda d: _synth(_img(d / "la.png", "LA")), 0, ""),
-    "animated-gif": Case(lambda d: _synth(_animated_gif(d / "anim.gif")), 0, ""),
+    # an animated GIF is a clip (the video domain recognises it); as a picture, its first
+    # frame; this one has too few frames for a clip
+    "animated-gif": Case(lambda d: _synth(_animated_gif(d / "anim.gif")), 2,
+                         "clip is 3 frames of 40x40 pixels; it needs at least 4", "anim.gif"),
+    "animated-gif-as-picture": Case(lambda d: _synth(_animated_gif(d / "anim2.gif"),
+                                                     extra=["--domain", "image"]), 0, ""),
     # audio
     "empty-wav": Case(lambda d: _synth(_wav(d / "e.wav", np.zeros((0, 1), np.float32)),
                                        "o.wav"), 2, "contains no audio samples", "e.wav"),
@@ -236,7 +241,7 @@ VALUE_CASES: dict[str, tuple[list[str], str]] = {
     "unknown-layer": (["--layers", "relu9_9"], "unknown layer"),
     "layer-weight-text": (["--layer-weights", "k3=heavy"], "must be a number"),
     "layer-weight-unused": (["--layer-weights", "relu1_1=2"], "not in use"),
-    "unknown-domain": (["--domain", "video"], "unknown domain"),
+    "unknown-domain": (["--domain", "hologram"], "unknown domain"),
     "duration-for-image": (["--duration", "3"], "no duration"),
     "bad-option": (["--option", "nonsense"], "is not of the form NAME=VALUE"),
     "normalize-choice": (["--normalize", "l2"], "invalid choice"),
@@ -297,8 +302,8 @@ CKPT_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str, str | None]]
     "ckpt-other-domain": (lambda d, c: ["sample", str(_retagged(d, c, "audio")), "-o",
                                         str(d / "o.png")],
                           "cannot write '.png' audio files", "o.png"),
-    "ckpt-unknown-domain": (lambda d, c: ["sample", str(_retagged(d, c, "video")), "-o",
-                                          str(d / "o.png")], "unknown domain 'video'", None),
+    "ckpt-unknown-domain": (lambda d, c: ["sample", str(_retagged(d, c, "hologram")), "-o",
+                                          str(d / "o.png")], "unknown domain 'hologram'", None),
     "ckpt-texture-for-apply": (lambda d, c: ["apply", str(c), str(_img(d / "c.png")), "-o",
                                              str(d / "o.png")],
                                "is a texture generator without content input", "g.ckpt"),

@@ -33,7 +33,9 @@ of a WebP, a ``tEXt`` chunk keyed ``"texsynth-clip"`` in a PNG, and ``texsynth.j
 frame folder. GIF, WebP and APNG writers (Pillow) merge identical consecutive frames into
 one frame shown longer; the record's frame rate lets :func:`read_clip` split them again,
 so clips written here come back with all their frames. GIF delays are whole hundredths
-of a second, so a GIF plays at a rate near the one stored (24 fps plays at 25).
+of a second: a GIF's delays alternate (40 and 50 ms at 24 fps) so that it keeps the rate
+on average. Files written elsewhere are read with the metadata the image plugin stores
+(a PNG ``texsynth`` chunk, or a ``<file>.json`` sidecar), if any.
 """
 
 from __future__ import annotations
@@ -274,16 +276,23 @@ def _record_metadata(path: Path, record: Mapping[str, Any] | None) -> dict[str, 
     return value
 
 
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"stored texsynth metadata is not valid JSON ({exc})"
+                         ) from None
+
+
 def _read_json(path: Path) -> Any:
     """The JSON in ``path`` (a settings file or sidecar)."""
     check_readable_file(path, kind="metadata file", allow_empty=True,
                         max_bytes=MAX_METADATA_BYTES)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot be read ({_one_line(exc)})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"is not valid JSON ({exc})") from None
+    return _parse_json(path, text)
 
 
 def _sidecar_metadata(path: Path) -> dict[str, Any] | None:
@@ -533,6 +542,7 @@ def _read_animated(path: Path, max_frames: int | None
         record = _image_record(img)
         frames, durations = _decode_animated(target, img, max_frames)
         complete = len(frames) == _frame_count(img)
+        image_text = img.info.get("texsynth") if img.format == "PNG" else None
     fps, repeats = _timing(durations, record, complete)
     steps = sum(repeats) if max_frames is None else min(sum(repeats), max_frames)
     if steps > MAX_FRAMES:
@@ -541,8 +551,12 @@ def _read_animated(path: Path, max_frames: int | None
                       what=f"reading {target.name}", copies=2)
     order = list(itertools.islice(
         (index for index, count in enumerate(repeats) for _ in range(count)), steps))
-    metadata = (_record_metadata(target, record) if record is not None
-                else _sidecar_metadata(target))
+    if record is not None:
+        metadata = _record_metadata(target, record)
+    elif isinstance(image_text, str):  # a picture of the image plugin: its PNG chunk
+        metadata = _record_metadata(target, {"metadata": _parse_json(target, image_text)})
+    else:
+        metadata = _sidecar_metadata(target)
     return _to_clip(frames, order), fps, metadata
 
 

@@ -386,3 +386,74 @@ def test_caps(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MAX_VIDEO_BYTES", 100)
     with pytest.raises(InputError, match="too large"):
         files.read_clip(video)
+
+
+def test_foreign_video_comment_is_not_metadata(tmp_path):
+    target = tmp_path / "foreign.mkv"
+    with av.open(str(target), mode="w", format="matroska") as container:
+        container.metadata["comment"] = "made with another tool"
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 60 * index, np.uint8),
+                                               format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    clip, fps, metadata = files.read_clip(target)
+    assert (clip.shape, fps, metadata) == ((3, 3, 16, 16), 30.0, None)
+    assert files.probe(target) == files.ClipInfo(frames=3, height=16, width=16, fps=30.0)
+
+
+def test_truncated_webm_warns(tmp_path):
+    """WebM has no frame index: a cut file reads short, with a warning."""
+    source = files.write_clip(tmp_path / "whole.webm", moving_pattern(12, 64, 64), FPS)
+    target = tmp_path / "cut.webm"
+    target.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"cut\.webm.*truncated"):
+        clip, _, _ = files.read_clip(target)
+    assert 1 <= clip.shape[1] < 12
+
+
+def test_dropped_writer_leaves_nothing(tmp_path):
+    import gc
+
+    writer = files.ClipWriter(tmp_path / "a.mp4", height=32, width=48, fps=FPS)
+    writer.write(moving_pattern(2))
+    assert len(listing(tmp_path)) == 1  # the temporary file
+    del writer
+    gc.collect()
+    assert listing(tmp_path) == []
+
+
+def test_frame_folder_settings_file(tmp_path):
+    target = files.write_clip(tmp_path / "shots", moving_pattern(2), 12.0, {"seed": 7})
+    settings = json.loads((target / "texsynth.json").read_text())
+    assert settings["fps"] == 12.0
+    assert settings["frames"] == 2
+    assert settings["metadata"] == {"seed": 7}
+
+
+def test_check_output_path(tmp_path):
+    with pytest.raises(UsageError, match=r"\.mp4.*\.webm.*\.gif.*folder"):
+        files.check_output_path(tmp_path / "a.avi")
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(InputError, match="not a folder"):
+        files.check_output_path(tmp_path / "plain")
+    files.check_output_path(tmp_path / "a.webm")
+    files.check_output_path(tmp_path / "new-folder")
+
+
+def test_pictures_of_the_image_plugin(tmp_path):
+    """A still PNG with the image plugin's ``texsynth`` chunk, and a GIF with a sidecar,
+    read as one-frame clips with their settings."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("texsynth", json.dumps({"seed": 1}))
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "still.png", pnginfo=info)
+    clip, _, metadata = files.read_clip(tmp_path / "still.png")
+    assert (clip.shape, metadata) == ((3, 1, 8, 8), {"seed": 1})
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "still.gif")
+    (tmp_path / "still.gif.json").write_text(json.dumps({"seed": 2}))
+    assert files.read_clip(tmp_path / "still.gif")[2] == {"seed": 2}
