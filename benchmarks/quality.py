@@ -174,7 +174,13 @@ def statistics(batch: torch.Tensor, chunk: int = 256) -> torch.Tensor:
 def reference(exemplar: torch.Tensor, *, exclude: Box | None = None) -> Reference:
     """The reference of step 4 from the exemplar's windows (leaving out those that overlap
     ``exclude``)."""
-    stats = statistics(windows(exemplar, exclude=exclude))
+    return windows_reference(windows(exemplar, exclude=exclude))
+
+
+def windows_reference(batch: torch.Tensor) -> Reference:
+    """The reference of step 4 from any grey windows ``(N, 1, WINDOW, WINDOW)`` (e.g. the
+    windows of several frames of a clip)."""
+    stats = statistics(batch)
     if len(stats) < 2:
         raise ValueError("the reference needs at least two exemplar windows")
     mean, std = stats.mean(0), stats.std(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +39,22 @@ def _frames_uint8(signal: torch.Tensor) -> np.ndarray:
     return (clip.clamp(0, 1).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def frame_strip(items: list[tuple[str, torch.Tensor]], path: Path, *,
-                count: int = DEFAULT_FRAMES, height: int | None = None) -> Path:
+def frame_strip(items: Sequence[tuple[str, torch.Tensor] | tuple[str, torch.Tensor,
+                                                                 Sequence[int]]],
+                path: Path, *, count: int = DEFAULT_FRAMES, height: int | None = None) -> Path:
     """Write a PNG with one labelled row of ``count`` evenly spaced frames per clip
-    (``(label, (1, 3, T, H, W))`` pairs), each frame numbered; ``height`` rescales the
+    (``(label, (1, 3, T, H, W))`` pairs), each frame numbered (by its index, or by the
+    numbers a third element of the item gives, one per frame); ``height`` rescales the
     frames to that many pixels (default: the tallest clip's). Written atomically."""
-    rows = [(label, _frames_uint8(signal)) for label, signal in items]
+    rows = [(item[0], _frames_uint8(item[1])) for item in items]
+    numbers = [list(item[2]) if len(item) > 2 else None
+               for item in items]
     if not rows:
         raise UsageError("a frame strip needs at least one clip")
     size = height or max(frames.shape[1] for _, frames in rows)
     gap, label_height = 6, 14
     tiles: list[tuple[str, list[tuple[int, Image.Image]]]] = []
-    for label, frames in rows:
+    for (label, frames), named in zip(rows, numbers, strict=True):
         scale = size / frames.shape[1]
         shown = []
         for index in strip_indices(frames.shape[0], count):
@@ -58,7 +63,7 @@ def frame_strip(items: list[tuple[str, torch.Tensor]], path: Path, *,
                 image = image.resize((max(1, round(frames.shape[2] * scale)), size),
                                      Image.Resampling.NEAREST if scale >= 1
                                      else Image.Resampling.LANCZOS)
-            shown.append((index, image))
+            shown.append((index if named is None else named[index], image))
         tiles.append((label, shown))
     width = max(sum(im.width + gap for _, im in shown) for _, shown in tiles) + gap
     total = len(tiles) * (size + label_height + gap) + gap
