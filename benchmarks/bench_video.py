@@ -66,6 +66,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--strip", type=Path, default=STRIP)
+    parser.add_argument("--outputs", type=Path, help="quality: also write each optimised "
+                        "clip there as CLIP.mp4")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -232,6 +234,9 @@ def quality_part(args: argparse.Namespace) -> str:
                                      device=args.device)
         seconds = time.perf_counter() - start
         out = result.signal.cpu()
+        if args.outputs is not None:
+            args.outputs.mkdir(parents=True, exist_ok=True)
+            domain.save(out, args.outputs / f"{path.stem}.mp4", metadata=result.settings)
         rows.append(_row(path.stem, "**optimised**", scores(out, exemplar, ref), seconds))
         strip += [(f"{path.stem} (exemplar)", exemplar), (f"{path.stem}: optimised", out)]
         print(rows[-1], flush=True)

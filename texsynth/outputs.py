@@ -42,13 +42,19 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False,
 
 
 def check_input_path(path: str | os.PathLike[str]) -> Path:
-    """Refuse, in one line, paths that cannot be inputs at all (missing, a directory);
-    the domain's loader reports everything else."""
+    """Refuse, in one line, paths that cannot be inputs at all (missing, a directory no
+    registered domain recognises, :meth:`~texsynth.Domain.recognizes`); the domain's
+    loader reports everything else."""
     source = Path(path)
     if not source.exists():
         raise UsageError(f"{source}: no such file")
     if source.is_dir():
-        raise UsageError(f"{source}: is a directory, not a file")
+        from .plugins import get_plugin_manager
+
+        domains = get_plugin_manager().domains().values()
+        if not any(info.domain_class.recognizes(source) for info in domains):
+            raise UsageError(f"{source}: is a directory, not a file (nor a folder that a "
+                             "domain reads)")
     return source
 
 

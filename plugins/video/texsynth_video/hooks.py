@@ -23,8 +23,9 @@ def texsynth_register_extractors(register: RegisterExtractor) -> None:
     """Register ``random-spacetime`` (download-free appearance and dynamics filters) and
     ``frames`` (any picture extractor run on every frame)."""
     register("random-spacetime", build_random_spacetime, domains=("video",),
-             description="one layer of random filters: one-frame (appearance, a3…a23) and "
-                         "3 to 9 frames deep (dynamics, d3x5…d9x9), FFT convolution",
+             description="one layer of random filters, one frame deep (appearance: a3, "
+                         "a7@4, ...) and 3 or 7 frames (dynamics: d3x5, d7x5@2, ...), at "
+                         "full resolution and pooled 2x2, 4x4; FFT correlation; no download",
              options=SPACETIME_OPTIONS)
     register("frames", build_frames, domains=("video",),
              description="a registered picture extractor (net=, default random-multiscale; "

@@ -15,9 +15,9 @@ so nothing is downloaded:
   joint statistics of appearance and motion;
 * **scales**: a layer named ``…@p`` (``a7@2``, ``d3x5@4``) runs on the clip averaged over
   ``p × p`` pixels (every frame kept), so its filters span ``p`` times as many pixels at
-  ``1 / p²`` of the cost. The defaults, ``a3 a7 d3x5`` at full resolution and ``a3 a7
-  d3x5 d7x5`` at 2 and 4, cover 3 to 28 pixels and 3 to 7 frames, motions from a fraction
-  of a pixel to several pixels per frame.
+  ``1 / p²`` of the cost. The defaults, ``a3 d3x5`` at full resolution and ``a3 a7 d3x5
+  d7x5`` at 2 and 4, cover 3 to 28 pixels and 3 to 7 frames, motions from a fraction of a
+  pixel to several pixels per frame; 64 filters each.
 
 Design choices, as for the image plugin's ``random-multiscale``:
 
@@ -66,13 +66,18 @@ __all__ = [
 ]
 
 #: One-frame appearance filters: ``(pixels, pooling)``.
-DEFAULT_APPEARANCE: tuple[tuple[int, int], ...] = ((3, 1), (7, 1), (3, 2), (7, 2), (3, 4),
-                                                   (7, 4))
+DEFAULT_APPEARANCE: tuple[tuple[int, int], ...] = ((3, 1), (3, 2), (7, 2), (3, 4), (7, 4))
 #: Spatio-temporal dynamics filters: ``(frames, pixels, pooling)``.
 DEFAULT_DYNAMICS: tuple[tuple[int, int, int], ...] = ((3, 5, 1), (3, 5, 2), (7, 5, 2),
                                                       (3, 5, 4), (7, 5, 4))
-#: Filters per layer.
-DEFAULT_FILTERS = 32
+#: Filters per full-resolution layer. 64 against 32 (and no full-resolution ``a7``):
+#: appearance score 1.40 against 1.49 on gravel_stream, 1.45 against 1.42 on grass_wind,
+#: frame-to-frame change 1.12 / 1.19 of the exemplar's against 1.17 / 1.27, for 1.4 times
+#: the time (16×128×128, 150 steps; ``benchmarks/RESULTS.md``, "Video: extractor
+#: settings").
+DEFAULT_FILTERS = 64
+#: Filters per pooled layer: they cost ``1 / p²`` as much per filter.
+DEFAULT_POOLED_FILTERS = 64
 #: Largest pooling factor of a layer.
 MAX_POOLING = 64
 #: Filters per chunk of the frequency-domain correlation (smaller chunks stay in caches).
@@ -90,10 +95,11 @@ _DYNAMICS = re.compile(r"^(\d+)x(\d+)(?:@(\d+))?$")
 #: Options (``ExtractorConfig.options``) with one-line help, as registered.
 OPTIONS: dict[str, str] = {
     "appearance": "one-frame filters PIXELS[@POOLING], odd sizes, e.g. 3:7:7@2 (default "
-                  "3:7:3@2:7@2:3@4:7@4; 'none' for no appearance layers)",
+                  "3:3@2:7@2:3@4:7@4; 'none' for no appearance layers)",
     "dynamics": "spatio-temporal filters FRAMESxPIXELS[@POOLING], odd sizes, e.g. 3x5:5x5@2 "
                 "(default 3x5:3x5@2:7x5@2:3x5@4:7x5@4; 'none' for none)",
-    "filters": "random filters per layer (default 32)",
+    "filters": "random filters per full-resolution layer (default 64)",
+    "pooled_filters": "random filters per pooled layer (…@p; default 64)",
     "method": "auto (default: direct up to direct_max taps, FFT above), fft or direct",
     "direct_max": "most taps (frames x pixels x pixels) method=auto convolves directly "
                   "(default 27)",
@@ -269,23 +275,27 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if len(set(shapes)) != len(shapes):
         raise UsageError(f"{_OWNER}: a filter shape is given twice")
     filters = options.get("filters", DEFAULT_FILTERS)
+    pooled = options.get("pooled_filters", DEFAULT_POOLED_FILTERS)
     direct_max = options.get("direct_max", DEFAULT_DIRECT_MAX)
-    for name, value, most in (("filters", filters, 4096), ("direct_max", direct_max, 10**6)):
+    for name, value, most in (("filters", filters, 4096), ("pooled_filters", pooled, 4096),
+                              ("direct_max", direct_max, 10**6)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
             raise UsageError(f"{_OWNER}: {name} must be an integer from 1 to {most}, got "
                              f"{value!r}")
     method = check_choice(options.get("method", "auto"), _METHODS, owner=_OWNER,
                           name="method")
-    return {"shapes": shapes, "filters": filters, "method": method, "direct_max": direct_max}
+    return {"shapes": shapes, "filters": filters, "pooled_filters": pooled, "method": method,
+            "direct_max": direct_max}
 
 
 class RandomSpacetimeExtractor(FeatureExtractor):
     """One layer of random spatio-temporal filters at several shapes and scales, then ReLU.
 
-    Input: ``(N, 3, T, H, W)``, clips with RGB in [0, 1]. Output: ``{name: (N, filters,
-    T, H / p, W / p)}`` per layer (``p`` its pooling; circular padding, so full-resolution
-    maps have the clip's extents). Default texture layers: all of them; default content
-    layers: ``a3``, ``a7`` (where edges are, per frame).
+    Input: ``(N, 3, T, H, W)``, clips with RGB in [0, 1]. Output: ``{name: (N, F, T,
+    H / p, W / p)}`` per layer, ``p`` its pooling and ``F`` the option ``filters`` (or
+    ``pooled_filters`` when ``p > 1``); circular padding, so full-resolution maps have
+    the clip's extents. Default texture layers: all of them; default content layer:
+    ``a3`` (where edges are, per frame).
     """
 
     spatial_dims = 3
@@ -296,17 +306,18 @@ class RandomSpacetimeExtractor(FeatureExtractor):
         names = tuple(layer_name(shape) for shape in opts["shapes"])
         self.available_layers = names
         self.default_texture_layers = names
-        self.default_content_layers = tuple(n for n in ("a3", "a7") if n in names) \
-            or names[:1]
+        self.default_content_layers = tuple(n for n in ("a3",) if n in names) or names[:1]
         super().__init__(layers)
         self.filters: int = opts["filters"]
+        self.pooled_filters: int = opts["pooled_filters"]
         self.method: str = opts["method"]
         self.direct_max: int = opts["direct_max"]
         self.seed = int(seed)
         for name in self.layers:
-            frames, pixels, _ = layer_shape(name)
+            frames, pixels, pooling = layer_shape(name)
+            count = self.filters if pooling == 1 else self.pooled_filters
             self.register_buffer(_buffer(name), random_filters3d(
-                self.filters, 3, frames, pixels, self.seed), persistent=False)
+                count, 3, frames, pixels, self.seed), persistent=False)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1, 1), persistent=False)
         self._spectra: OrderedDict[tuple[Any, ...], dict[str, torch.Tensor]] = OrderedDict()

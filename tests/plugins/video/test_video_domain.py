@@ -90,7 +90,8 @@ def test_layer_names_round_trip_and_wrap_margins_are_per_axis() -> None:
 
 def test_frequency_domain_and_direct_correlation_agree_with_gradients() -> None:
     clip = torch.rand(1, 3, 9, 20, 22, requires_grad=True)
-    options = {"appearance": "3:9:5@2", "dynamics": "3x5:5x7@2", "filters": 6}
+    options = {"appearance": "3:9:5@2", "dynamics": "3x5:5x7@2", "filters": 6,
+               "pooled_filters": 6}
     fft = RandomSpacetimeExtractor(options={**options, "method": "fft"}).freeze()
     direct = RandomSpacetimeExtractor(options={**options, "method": "direct"}).freeze()
     a, b = fft(clip), direct(clip)
@@ -104,7 +105,7 @@ def test_frequency_domain_and_direct_correlation_agree_with_gradients() -> None:
 
 def test_maps_are_circular_in_time_and_space() -> None:
     clip = torch.rand(1, 3, 8, 16, 16)
-    net = RandomSpacetimeExtractor(options={"filters": 4}).freeze()
+    net = RandomSpacetimeExtractor(options={"filters": 4, "pooled_filters": 4}).freeze()
     rolled = net(torch.roll(clip, shifts=(3, 4, 8), dims=(2, 3, 4)))
     plain = net(clip)
     for name, maps in plain.items():
@@ -145,7 +146,7 @@ def test_synthesis_makes_a_clip_that_loops(tmp_path: Path) -> None:
     exemplar = moving_pattern(12, 24, 24, speed=1.5)
     result = texsynth.synthesize(exemplar, domain=VideoDomain(fps=8), size=(10, 24, 24),
                                  steps=30, seed=0, progress=False,
-                                 extractor_options={"filters": 8})
+                                 extractor_options={"filters": 8, "pooled_filters": 8})
     out = result.signal
     assert out.shape == (1, 3, 10, 24, 24)
     assert result.losses[-1] < 0.3 * result.losses[0]
@@ -178,3 +179,24 @@ def test_preview_is_a_strip_of_frames(tmp_path: Path) -> None:
                                  ("output", moving_pattern(20))], tmp_path / "p.png")
     strip = Image.open(path)
     assert strip.height > 2 * 24 and strip.width > 8 * 32
+
+
+def test_command_line_reads_a_frame_folder_and_writes_a_gif_with_a_preview(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from texsynth.cli import main
+
+    folder = write_clip(tmp_path / "frames", moving_pattern(8, 16, 16)[0], 8.0)
+    out, preview = tmp_path / "out.gif", tmp_path / "strip.png"
+    code = main(["synthesize", str(folder), "-o", str(out), "--size", "6x20x16", "--steps",
+                 "3", "--seed", "0", "--quiet", "--extractor", "frames", "--option",
+                 "net=random-multiscale", "--option", "sizes=3:5", "--option", "filters=4",
+                 "--also", "random-spacetime", "--preview", str(preview)])
+    assert code == 0, capsys.readouterr().err
+    clip, fps, metadata = read_clip(out)
+    assert clip.shape == (3, 6, 16, 20) and fps == pytest.approx(8.0, rel=0.05)
+    assert metadata is not None and metadata["seed"] == 0
+    assert Image.open(preview).width > 6 * 20
+
+    code = main(["synthesize", str(folder), "-o", str(tmp_path / "bad.avi"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.avi" in err and "'.avi'" in err and len(err.splitlines()) == 1

@@ -13,7 +13,7 @@ from texsynth.cli import main
 from texsynth_video import read_clip, write_clip
 
 SMALL = ["--option", "appearance=3:3@2", "--option", "dynamics=3x3:3x3@2",
-         "--option", "filters=6"]
+         "--option", "filters=6", "--option", "pooled_filters=6"]
 
 
 @pytest.fixture
