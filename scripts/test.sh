@@ -8,7 +8,8 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
   . .venv/bin/activate
 fi
 ruff check .
-mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio examples/timeseries/texsynth_timeseries
+mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio plugins/video/texsynth_video \
+  examples/timeseries/texsynth_timeseries
 set +e
 python -m pytest -q "$@"
 status=$?

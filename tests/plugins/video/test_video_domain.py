@@ -200,3 +200,28 @@ def test_command_line_reads_a_frame_folder_and_writes_a_gif_with_a_preview(
     code = main(["synthesize", str(folder), "-o", str(tmp_path / "bad.avi"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "bad.avi" in err and "'.avi'" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["garbage", "fifo", "empty-folder-name"])
+def test_bad_clips_on_the_command_line_are_one_line_errors(
+        kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from texsynth.cli import main
+
+    if kind == "garbage":
+        source = tmp_path / "broken.mp4"
+        source.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    elif kind == "fifo":
+        source = tmp_path / "pipe.mp4"
+        os.mkfifo(source)
+    else:
+        source = tmp_path / "nothing"
+        source.mkdir()
+    code = main(["synthesize", str(source), "-o", str(tmp_path / "out.mp4"), "--size",
+                 "4x16x16", "--steps", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("texsynth: error:")
+    assert source.name in err and "Traceback" not in err
+    assert not (tmp_path / "out.mp4").exists()
