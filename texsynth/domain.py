@@ -33,7 +33,8 @@ from .errors import Terminated, UsageError
 from .resources import check_signal_fits
 
 __all__ = ["ColorPreservation", "Domain", "Representation", "SignalWriter", "StreamResult",
-           "drain_stream", "parse_size", "sidecar_path", "write_sidecar", "write_with_sidecar"]
+           "drain_stream", "noise_around_mean", "parse_size", "sidecar_path", "write_sidecar",
+           "write_with_sidecar"]
 
 #: Largest extent accepted along any spatial axis, as a guard against typos.
 MAX_EXTENT = 1 << 20
@@ -72,6 +73,27 @@ def parse_size(text: str, dims: int) -> tuple[int, ...]:
             raise UsageError(f"size {text!r}: extent {extent} is larger than {MAX_EXTENT}",
                              parameter="size")
     return extents
+
+
+def noise_around_mean(shape: Sequence[int], spread: float, value_range: tuple[float, float],
+                      *, like: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """Uniform noise ``shape`` ``(N, C, *spatial)`` of half-width ``spread`` around the
+    per-channel mean of ``like`` (an exemplar ``(1, C, *spatial)``; the middle of
+    ``value_range`` without one or when its channels differ), clamped to ``value_range``:
+    a start that has the exemplar's colour and brightness, which zero-mean filters barely
+    see. Drawn on the CPU (the same values on every device), then moved to ``device``."""
+    dims = len(shape) - 2
+    low, high = value_range
+    if like is not None and like.dim() >= 2 and like.shape[1] == shape[1]:
+        centre = like.detach().float().cpu().mean(
+            dim=tuple(d for d in range(like.dim()) if d != 1))
+        centre = centre.view(1, -1, *([1] * dims))
+    else:
+        centre = torch.full((1, shape[1], *([1] * dims)), (low + high) / 2)
+    rand = torch.rand(tuple(shape), generator=generator, device="cpu")
+    return (centre + (rand * 2 - 1) * spread).clamp(low, high).to(device)
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:

@@ -37,6 +37,7 @@ from texsynth.domain import (
     ColorPreservation,
     Domain,
     SignalWriter,
+    noise_around_mean,
     sidecar_path,
     write_with_sidecar,
 )
@@ -382,15 +383,8 @@ class ImageDomain(Domain):
         zero-mean random filters barely see). Without one it is centred on grey.
         The result is clamped to [0, 1].
         """
-        if like is not None and like.dim() >= 2 and like.shape[1] == shape[1]:
-            centre = like.detach().float().cpu().mean(
-                dim=tuple(d for d in range(like.dim()) if d != 1))
-            centre = centre.view(1, -1, *([1] * (len(shape) - 2)))
-        else:
-            centre = torch.full((1, shape[1], *([1] * (len(shape) - 2))), 0.5)
-        rand = torch.rand(shape, generator=generator, device="cpu")
-        start = (centre + (rand * 2 - 1) * self.noise_spread).clamp(*self.value_range)
-        return start.to(device)
+        return noise_around_mean(shape, self.noise_spread, self.value_range, like=like,
+                                 generator=generator, device=device)
 
 
 def _to_pil(signal: torch.Tensor) -> Image.Image:

@@ -27,7 +27,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from texsynth.domain import Domain, StreamResult, drain_stream, parse_size
+from texsynth.domain import (
+    Domain,
+    StreamResult,
+    drain_stream,
+    noise_around_mean,
+    parse_size,
+)
 from texsynth.errors import InputError, UsageError
 from texsynth.multires import resample_linear
 from texsynth.validation import check_output_name
@@ -216,14 +222,8 @@ class VideoDomain(Domain):
               like: torch.Tensor | None = None) -> torch.Tensor:
         """Uniform noise of half-width :attr:`noise_spread` around the exemplar's mean
         colour (grey without one), clamped to [0, 1]."""
-        if like is not None and like.dim() >= 2 and like.shape[1] == shape[1]:
-            centre = like.detach().float().cpu().mean(
-                dim=tuple(d for d in range(like.dim()) if d != 1))
-            centre = centre.view(1, -1, *([1] * (len(shape) - 2)))
-        else:
-            centre = torch.full((1, shape[1], *([1] * (len(shape) - 2))), 0.5)
-        rand = torch.rand(shape, generator=generator, device="cpu")
-        return (centre + (rand * 2 - 1) * self.noise_spread).clamp(0.0, 1.0).to(device)
+        return noise_around_mean(shape, self.noise_spread, self.value_range, like=like,
+                                 generator=generator, device=device)
 
 
 def _chain(first: torch.Tensor, rest: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
