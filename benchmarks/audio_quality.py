@@ -44,7 +44,7 @@ the **spectrum distance** ``d_P`` (RMS over bands of the power difference, in dB
 own.
 
 The filterbank and envelope follow the paper; the modulation filterbank is smaller (12
-bands from 1 Hz, as the shared clips are 3–8 s long, too short for modulation rates
+bands from 1 Hz, as the sample clips are 3–8 s long, too short for modulation rates
 below about 1 Hz), and the paper's modulation correlations (C1, C2) are left out.
 """
 

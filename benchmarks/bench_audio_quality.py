@@ -1,7 +1,7 @@
 """Sound-texture quality in a space no texsynth loss uses: McDermott–Simoncelli statistics.
 
-For each clip in ``../shared/data/audio`` (five recordings, see
-``../shared/data/SOURCES.md``) this scores sounds with :mod:`audio_quality` (envelope
+For each clip of the sample set in ``examples/data`` (five recordings, see
+``examples/data/SOURCES.md``) this scores sounds with :mod:`audio_quality` (envelope
 score ``A``: the distance of cochlear-envelope statistics to the exemplar's, divided by
 that of spectrally matched noise, mean over five groups; 1 = matched noise, lower is
 better; spectrum distance ``P`` in dB). Rows:
@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 
 import audio_quality  # noqa: E402
 from common import (  # noqa: E402
+    EXAMPLES,
     Row,
     add_quality_arguments,
     machine,
@@ -53,7 +54,6 @@ from common import (  # noqa: E402
     score_table,
 )
 
-CLIPS = HERE.parent.parent / "shared" / "data" / "audio"
 SHEET = HERE.parent / "docs" / "images" / "audio_quality_sheet.png"
 Scores = tuple[float, float]
 
@@ -250,7 +250,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=CLIPS, help="folder of clips")
+    parser.add_argument("--data", type=Path, default=EXAMPLES, help="folder of clips")
     parser.add_argument("--clips", nargs="+", help="stems to use (default: every *.wav)")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per output")
     parser.add_argument("--steps", type=int, default=0,
@@ -273,7 +273,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
     return (
         f"Measured on: {machine()}, device `{args.device}`. Outputs {args.duration:g} s at "
         f"22 050 Hz, seed {args.seed}; whole run {seconds / 60:.1f} min. Clips: "
-        "`../shared/data/audio`.\n"
+        "`examples/data` (the sample set).\n"
         "Envelope score A (lower is better; 1 = spectrally matched noise): McDermott & "
         "Simoncelli (2011) statistics of 32 gammatone subband envelopes (50 Hz–8 kHz, "
         "ERB-spaced, compressed ^0.3, 400 Hz): coefficient of variation, skewness, log "
@@ -290,7 +290,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables, write the sheet and RESULTS.md."""
     args = parse(argv)
-    paths = quality_inputs(args, args.data, "*.wav", args.clips, "clips")
+    paths = quality_inputs(args, args.data, ".wav", args.clips, "clips")
     start = time.perf_counter()
     rows: dict[str, Row] = {}
     if args.jobs > 1:

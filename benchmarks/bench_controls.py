@@ -1,6 +1,6 @@
 """The controls measured on the image quality benchmark (:mod:`quality`).
 
-For every shared exemplar ``A`` (``../shared/data/images``) paired with the next one
+For every sample exemplar ``A`` (``examples/data``) paired with the next one
 ``B`` (alphabetically, wrapping round), by optimisation with the image domain's default
 extractor and ``--steps`` L-BFGS steps:
 
@@ -26,7 +26,7 @@ Writes the section "Controls ..." of RESULTS.md and the sheet
     python benchmarks/bench_controls.py --images bricks grass --steps 50 --no-write
     python benchmarks/bench_controls.py --parts sound --sound-steps 150  # ~15 min
 
-``--parts sound`` measures ``--exemplar-scale`` on every shared sound instead: the
+``--parts sound`` measures ``--exemplar-scale`` on every sample clip instead: the
 power-weighted mean modulation frequency of the cochlear envelopes (:mod:`audio_quality`)
 of optimised sounds, relative to ``S = 1``; a stretch by ``S`` should divide it by ``S``.
 """
@@ -46,15 +46,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
-from common import machine, publish  # noqa: E402
+from common import EXAMPLES, machine, publish, sample_paths  # noqa: E402
 
-IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 SHEET = HERE.parent / "docs" / "images" / "controls_sheet.png"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=IMAGES)
+    parser.add_argument("--data", type=Path, default=EXAMPLES)
     parser.add_argument("--images", nargs="*", help="exemplar stems (default: all)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
@@ -226,7 +225,7 @@ def sound_rows(args: argparse.Namespace) -> str:
     import texsynth
 
     domain = texsynth.get_domain("audio")
-    clips = sorted((args.data.parent / "audio").glob("*.wav"))
+    clips = sample_paths(args.data, ".wav")
     scales = args.scales
     lines = ["| clip | rate of the output at S = 1 (Hz) | "
              + " | ".join(f"S = {s:g}: stretched exemplar / output" for s in scales) + " |",
@@ -308,9 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    paths = sorted(args.data.glob("*.png"))
-    if args.images:
-        paths = [p for p in paths if p.stem in args.images]
+    paths = sample_paths(args.data, ".png", args.images)
     pairs = [(p, paths[(i + 1) % len(paths)]) for i, p in enumerate(paths)]
     loaded = {p.stem: texsynth.load(p) for p in paths}
     runs, shown, tables = Runs(args), {}, []
@@ -335,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                 + sound_rows(args))
         print(body)
         publish("Controls: exemplar scale on sound (cpu)",
-                f"{machine()}. Every shared clip, {args.seconds:g} s outputs, default "
+                f"{machine()}. Every sample clip, {args.seconds:g} s outputs, default "
                 f"extractor, {args.sound_steps} L-BFGS steps, seed {args.seed}; "
                 f"{time.perf_counter() - sound_start:.0f} s in all.", body,
                 write=not args.no_write)

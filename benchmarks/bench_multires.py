@@ -1,6 +1,6 @@
 """Time to quality: single-scale against coarse-to-fine optimisation.
 
-For every exemplar in ``../shared/data/images`` and every schedule, one
+For every exemplar of the sample set (``examples/data``) and every schedule, one
 ``texsynth.synthesize`` run (default extractor, L-BFGS, seed fixed) in its own process,
 one torch thread. At every ``--every``-th step of the finest level the current signal is
 kept with the wall-clock time since the run began (coarse levels included); after the run
@@ -30,9 +30,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, publish, run_child, sample_paths  # noqa: E402
 
-IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 #: ``name: (levels, level steps or None)``; the single-scale run is the reference.
 SCHEDULES: dict[str, tuple[int, list[int] | None]] = {
     "single-scale, 300 steps": (1, [300]),
@@ -51,7 +50,7 @@ def child(image: str, size: int, levels: int, level_steps: str, every: int,
     import texsynth
 
     torch.set_num_threads(1)
-    path = IMAGES / f"{image}.png"
+    path = EXAMPLES / f"{image}.png"
     steps = [int(s) for s in level_steps.split(",")] if level_steps else None
     kept: list[tuple[float, int, torch.Tensor]] = []
     begin = time.perf_counter()
@@ -152,7 +151,7 @@ def main() -> None:
         name, _, plan = spec.partition("=")
         levels, _, steps = plan.partition(":")
         SCHEDULES[name] = (int(levels), [int(s) for s in steps.split(",")] if steps else None)
-    names = args.images or sorted(p.stem for p in IMAGES.glob("*.png"))
+    names = args.images or [p.stem for p in sample_paths(EXAMPLES, ".png")]
     begin = time.perf_counter()
     sections = []
     for size in args.sizes:

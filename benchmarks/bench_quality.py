@@ -1,7 +1,7 @@
 """Texture quality in a space no texsynth loss uses: Portilla–Simoncelli statistics.
 
-For each exemplar in ``../shared/data/images`` (five photographs, see
-``../shared/data/SOURCES.md``) this scores outputs of the benchmark size with
+For each exemplar of the sample set in ``examples/data`` (five photographs, see
+``examples/data/SOURCES.md``) this scores outputs of the benchmark size with
 :mod:`quality` (texture score ``T``: RMS z of the PS statistics of 64² windows against
 the spread over the exemplar's own windows, ≈ 1 for a genuine piece of the exemplar;
 colour distance ``C``: sliced Wasserstein-1 between RGB distributions). Rows:
@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
 from common import (  # noqa: E402
+    EXAMPLES,
     Row,
     add_quality_arguments,
     machine,
@@ -50,7 +51,6 @@ from common import (  # noqa: E402
     score_table,
 )
 
-IMAGES = HERE.parent.parent / "shared" / "data" / "images"
 SHEET = HERE.parent / "docs" / "images" / "quality_sheet.png"
 Scores = tuple[float, float]
 
@@ -212,7 +212,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=IMAGES, help="folder of exemplars")
+    parser.add_argument("--data", type=Path, default=EXAMPLES, help="folder of exemplars")
     parser.add_argument("--images", nargs="+", help="stems to use (default: every *.png)")
     parser.add_argument("--size", type=int, default=128, help="output size (square)")
     parser.add_argument("--steps", type=int, default=300, help="L-BFGS steps")
@@ -228,7 +228,8 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
     """What the tables measure, for RESULTS.md."""
     return (
         f"Measured on: {machine()}, device `{args.device}`. Outputs {args.size}², seed "
-        f"{args.seed}; whole run {seconds / 60:.1f} min. Exemplars: `../shared/data/images`.\n"
+        f"{args.seed}; whole run {seconds / 60:.1f} min. Exemplars: `examples/data` "
+        "(the sample set).\n"
         "Texture score T (lower is better): RMS over the output's 64² windows (stride 16) "
         "of the z-scores of their 529 Portilla–Simoncelli statistics (luminance, 3 scales, "
         "4 orientations, 7×7 neighbourhood; plenoptic) against the mean and spread of the "
@@ -253,7 +254,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the tables, write the sheet and RESULTS.md."""
     args = parse(argv)
-    paths = quality_inputs(args, args.data, "*.png", args.images, "exemplars")
+    paths = quality_inputs(args, args.data, ".png", args.images, "exemplars")
     start = time.perf_counter()
     rows: dict[str, Row] = {}
     for path in paths:

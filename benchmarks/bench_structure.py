@@ -1,7 +1,7 @@
 """Long-range structure: what keeps rows of bricks straight.
 
 Regular textures lose their order when nothing larger than the largest filter is
-constrained. This benchmark synthesises ``bricks.png`` (``../shared/data/images``) with
+constrained. This benchmark synthesises ``bricks.png`` (``examples/data``) with
 several variants, each in its own process (one torch thread), and scores every output
 with two measures no texsynth loss optimises:
 
@@ -35,9 +35,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine, publish, run_child  # noqa: E402
+from common import EXAMPLES, machine, publish, run_child  # noqa: E402
 
-EXEMPLAR = HERE.parent.parent / "shared" / "data" / "images" / "bricks.png"
+EXEMPLAR = EXAMPLES / "bricks.png"
 #: ``name: (levels, texture loss)``.
 VARIANTS: dict[str, tuple[int, str]] = {
     "single-scale, gram": (1, "gram"),

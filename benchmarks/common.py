@@ -12,6 +12,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ import torch
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 EXAMPLES = HERE.parent / "examples" / "data"
+#: The sample set the quality benchmarks run on: stems of files in :data:`EXAMPLES`
+#: (their sources and licences are in its SOURCES.md).
+SAMPLE_IMAGES: tuple[str, ...] = ("bark", "bricks", "grass", "gravel", "wood")
+SAMPLE_CLIPS: tuple[str, ...] = ("crickets", "fire", "rain", "speech_espeak", "wind")
+
+
+def sample_paths(folder: Path, suffix: str, stems: Sequence[str] | None = None) -> list[Path]:
+    """Files ``STEM + suffix`` in ``folder``, sorted: ``stems`` if given, else the sample set
+    (:data:`SAMPLE_IMAGES` for ``.png``, :data:`SAMPLE_CLIPS` otherwise) when ``folder`` is
+    :data:`EXAMPLES`, else every file with that suffix."""
+    if not stems and folder.resolve() == EXAMPLES:
+        stems = SAMPLE_IMAGES if suffix == ".png" else SAMPLE_CLIPS
+    paths = sorted(folder.glob(f"*{suffix}"))
+    return [p for p in paths if p.stem in stems] if stems else paths
 
 
 def peak_rss_mib() -> float:
@@ -140,16 +155,14 @@ def parse_quality_arguments(parser: argparse.ArgumentParser,
     return args
 
 
-def quality_inputs(args: argparse.Namespace, folder: Path, pattern: str,
+def quality_inputs(args: argparse.Namespace, folder: Path, suffix: str,
                    stems: list[str] | None, what: str) -> list[Path]:
-    """Set torch's threads from ``args.threads`` (0: torch's choice) and return the files
-    of ``folder`` matching ``pattern``, sorted, only ``stems`` if given; exits naming the
-    folder when there are none (``what``: "exemplars", "clips")."""
+    """Set torch's threads from ``args.threads`` (0: torch's choice) and return
+    :func:`sample_paths` of ``folder``; exits naming the folder when there are none
+    (``what``: "exemplars", "clips")."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    paths = sorted(folder.glob(pattern))
-    if stems:
-        paths = [p for p in paths if p.stem in stems]
+    paths = sample_paths(folder, suffix, stems)
     if not paths:
         raise SystemExit(f"no {what} found under {folder}")
     return paths

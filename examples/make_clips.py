@@ -30,7 +30,6 @@ from PIL import Image
 from texsynth_video import VideoDomain
 
 DATA = Path(__file__).resolve().parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 FPS = 12.0
 FRAMES = 48
 SIZE = 128
@@ -39,8 +38,7 @@ SIZE = 128
 def _still(name: str) -> torch.Tensor:
     """The licensed picture ``name`` as ``(1, 3, S, S)`` in [0, 1], resized to twice
     :data:`SIZE` (the warps sample it at sub-pixel positions)."""
-    source = DATA / name if (DATA / name).exists() else SHARED / name
-    image = Image.open(source).convert("RGB").resize((2 * SIZE, 2 * SIZE),
+    image = Image.open(DATA / name).convert("RGB").resize((2 * SIZE, 2 * SIZE),
                                                       Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None]

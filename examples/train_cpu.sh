@@ -3,7 +3,7 @@
 # sample a large tileable texture in one pass.
 #
 #   examples/train_cpu.sh [EXEMPLAR]        # default examples/data/grass.png
-#   OUT=dir THREADS=1 examples/train_cpu.sh ../shared/data/images/bricks.png
+#   OUT=dir THREADS=1 examples/train_cpu.sh examples/data/bricks.png
 #
 # Writes $OUT/NAME.ckpt (resumable: run it again after an interruption) and a 1024x1024
 # sample $OUT/NAME_1024.png.

@@ -11,7 +11,7 @@ ruff check .
 mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio plugins/video/texsynth_video \
   examples/timeseries/texsynth_timeseries
 set +e
-python -m pytest -q "$@"
+python -m pytest -q --durations=20 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -1,4 +1,4 @@
-"""Shared test fixtures: real exemplars from ../shared/data, tiny sizes, and two toy domains.
+"""Test fixtures: the repository's real sample exemplars, tiny sizes, and two toy domains.
 
 Both toy domains are registered on a fresh plugin manager for one test and need no
 domain plugin:
@@ -12,13 +12,13 @@ domain plugin:
   ``toy-image-preferring`` (with :meth:`~texsynth.Domain.defaults`) and ``toy-image-logit``
   (optimised through the :class:`Logit` representation).
 
-Sample files (``shared_image``, ``shared_audio``) are always present: ../shared/data in CI,
-else the copies in examples/data; a missing one fails the test that asks for it.
+Sample files (``sample_image``, ``sample_audio``) come from ``examples/data`` inside the
+repository and nowhere else (a clone must pass its own tests with nothing beside it); a
+missing one fails the test that asks for it.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import types
 from collections.abc import Callable, Mapping
@@ -45,30 +45,29 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TEXSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
-EXAMPLE_DATA = REPO / "examples" / "data"
+SAMPLE_DATA = REPO / "examples" / "data"
 
 
-def _find(name: str, kind: str) -> Path:
-    for base in (SHARED_DATA / kind, EXAMPLE_DATA):
-        if (base / name).is_file():
-            return base / name
-    pytest.fail(f"sample file {name} not found under {SHARED_DATA / kind} or {EXAMPLE_DATA}")
-
-
-@pytest.fixture(scope="session")
-def shared_image() -> Callable[[str], Path]:
-    """``shared_image("bricks.png")`` -> path of a real exemplar image."""
-    return lambda name: _find(name, "images")
+def _find(name: str) -> Path:
+    path = SAMPLE_DATA / name
+    if not path.is_file():
+        pytest.fail(f"sample file {name} not found in {SAMPLE_DATA}")
+    return path
 
 
 @pytest.fixture(scope="session")
-def shared_audio() -> Callable[[str], Path]:
-    """``shared_audio("rain.wav")`` -> path of a real exemplar clip."""
-    return lambda name: _find(name, "audio")
+def sample_image() -> Callable[[str], Path]:
+    """``sample_image("bricks.png")`` -> path of a real exemplar image in examples/data."""
+    return _find
 
 
-# -- a tiny shared toy domain --------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sample_audio() -> Callable[[str], Path]:
+    """``sample_audio("rain.wav")`` -> path of a real exemplar clip in examples/data."""
+    return _find
+
+
+# -- a tiny toy domain --------------------------------------------------------------
 class ToyDomain(texsynth.Domain):
     """A 1-D domain over ``.toy`` text files: one line per time step, one column per channel.
 
@@ -200,7 +199,7 @@ def toy_exemplar() -> torch.Tensor:
     return (0.8 * torch.sin(t)).reshape(1, 1, -1)
 
 
-# -- a tiny shared toy image domain --------------------------------------------------------
+# -- a tiny toy image domain --------------------------------------------------------
 def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
     """``(1, 3, H, W)`` in [0, 1] from an image file, optionally resized to ``size``²
     (bicubic, on the 8-bit image)."""
@@ -368,7 +367,7 @@ def toy_image_loader() -> Callable[..., torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def toy_image_exemplar(shared_image: Callable[[str], Path]) -> torch.Tensor:
+def toy_image_exemplar(sample_image: Callable[[str], Path]) -> torch.Tensor:
     """The real grass exemplar at 64², ``(1, 3, 64, 64)`` in [0, 1], for the toy image
     domain (read once per session; do not modify it in place)."""
-    return load_rgb(shared_image("grass.png"), 64)
+    return load_rgb(sample_image("grass.png"), 64)

@@ -147,9 +147,9 @@ def test_specs_refuse_nesting_and_negative_weights() -> None:
         FeatureSpec(also=(FeatureSpec(),))  # type: ignore[arg-type]
 
 
-def test_the_command_line_adds_statistics(shared_image: Any, tmp_path: Path,
+def test_the_command_line_adds_statistics(sample_image: Any, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    exemplar = shared_image("grass.png")
+    exemplar = sample_image("grass.png")
     out = tmp_path / "out.png"
     args = ["synthesize", str(exemplar), "-o", str(out), "--size", "32x32", "--steps", "2",
             "--extractor", "patches", "--loss", "sw", "--seed", "0", "--quiet"]

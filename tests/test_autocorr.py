@@ -71,8 +71,8 @@ def test_short_outputs_use_the_lags_they_can_hold() -> None:
         autocovariance(torch.rand(1, 1, 4), (4,))
 
 
-def test_combined_with_gram_in_a_synthesis(shared_audio) -> None:  # type: ignore[no-untyped-def]
-    result = texsynth.synthesize(shared_audio("crickets.wav"), size=(8192,), steps=40,
+def test_combined_with_gram_in_a_synthesis(sample_audio) -> None:  # type: ignore[no-untyped-def]
+    result = texsynth.synthesize(sample_audio("crickets.wav"), size=(8192,), steps=40,
                                  progress=False, seed=0, texture_loss="gram+autocorr",
                                  extractor_options={"widths": [2, 8], "filters": 16})
     assert result.losses[-1] < 0.5 * result.losses[0]

@@ -11,6 +11,7 @@ corpus too: they are converted, and the run must succeed.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickletools
 import struct
@@ -28,6 +29,7 @@ from PIL import Image
 
 import texsynth_image  # noqa: F401  (built in: a missing plugin must fail, not skip)
 from texsynth.cli import main
+from texsynth.plugins import get_plugin_manager
 
 FAST_IMAGE = ["--steps", "1", "--seed", "0", "--quiet", "--option", "filters=4"]
 FAST_AUDIO = ["--steps", "1", "--seed", "0", "--quiet", "--duration", "0.2"]
@@ -150,6 +152,22 @@ def _retagged(d: Path, ckpt: Path, domain: str) -> Path:
     return save_checkpoint(d / f"{domain}.ckpt", checkpoint)
 
 
+def _settings_claim(d: Path, ckpt: Path, domain: str) -> Path:
+    """A copy of ``ckpt`` whose stored settings alone were edited to say ``domain`` (the
+    header's JSON rewritten by hand, the tensor data kept)."""
+    data = ckpt.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    settings = json.loads(header["__metadata__"]["settings"])
+    settings["domain"] = domain
+    header["__metadata__"]["settings"] = json.dumps(settings)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    target = d / "it.safetensors"
+    target.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+    return target
+
+
 FILE_CASES: dict[str, Case] = {
     # images
     "missing-file": Case(lambda d: _synth(d / "nope.png"), 2, "no such file", "nope.png"),
@@ -181,8 +199,13 @@ FILE_CASES: dict[str, Case] = {
     "grey-alpha-png": Case(lambda d: _synth(_img(d / "la.png", "LA")), 0, ""),
     # an animated GIF is a clip (the video domain recognises it); as a picture, its first
     # frame; this one has too few frames for a clip
-    "animated-gif": Case(lambda d: _synth(_animated_gif(d / "anim.gif")), 2,
-                         "clip is 3 frames of 40x40 pixels; it needs at least 4", "anim.gif"),
+    # ... so a picture output makes a picture of its first frame, and a clip output says
+    # how to get one
+    "animated-gif-to-picture": Case(lambda d: _synth(_animated_gif(d / "anim.gif")), 0, ""),
+    "animated-gif-to-clip": Case(lambda d: _synth(_animated_gif(d / "anim.gif"), "out.mp4"), 2,
+                                 "clip is 3 frames of 40x40 pixels; it needs at least 4 of "
+                                 "each; for a picture from its first frame, read it with the "
+                                 "image domain (--domain image)", "anim.gif"),
     "animated-gif-as-picture": Case(lambda d: _synth(_animated_gif(d / "anim2.gif"),
                                                      extra=["--domain", "image"]), 0, ""),
     # audio
@@ -272,6 +295,26 @@ def test_bad_file(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     _assert_one_line(code, capsys.readouterr().err, case.code, case.fragment, case.names_file)
 
 
+@pytest.mark.parametrize(("out", "frames"), [("out.png", 1), ("out.gif", 3)])
+def test_an_animated_gif_makes_what_the_output_names(out: str, frames: int, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """A picture output reads an animated GIF as a picture (its first frame, with a
+    warning); an output of the input's own format keeps it a clip (then too short)."""
+    source = _animated_gif(tmp_path / "anim.gif")
+    domain = get_plugin_manager().domain_for_path(source,
+                                                                   output=tmp_path / out)
+    assert domain.name == ("image" if frames == 1 else "video")
+    assert get_plugin_manager().domain_for_path(
+        source, output=tmp_path / "o.mp4").name == "video"
+    if frames == 1:
+        assert main(_synth(source, out)) == 0
+        assert "using the first frame only" in capsys.readouterr().err
+        with Image.open(tmp_path / out) as image:
+            assert image.size == (40, 40)
+            assert getattr(image, "n_frames", 1) == 1
+
+
 @pytest.mark.parametrize("name", sorted(VALUE_CASES))
 def test_bad_value(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if name == "cuda-without-cuda" and torch.cuda.is_available():
@@ -301,7 +344,17 @@ CKPT_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], str, str | None]]
                               "evil.ckpt"),
     "ckpt-other-domain": (lambda d, c: ["sample", str(_retagged(d, c, "audio")), "-o",
                                         str(d / "o.png")],
-                          "cannot write '.png' audio files", "o.png"),
+                          "corrupt or tampered checkpoint: domain 'audio' makes signals with 1 "
+                          "spatial axes, but the stored generator makes 2", "audio.ckpt"),
+    "ckpt-claims-video": (lambda d, c: ["sample", str(_retagged(d, c, "video")), "-o",
+                                        str(d / "v.png"), "--size", "64x64"],
+                          "corrupt or tampered checkpoint: domain 'video' makes signals with 3 "
+                          "spatial axes, but the stored generator makes 2", "video.ckpt"),
+    "ckpt-settings-disagree-with-header": (
+        lambda d, c: ["sample", str(_settings_claim(d, c, "video")), "-o", str(d / "v.png"),
+                      "--size", "64x64"],
+        "corrupt or tampered checkpoint: domain is 'video' in the settings but 'image' in the "
+        "header", "it.safetensors"),
     "ckpt-unknown-domain": (lambda d, c: ["sample", str(_retagged(d, c, "hologram")), "-o",
                                           str(d / "o.png")], "unknown domain 'hologram'", None),
     "ckpt-texture-for-apply": (lambda d, c: ["apply", str(c), str(_img(d / "c.png")), "-o",

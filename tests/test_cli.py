@@ -22,8 +22,8 @@ def _small_copy(src: Path, dst: Path, size: int = 48) -> Path:
 
 
 @pytest.fixture
-def bricks(shared_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-    return _small_copy(shared_image("bricks.png"), tmp_path / "bricks.png")
+def bricks(sample_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    return _small_copy(sample_image("bricks.png"), tmp_path / "bricks.png")
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -58,9 +58,9 @@ def test_save_every_and_preview(bricks: Path, tmp_path: Path,
         assert img.width > 2 * 48
 
 
-def test_stylize_end_to_end(bricks: Path, shared_image, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_stylize_end_to_end(bricks: Path, sample_image, tmp_path: Path,  # type: ignore[no-untyped-def]
                             capsys: pytest.CaptureFixture[str]) -> None:
-    content = _small_copy(shared_image("wood.png"), tmp_path / "content.png", 40)
+    content = _small_copy(sample_image("wood.png"), tmp_path / "content.png", 40)
     out = tmp_path / "styled.png"
     code, err = _run(["stylize", str(content), str(bricks), "-o", str(out),
                       "--content-weight", "1", "--style-weight", "100", *FAST], capsys)

@@ -22,9 +22,9 @@ def _small(src: Path, dst: Path, size: int = 40) -> Path:
 
 
 @pytest.fixture
-def pair(shared_image, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
-    return (_small(shared_image("bricks.png"), tmp_path / "bricks.png"),
-            _small(shared_image("grass.png"), tmp_path / "grass.png"))
+def pair(sample_image, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    return (_small(sample_image("bricks.png"), tmp_path / "bricks.png"),
+            _small(sample_image("grass.png"), tmp_path / "grass.png"))
 
 
 def _doodle(path: Path, width: int = 48, height: int = 32) -> Path:

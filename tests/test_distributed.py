@@ -54,9 +54,9 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.Completed
 
 
 @pytest.fixture
-def exemplar(tmp_path: Path, shared_image: object) -> Path:
+def exemplar(tmp_path: Path, sample_image: object) -> Path:
     """A real exemplar (grass), downscaled to 64²."""
-    source = shared_image("grass.png")  # type: ignore[operator]
+    source = sample_image("grass.png")  # type: ignore[operator]
     path = tmp_path / "grass64.png"
     PIL.open(source).convert("RGB").resize((64, 64), PIL.BICUBIC).save(path)
     return path

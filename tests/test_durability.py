@@ -24,9 +24,9 @@ TRAIN = ["--batch-size", "1", "--size", "32x32", "--scales", "2", "--option", "f
 
 
 @pytest.fixture
-def exemplar(shared_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def exemplar(sample_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     path = tmp_path / "grass.png"
-    Image.open(shared_image("grass.png")).convert("RGB").resize((48, 48)).save(path)
+    Image.open(sample_image("grass.png")).convert("RGB").resize((48, 48)).save(path)
     return path
 
 

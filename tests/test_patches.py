@@ -125,8 +125,8 @@ def test_layers_are_checked_and_weights_refused() -> None:
 
 # -- statistics -----------------------------------------------------------------------------
 def test_patch_sw_ranks_a_crop_closer_than_its_shuffled_pixels(
-        shared_image: Callable[[str], Path]) -> None:
-    image = texsynth.load(shared_image("bricks.png"))
+        sample_image: Callable[[str], Path]) -> None:
+    image = texsynth.load(sample_image("bricks.png"))
     gen = torch.Generator().manual_seed(0)
     top, left = (int(v) for v in torch.randint(0, image.shape[-1] - 64, (2,), generator=gen))
     crop = image[..., top:top + 64, left:left + 64]

@@ -27,8 +27,8 @@ SIZE = 128
 
 
 @pytest.fixture(scope="module")
-def bricks(shared_image: Callable[[str], Path]) -> torch.Tensor:
-    return texsynth.load(shared_image("bricks.png"))
+def bricks(sample_image: Callable[[str], Path]) -> torch.Tensor:
+    return texsynth.load(sample_image("bricks.png"))
 
 
 def test_crop_scores_better_than_shuffled_and_phase_randomised(bricks: torch.Tensor) -> None:

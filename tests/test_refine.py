@@ -20,9 +20,9 @@ TRAIN = ["--iterations", "3", "--batch-size", "1", "--size", "32x32", "--scales"
 
 
 @pytest.fixture
-def trained(shared_image, tmp_path: Path, texsynth_plugins) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+def trained(sample_image, tmp_path: Path, texsynth_plugins) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
     exemplar = tmp_path / "grass.png"
-    Image.open(shared_image("grass.png")).convert("RGB").resize((48, 48)).save(exemplar)
+    Image.open(sample_image("grass.png")).convert("RGB").resize((48, 48)).save(exemplar)
     ckpt = tmp_path / "grass.ckpt"
     assert main(["train", str(exemplar), "-o", str(ckpt), *TRAIN]) == 0
     return exemplar, ckpt

@@ -271,8 +271,8 @@ def test_the_objective_seeds_sw_from_the_run(toy_manager: PluginManager,
 
 # -- short syntheses ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def bricks(shared_image: Callable[[str], Path]) -> torch.Tensor:
-    return texsynth.load(shared_image("bricks.png"))[..., 64:128, 64:128]
+def bricks(sample_image: Callable[[str], Path]) -> torch.Tensor:
+    return texsynth.load(sample_image("bricks.png"))[..., 64:128, 64:128]
 
 
 @pytest.mark.parametrize("options", [

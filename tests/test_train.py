@@ -34,7 +34,7 @@ def toy(toy_image_manager: PluginManager) -> PluginManager:
 
 @pytest.fixture
 def grass(toy_image_exemplar: torch.Tensor) -> torch.Tensor:
-    """The 64² grass exemplar (a copy: tests may not change the shared one)."""
+    """The 64² grass exemplar (a copy: tests may not change the sample file)."""
     return toy_image_exemplar.clone()
 
 
@@ -73,9 +73,9 @@ def test_instance_norm_generator_trains(toy: PluginManager, grass: torch.Tensor)
 
 
 def test_real_image_plugin_random_multiscale(texsynth_plugins: PluginManager,
-                                             shared_image: Callable[[str], Path]) -> None:
+                                             sample_image: Callable[[str], Path]) -> None:
     assert "random-multiscale" in texsynth_plugins.extractors("image")
-    exemplar = texsynth_plugins.get_domain("image").load(shared_image("grass.png"))
+    exemplar = texsynth_plugins.get_domain("image").load(sample_image("grass.png"))
     exemplar = F.interpolate(exemplar, size=(64, 64), mode="area")
     result = train_generator(
         exemplar, domain="image", extractor="random-multiscale",
@@ -223,12 +223,12 @@ def test_sigterm_saves_then_reaches_the_previous_handler(
 
 def test_stylisation_trains_on_a_content_folder(
         toy: PluginManager, grass: torch.Tensor, tmp_path: Path,
-        shared_image: Callable[[str], Path],
+        sample_image: Callable[[str], Path],
         toy_image_loader: Callable[..., torch.Tensor]) -> None:
     folder = tmp_path / "content"
     folder.mkdir()
     for name in ("bricks", "gravel"):
-        Image.open(shared_image(f"{name}.png")).convert("RGB").resize((48, 48)).save(
+        Image.open(sample_image(f"{name}.png")).convert("RGB").resize((48, 48)).save(
             folder / f"{name}.png")
     (folder / "notes.txt").write_text("not content")
     result = tiny(toy, grass, content=folder, iterations=2, content_weight=2.0,
@@ -240,7 +240,7 @@ def test_stylisation_trains_on_a_content_folder(
     assert result.settings["content_layers"] == ["relu2"]
     assert result.settings["loss"]["content_weight"] == 2.0
     assert len(result.settings["training"]["content"]) == 2
-    content = toy_image_loader(shared_image("bricks.png"), 40)
+    content = toy_image_loader(sample_image("bricks.png"), 40)
     out = sample(result.generator, seed=0, content=content)
     assert out.shape == (1, 3, 40, 40)
 

@@ -37,8 +37,8 @@ def test_the_order_of_positions_does_not_count(toy_domain: texsynth.Domain,
     assert objective.terms(shuffled)["value"].item() == pytest.approx(0.0, abs=1e-10)
 
 
-def test_it_sees_the_brightness_drift_zero_mean_filters_miss(shared_image: Path) -> None:
-    path = shared_image("grass.png")
+def test_it_sees_the_brightness_drift_zero_mean_filters_miss(sample_image: Path) -> None:
+    path = sample_image("grass.png")
     domain = texsynth.spec.resolve_domain(None, path)
     exemplar = texsynth.load(path)[..., :64, :64]
     objective = _objective(domain, exemplar, 1.0)
@@ -79,8 +79,8 @@ def test_a_negative_weight_is_refused(toy_domain: texsynth.Domain,
         _objective(toy_domain, toy_exemplar, -1.0)
 
 
-def test_synthesis_records_the_weight_and_matches_colour_better(shared_image: Path) -> None:
-    path = shared_image("bark.png")
+def test_synthesis_records_the_weight_and_matches_colour_better(sample_image: Path) -> None:
+    path = sample_image("bark.png")
     exemplar = texsynth.load(path)
     kwargs = {"size": (32, 32), "steps": 30, "seed": 0, "progress": False,
               "extractor_options": {"filters": 8}}
@@ -98,8 +98,8 @@ def test_synthesis_records_the_weight_and_matches_colour_better(shared_image: Pa
     assert quantile_gap(valued.signal) < quantile_gap(plain.signal)
 
 
-def test_training_stores_and_resumes_the_weight(tmp_path: Path, shared_image: Path) -> None:
-    path = shared_image("bark.png")
+def test_training_stores_and_resumes_the_weight(tmp_path: Path, sample_image: Path) -> None:
+    path = sample_image("bark.png")
     out = tmp_path / "g.ckpt"
     kwargs = {"size": (32, 32), "batch_size": 1, "seed": 0,
               "generator_options": {"num_scales": 2},
@@ -112,7 +112,7 @@ def test_training_stores_and_resumes_the_weight(tmp_path: Path, shared_image: Pa
     assert texsynth.load_trained(out).metadata["loss"]["value_weight"] == 0.5
 
 
-def test_training_refuses_an_unknown_feature_setting(shared_image: Path) -> None:
+def test_training_refuses_an_unknown_feature_setting(sample_image: Path) -> None:
     with pytest.raises(UsageError, match=r"unknown feature setting.*colour_weight"):
-        texsynth.train_generator(shared_image("bark.png"), iterations=1, progress=False,
+        texsynth.train_generator(sample_image("bark.png"), iterations=1, progress=False,
                                  colour_weight=1.0)  # type: ignore[call-arg]

@@ -540,6 +540,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, domain: str | None = None) 
     settings = _parse_json(file, "settings", meta.get("settings"))
     check_settings(file, settings)
     trained_for = _name(file, "domain", meta.get("domain"))
+    claimed = settings.get("domain", trained_for)
+    if claimed != trained_for:
+        raise _tampered(file, "domain", f"is {claimed!r} in the settings but "
+                                        f"{trained_for!r} in the header")
     step_text = str(meta.get("step", ""))
     if not (step_text.isascii() and step_text.isdigit()) or len(step_text) > 9 \
             or int(step_text) > MAX_STEPS:
@@ -572,6 +576,18 @@ def _create(manager: PluginManager, config: GeneratorConfig, path: str | os.Path
         text = str(exc).strip().splitlines()
         raise _tampered(path, "generator", f"config is refused ({text[0] if text else exc})"
                         ) from None
+
+
+def _check_domain(checkpoint: Checkpoint, path: str | os.PathLike[str],
+                  manager: PluginManager) -> None:
+    """Refuse a checkpoint whose domain, where installed, makes signals with another
+    number of spatial axes than its generator (settings that contradict the weights)."""
+    info = manager.domains().get(checkpoint.domain)
+    dims = checkpoint.generator_config.spatial_dims
+    if info is not None and info.domain_class.spatial_dims != dims:
+        raise _tampered(path, "domain", f"{checkpoint.domain!r} makes signals with "
+                                        f"{info.domain_class.spatial_dims} spatial axes, but "
+                                        f"the stored generator makes {dims}")
 
 
 def _check_weights(checkpoint: Checkpoint, path: str | os.PathLike[str],
@@ -615,6 +631,7 @@ def build_generator(checkpoint: Checkpoint, path: str | os.PathLike[str], *,
     """
     manager = manager or get_plugin_manager()
     check_settings(path, checkpoint.settings)  # a Checkpoint made in memory is unchecked
+    _check_domain(checkpoint, path, manager)
     _check_weights(checkpoint, path, manager)
     generator = _create(manager, checkpoint.generator_config, path)
     try:

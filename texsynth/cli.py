@@ -129,13 +129,16 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _pick_domain(manager: PluginManager, args: argparse.Namespace, path: Path) -> Domain:
+    """``--domain``, else the domain that reads ``path`` (settled by ``-o`` where several
+    do: :meth:`PluginManager.domain_for_path`)."""
     if args.domain:
         info = manager.domains().get(args.domain)
         if info is None:
             manager.get_domain(args.domain)  # raises with the list of known domains
         assert info is not None
         return info.domain_class.from_arguments(args)
-    return type(manager.domain_for_path(path)).from_arguments(args)
+    output = getattr(args, "output", None)
+    return type(manager.domain_for_path(path, output=output)).from_arguments(args)
 
 
 def _size(domain: Domain, args: argparse.Namespace) -> tuple[int, ...] | None:

@@ -291,24 +291,36 @@ class PluginManager:
         except KeyError:
             raise NotFoundError("domain", name, list(self.registry.domains)) from None
 
-    def domain_for_path(self, path: str | os.PathLike[str]) -> Domain:
-        """The domain that recognises ``path`` by its contents (:meth:`Domain.recognizes`:
-        an animated picture, a folder of frames), else the one whose declared suffixes
-        include ``path``'s suffix."""
-        for info in self.registry.domains.values():
-            if info.domain_class.recognizes(Path(path)):
-                return info.domain_class()
-        suffix = Path(path).suffix.lower()
-        matches = [info for info in self.registry.domains.values()
-                   if suffix in info.domain_class.suffixes]
-        if not matches:
-            known = sorted({s for info in self.registry.domains.values()
-                            for s in info.domain_class.suffixes})
+    def domain_for_path(self, path: str | os.PathLike[str], *,
+                        output: str | os.PathLike[str] | None = None) -> Domain:
+        """The domain that reads ``path``: the one that recognises it by its contents
+        (:meth:`Domain.recognizes`: an animated picture, a folder of frames), else the one
+        whose declared suffixes include ``path``'s suffix.
+
+        ``output``, the file the run will write, settles a path that more than one domain
+        reads (an animated GIF is a clip by its contents and a picture by its suffix): the
+        domain whose own suffixes include the output's wins (``anim.gif`` to ``out.png``
+        makes a picture, to ``out.mp4`` a clip); an output with the input's suffix, or
+        none, keeps the domain that recognised the input.
+        """
+        target = Path(path)
+        suffix = target.suffix.lower()
+        infos = list(self.registry.domains.values())
+        readers = [info for info in infos if info.domain_class.recognizes(target)]
+        readers += [info for info in infos
+                    if suffix in info.domain_class.suffixes and info not in readers]
+        if not readers:
+            known = sorted({s for info in infos for s in info.domain_class.suffixes})
             raise UsageError(
                 f"{os.fspath(path)}: no domain reads {suffix or 'files without a suffix'!r}"
                 f" files; known suffixes: {', '.join(known) or 'none'} (or pass domain=NAME)",
                 parameter="domain=NAME")
-        return matches[0].domain_class()
+        wanted = Path(output).suffix.lower() if output is not None else ""
+        if len(readers) > 1 and wanted and wanted != suffix:
+            for info in readers:
+                if wanted in info.domain_class.suffixes:
+                    return info.domain_class()
+        return readers[0].domain_class()
 
     def get_extractor_info(self, name: str, domain: str | None = None) -> ExtractorInfo:
         """The extractor registration called ``name``, checked against ``domain``."""

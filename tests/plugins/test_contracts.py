@@ -25,9 +25,9 @@ class TestImageContract(DomainContract):
         return texsynth_image.ImageDomain()
 
     @pytest.fixture
-    def sample_path(self, shared_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    def sample_path(self, sample_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
         path = tmp_path / "gravel.png"
-        Image.open(shared_image("gravel.png")).convert("RGB").resize((40, 40)).save(path)
+        Image.open(sample_image("gravel.png")).convert("RGB").resize((40, 40)).save(path)
         return path
 
     @pytest.fixture
@@ -43,10 +43,10 @@ class TestAudioContract(DomainContract):
         return texsynth_audio.AudioDomain(peak=None)
 
     @pytest.fixture
-    def sample_path(self, shared_audio, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    def sample_path(self, sample_audio, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
         dom = texsynth_audio.AudioDomain(peak=None)
         path = tmp_path / "rain.wav"
-        dom.save(dom.load(shared_audio("rain.wav"))[..., :6000], path)
+        dom.save(dom.load(sample_audio("rain.wav"))[..., :6000], path)
         return path
 
     @pytest.fixture
@@ -72,7 +72,7 @@ class TestAudioMultiresContract(TestAudioContract):
 
 
 def _clip_sample(picture_path: Path, target: Path) -> Path:
-    """A small real clip at ``target``: 8 frames of a shared picture drifting right by one
+    """A small real clip at ``target``: 8 frames of a sample picture drifting right by one
     pixel per frame (32×32 pixels, 8 fps)."""
     from texsynth_video import write_clip
 
@@ -90,8 +90,8 @@ class TestVideoContract(DomainContract):
         return texsynth_video.VideoDomain()
 
     @pytest.fixture
-    def sample_path(self, shared_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-        return _clip_sample(shared_image("gravel.png"), tmp_path / "gravel.apng")
+    def sample_path(self, sample_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+        return _clip_sample(sample_image("gravel.png"), tmp_path / "gravel.apng")
 
     @pytest.fixture
     def extractor_name(self) -> str:
@@ -104,5 +104,5 @@ class TestVideoMp4Contract(TestVideoContract):
     round_trip_atol = 0.1  # one pixel after a re-encode: H.264 at crf 17, YUV 4:2:0 (0.06 measured)
 
     @pytest.fixture
-    def sample_path(self, shared_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-        return _clip_sample(shared_image("gravel.png"), tmp_path / "gravel.mp4")
+    def sample_path(self, sample_image, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+        return _clip_sample(sample_image("gravel.png"), tmp_path / "gravel.mp4")

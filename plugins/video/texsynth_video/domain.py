@@ -149,8 +149,10 @@ class VideoDomain(Domain):
         frames, height, width = clip.shape[1:]
         low = self.min_extent()
         if min(frames, height, width) < low:
+            hint = ("; for a picture from its first frame, read it with the image domain "
+                    "(--domain image)" if files.is_animated_image(target) else "")
             raise InputError(target, f"clip is {frames} frames of {width}x{height} pixels; "
-                                     f"it needs at least {low} of each")
+                                     f"it needs at least {low} of each{hint}")
         if not self._rate_known:
             self.fps, self._rate_known = float(fps), True
         signal = clip.unsqueeze(0)

@@ -47,9 +47,9 @@ def test_bad_time_guides_are_refused(domain, text: str, message: str) -> None:
         domain.load_guide(text, (2 * domain.sample_rate,))
 
 
-def test_rain_turns_into_fire_along_the_guide(domain, shared_audio) -> None:
-    rain = _clip(domain, shared_audio("rain.wav"))
-    fire = _clip(domain, shared_audio("fire.wav"))
+def test_rain_turns_into_fire_along_the_guide(domain, sample_audio) -> None:
+    rain = _clip(domain, sample_audio("rain.wav"))
+    fire = _clip(domain, sample_audio("fire.wav"))
     size = domain.size_from_duration(1.0)
     result = texsynth.synthesize([rain, fire], domain=domain, size=size, guide="0.5",
                                  extractor_options=SMALL, steps=40, seed=0, progress=False,

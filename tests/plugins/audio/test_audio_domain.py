@@ -64,8 +64,8 @@ def test_bad_settings_are_usage_errors():
 
 
 # -- loading --------------------------------------------------------------------------------
-def test_load_real_clip(domain, shared_audio):
-    path = shared_audio("rain.wav")
+def test_load_real_clip(domain, sample_audio):
+    path = sample_audio("rain.wav")
     signal = domain.load(path)
     assert signal.shape == (1, 1, sf.info(str(path)).frames)
     assert signal.dtype == torch.float32
@@ -73,8 +73,8 @@ def test_load_real_clip(domain, shared_audio):
     assert float(signal.abs().max()) > 0.0
 
 
-def test_speech_with_digital_silence_loads(domain, shared_audio):
-    signal = domain.load(shared_audio("speech_espeak.wav"))
+def test_speech_with_digital_silence_loads(domain, sample_audio):
+    signal = domain.load(sample_audio("speech_espeak.wav"))
     assert (signal == 0).any()
     assert torch.isfinite(signal).all()
 
@@ -254,8 +254,8 @@ def test_exact_silence_has_finite_values_and_gradients(domain):
     assert torch.isfinite(silence.grad).all()
 
 
-def test_silent_segment_inside_real_clip(domain, shared_audio):
-    clip = domain.load(shared_audio("fire.wav"))[..., : RATE].clone()
+def test_silent_segment_inside_real_clip(domain, sample_audio):
+    clip = domain.load(sample_audio("fire.wav"))[..., : RATE].clone()
     clip[..., 4000:12000] = 0.0
     clip.requires_grad_(True)
     feats = domain.to_features_input(clip)
@@ -267,7 +267,7 @@ def test_silent_segment_inside_real_clip(domain, shared_audio):
     assert clip.grad.abs().sum() > 0
 
 
-def test_noise(domain, shared_audio):
+def test_noise(domain, sample_audio):
     gen = torch.Generator().manual_seed(0)
     noise = domain.noise((1, 1, 22050), generator=gen)
     assert noise.shape == (1, 1, 22050)

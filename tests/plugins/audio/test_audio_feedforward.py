@@ -20,11 +20,11 @@ SMALL = ["--option", "filters=16", "--option", "widths=[2,8,32]"]
 
 
 @pytest.fixture
-def rain_clip(shared_audio, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def rain_clip(sample_audio, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     """Half a second of the real rain recording at 22 050 Hz."""
     domain = AudioDomain()
     path = tmp_path / "rain.wav"
-    domain.save(domain.load(shared_audio("rain.wav"))[..., :11025], path)
+    domain.save(domain.load(sample_audio("rain.wav"))[..., :11025], path)
     return path
 
 
@@ -105,9 +105,9 @@ def test_sampling_uses_the_training_sample_rate(rain_clip: Path, tmp_path: Path,
     assert (info.samplerate, info.frames) == (16000, 8000)
 
 
-def test_stereo_generator(shared_audio, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_stereo_generator(sample_audio, tmp_path: Path,  # type: ignore[no-untyped-def]
                           capsys: pytest.CaptureFixture[str]) -> None:
-    mono = AudioDomain().load(shared_audio("wind.wav"))[..., :8192]
+    mono = AudioDomain().load(sample_audio("wind.wav"))[..., :8192]
     stereo = tmp_path / "wind_stereo.wav"
     AudioDomain(keep_channels=True).save(torch.cat([mono, mono.roll(3000, -1)], dim=1), stereo)
     ckpt = tmp_path / "wind.ckpt"
@@ -145,11 +145,11 @@ def test_phase_option_on_the_command_line(rain_clip: Path, tmp_path: Path,
     assert not (tmp_path / "x.wav").exists()
 
 
-def test_audio_defaults_reach_stylisation(shared_audio) -> None:  # type: ignore[no-untyped-def]
+def test_audio_defaults_reach_stylisation(sample_audio) -> None:  # type: ignore[no-untyped-def]
     import texsynth
 
     domain = AudioDomain()
-    clip = domain.load(shared_audio("rain.wav"))[..., :8192]
+    clip = domain.load(sample_audio("rain.wav"))[..., :8192]
     result = texsynth.stylize(clip, clip.flip(-1), domain=domain, steps=2, seed=0,
                               extractor_options={"filters": 8, "widths": [2, 4]},
                               progress=False)

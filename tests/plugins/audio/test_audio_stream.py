@@ -25,12 +25,12 @@ STRIDED = ["--generator-option", "num_scales=3", "--generator-option", "stride=1
 
 
 @pytest.fixture
-def strided_ckpt(shared_audio, tmp_path: Path,  # type: ignore[no-untyped-def]
+def strided_ckpt(sample_audio, tmp_path: Path,  # type: ignore[no-untyped-def]
                  capsys: pytest.CaptureFixture[str]) -> Path:
     """A strided generator trained for 3 steps on half a second of the rain recording."""
     domain = AudioDomain()
     clip = tmp_path / "rain.wav"
-    domain.save(domain.load(shared_audio("rain.wav"))[..., :11025], clip)
+    domain.save(domain.load(sample_audio("rain.wav"))[..., :11025], clip)
     ckpt = tmp_path / "rain.ckpt"
     code = main(["train", str(clip), "-o", str(ckpt), "--iterations", "3", "--batch-size",
                  "2", "--seed", "0", "--quiet", "--duration", "0.3", *SMALL, *STRIDED])

@@ -34,8 +34,8 @@ def _mean_spectrum(signal: torch.Tensor) -> torch.Tensor:
     return log_magnitude(signal, n_fft=2048, hop_length=512).mean(dim=(0, 2))
 
 
-def test_synthesize_rain(domain, shared_audio, tmp_path):
-    exemplar = _clip(domain, shared_audio("rain.wav"))
+def test_synthesize_rain(domain, sample_audio, tmp_path):
+    exemplar = _clip(domain, sample_audio("rain.wav"))
     size = domain.size_from_duration(0.75)
     result = texsynth.synthesize(exemplar, domain=domain, size=size, extractor_options=SMALL,
                                  steps=40, seed=0, progress=False)
@@ -62,9 +62,9 @@ def test_synthesize_rain(domain, shared_audio, tmp_path):
     assert settings["size"] == "16538 samples (0.75 s)"
 
 
-def test_synthesize_from_a_file_with_the_ulyanov_extractor(domain, shared_audio, tmp_path):
+def test_synthesize_from_a_file_with_the_ulyanov_extractor(domain, sample_audio, tmp_path):
     path = tmp_path / "crickets_short.flac"
-    domain.save(_clip(domain, shared_audio("crickets.wav"), 0.6), path)
+    domain.save(_clip(domain, sample_audio("crickets.wav"), 0.6), path)
     result = texsynth.synthesize(path, size=(8192,), extractor="ulyanov",
                                  extractor_options={"filters": 64}, steps=15, seed=1,
                                  progress=False)
@@ -72,8 +72,8 @@ def test_synthesize_from_a_file_with_the_ulyanov_extractor(domain, shared_audio,
     assert result.losses[-1] < 0.2 * result.losses[0]
 
 
-def test_exemplar_with_a_silent_gap_gives_finite_losses(domain, shared_audio):
-    exemplar = _clip(domain, shared_audio("fire.wav")).clone()
+def test_exemplar_with_a_silent_gap_gives_finite_losses(domain, sample_audio):
+    exemplar = _clip(domain, sample_audio("fire.wav")).clone()
     exemplar[..., 5000:15000] = 0.0
     result = texsynth.synthesize(exemplar, domain=domain, size=(11025,),
                                  extractor_options=SMALL, steps=10, seed=0, progress=False)
@@ -81,17 +81,17 @@ def test_exemplar_with_a_silent_gap_gives_finite_losses(domain, shared_audio):
     assert torch.isfinite(result.signal).all()
 
 
-def test_silent_start_signal_has_finite_gradients(domain, shared_audio):
-    exemplar = _clip(domain, shared_audio("rain.wav"), 0.5)
+def test_silent_start_signal_has_finite_gradients(domain, sample_audio):
+    exemplar = _clip(domain, sample_audio("rain.wav"), 0.5)
     result = texsynth.synthesize(exemplar, domain=domain, size=(8192,),
                                  init=torch.zeros(1, 1, 8192), extractor_options=SMALL,
                                  steps=5, seed=0, progress=False)
     assert all(np.isfinite(result.losses))
 
 
-def test_stereo_synthesis_keeps_channels(shared_audio, tmp_path):
+def test_stereo_synthesis_keeps_channels(sample_audio, tmp_path):
     dom = AudioDomain(keep_channels=True)
-    mono = AudioDomain().load(shared_audio("wind.wav"))[..., :16384]
+    mono = AudioDomain().load(sample_audio("wind.wav"))[..., :16384]
     stereo = torch.cat([mono, mono.roll(4000, dims=-1) * 0.5], dim=1)
     result = texsynth.synthesize(stereo, domain=dom, size=(8192,), extractor_options=SMALL,
                                  steps=5, seed=0, progress=False)
@@ -100,9 +100,9 @@ def test_stereo_synthesis_keeps_channels(shared_audio, tmp_path):
     assert sf.info(str(tmp_path / "st.wav")).channels == 2
 
 
-def test_stylize_speech_with_rain(domain, shared_audio):
-    content = _clip(domain, shared_audio("speech_espeak.wav"), 0.75)
-    style = _clip(domain, shared_audio("rain.wav"), 0.75)
+def test_stylize_speech_with_rain(domain, sample_audio):
+    content = _clip(domain, sample_audio("speech_espeak.wav"), 0.75)
+    style = _clip(domain, sample_audio("rain.wav"), 0.75)
     result = texsynth.stylize(content, style, domain=domain, extractor_options=SMALL,
                               steps=10, seed=0, progress=False)
     assert result.signal.shape == content.shape
@@ -110,8 +110,8 @@ def test_stylize_speech_with_rain(domain, shared_audio):
     assert result.losses[-1] < result.losses[0]
 
 
-def test_griffin_lim_option(domain, shared_audio):
-    exemplar = _clip(domain, shared_audio("rain.wav"))
+def test_griffin_lim_option(domain, sample_audio):
+    exemplar = _clip(domain, sample_audio("rain.wav"))
     result = synthesize_magnitude(exemplar, domain=domain, size=(12345,),
                                   extractor_options=SMALL, steps=20, griffin_lim_iters=8,
                                   seed=0, progress=False)
@@ -126,8 +126,8 @@ def test_griffin_lim_option(domain, shared_audio):
         synthesize_magnitude(exemplar, domain=domain, size=(100,), steps=1, progress=False)
 
 
-def test_spectrogram_comparison_png(domain, shared_audio, tmp_path):
-    exemplar = _clip(domain, shared_audio("crickets.wav"))
+def test_spectrogram_comparison_png(domain, sample_audio, tmp_path):
+    exemplar = _clip(domain, sample_audio("crickets.wav"))
     other = torch.zeros(1, 1, 11025)  # silence must not break the colour scale
     path = save_spectrogram_comparison([("exemplar", exemplar), ("silence", other)],
                                        tmp_path / "cmp.png", rate=22050, n_fft=2048, hop=512)

@@ -71,22 +71,22 @@ def test_a_too_short_signal_is_named() -> None:
         net(torch.zeros(1, 1, 2000))
 
 
-def test_griffin_lim_magnitudes_cannot_feed_it(shared_audio) -> None:  # type: ignore[no-untyped-def]
+def test_griffin_lim_magnitudes_cannot_feed_it(sample_audio) -> None:  # type: ignore[no-untyped-def]
     domain = AudioDomain(phase="griffin-lim", griffin_lim_iters=2)
     with pytest.raises(UsageError, match="analyses the signal itself"):
-        texsynth.synthesize(shared_audio("rain.wav"), domain=domain, size=(4096,), steps=2,
+        texsynth.synthesize(sample_audio("rain.wav"), domain=domain, size=(4096,), steps=2,
                             extractor="multires", progress=False, seed=0,
                             extractor_options={"n_ffts": [256, 512], "filters": 4})
 
 
-def test_mixed_readers_join_through_also(shared_audio) -> None:  # type: ignore[no-untyped-def]
+def test_mixed_readers_join_through_also(sample_audio) -> None:  # type: ignore[no-untyped-def]
     """A model-input extractor with a signal-reading one as further statistics: both
     terms are computed, each from its own input, and the loss falls."""
     spec = texsynth.FeatureSpec(
         extractor="multikernel", extractor_options={"widths": [2, 4], "filters": 16},
         also=((texsynth.FeatureSpec(extractor="multires", extractor_options={
             "n_ffts": [256, 1024], "widths": [2, 4], "filters": 16}), 1.0),))
-    result = texsynth.synthesize(shared_audio("rain.wav"), features=spec, size=(8192,),
+    result = texsynth.synthesize(sample_audio("rain.wav"), features=spec, size=(8192,),
                                  steps=15, progress=False, seed=0)
     assert result.losses[-1] < 0.5 * result.losses[0]
     also = result.settings["also"][0]

@@ -50,10 +50,10 @@ def _evaluate(objective: texsynth.TextureObjective, signal: torch.Tensor,
     ("vgg19-random", {"layers": ("relu1_1", "relu2_1"),
                       "extractor_options": {"padding": "circular"}}, 16),
 ])
-def test_blocks_equal_the_whole_evaluation(shared_image: Callable[[str], Path],
+def test_blocks_equal_the_whole_evaluation(sample_image: Callable[[str], Path],
                                            extractor: str, options: dict[str, object],
                                            block: int) -> None:
-    exemplar = load_rgb(shared_image("bricks.png"), 64)
+    exemplar = load_rgb(sample_image("bricks.png"), 64)
     content = torch.rand(1, 3, 72, 56, generator=torch.Generator().manual_seed(1))
     objective = _objective(extractor, exemplar, content, **options)
     signal = torch.rand(1, 3, 72, 56, generator=torch.Generator().manual_seed(2))
@@ -67,8 +67,8 @@ def test_blocks_equal_the_whole_evaluation(shared_image: Callable[[str], Path],
     assert float((grad_blocked - grad_whole).abs().max()) < 1e-4 * scale
 
 
-def test_blocks_without_gradient_give_the_loss(shared_image: Callable[[str], Path]) -> None:
-    exemplar = load_rgb(shared_image("grass.png"), 48)
+def test_blocks_without_gradient_give_the_loss(sample_image: Callable[[str], Path]) -> None:
+    exemplar = load_rgb(sample_image("grass.png"), 48)
     objective = _objective("random-multiscale", exemplar, layers=("k3", "k5"))
     signal = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -92,8 +92,8 @@ def test_spans_cover_every_position_once(wrap: bool) -> None:
             assert span.crop_start >= 0 and span.crop_stop <= 50
 
 
-def test_bad_block_settings_are_refused(shared_image: Callable[[str], Path]) -> None:
-    exemplar = load_rgb(shared_image("bricks.png"), 48)
+def test_bad_block_settings_are_refused(sample_image: Callable[[str], Path]) -> None:
+    exemplar = load_rgb(sample_image("bricks.png"), 48)
     vgg = _objective("vgg19-random", exemplar, layers=("relu1_1", "relu2_1"))
     with pytest.raises(UsageError, match="multiple of 2"):
         vgg.set_block(15)
@@ -119,9 +119,9 @@ def test_history_and_block_size_shrink_with_memory() -> None:
     assert (small + 160) ** 2 * 4000.0 <= 1 << 30
 
 
-def test_plan_memory_uses_blocks_for_large_signals(shared_image: Callable[[str], Path],
+def test_plan_memory_uses_blocks_for_large_signals(sample_image: Callable[[str], Path],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    exemplar = load_rgb(shared_image("bricks.png"), 48)
+    exemplar = load_rgb(sample_image("bricks.png"), 48)
     objective = _objective("random-multiscale", exemplar, layers=("k3", "k5"))
     domain = resolve_domain("image", None)
     whole = plan_memory(objective, domain, (1, 3, 200, 200), torch.device("cpu"))
@@ -134,8 +134,8 @@ def test_plan_memory_uses_blocks_for_large_signals(shared_image: Callable[[str],
     assert never.block is None and objective.block is None
 
 
-def test_synthesis_in_blocks_lowers_the_loss(shared_image: Callable[[str], Path]) -> None:
-    result = texsynth.synthesize(load_rgb(shared_image("gravel.png"), 48), size=(40, 48),
+def test_synthesis_in_blocks_lowers_the_loss(sample_image: Callable[[str], Path]) -> None:
+    result = texsynth.synthesize(load_rgb(sample_image("gravel.png"), 48), size=(40, 48),
                                  extractor="random-multiscale", layers=["k3", "k5", "k7"],
                                  steps=12, levels=1, block=16, seed=0, progress=False,
                                  domain="image", device="cpu")

@@ -28,13 +28,13 @@ def _small(path: Path, size: int = 48) -> torch.Tensor:
 
 
 @pytest.fixture
-def bricks(shared_image) -> torch.Tensor:
-    return _small(shared_image("bricks.png"))
+def bricks(sample_image) -> torch.Tensor:
+    return _small(sample_image("bricks.png"))
 
 
 @pytest.fixture
-def grass(shared_image) -> torch.Tensor:
-    return _small(shared_image("grass.png"))
+def grass(sample_image) -> torch.Tensor:
+    return _small(sample_image("grass.png"))
 
 
 FAST = {"steps": 8, "seed": 0, "progress": False, "levels": 1,
@@ -139,8 +139,8 @@ def test_guide_files_are_checked(bricks, grass, tmp_path) -> None:
                             guide=tmp_path / "missing.png", **FAST)
 
 
-def test_exemplar_scale_makes_larger_elements(shared_image) -> None:
-    bricks = _small(shared_image("bricks.png"), 64)
+def test_exemplar_scale_makes_larger_elements(sample_image) -> None:
+    bricks = _small(sample_image("bricks.png"), 64)
     scaled = texsynth.get_domain("image").rescale(bricks, 2.0)
     assert scaled.shape == (1, 3, 128, 128)
     result = texsynth.synthesize(bricks, domain="image", size=(32, 32), exemplar_scale=0.5,

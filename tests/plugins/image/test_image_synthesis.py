@@ -22,9 +22,9 @@ def _one_thread():
 
 
 @pytest.fixture
-def bricks64(shared_image) -> torch.Tensor:
-    """The shared bricks exemplar, downscaled to 64 × 64 for speed."""
-    signal = texsynth.load(shared_image("bricks.png"))
+def bricks64(sample_image) -> torch.Tensor:
+    """The sample bricks exemplar, downscaled to 64 × 64 for speed."""
+    signal = texsynth.load(sample_image("bricks.png"))
     return F.interpolate(signal, size=(64, 64), mode="area")
 
 
