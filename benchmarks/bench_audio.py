@@ -76,7 +76,7 @@ def main() -> None:
         return
     describe = "trained two steps (speed only)"
     if args.checkpoint:
-        from texsynth.checkpoint import load_checkpoint
+        from texsynth.feedforward.checkpoint import load_checkpoint
 
         stored = load_checkpoint(args.checkpoint)
         meta = stored.settings

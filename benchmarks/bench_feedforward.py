@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     import torch
     from quality import Reference
 
-    from texsynth.generators import Generator
-    from texsynth.objective import TextureObjective
+    from texsynth.generator import Generator
+    from texsynth.stats.objective import TextureObjective
 
 DASH = "—"
 
@@ -82,9 +82,9 @@ def memory_child(checkpoint: str, size: int, device: str, mode: str) -> dict[str
     import torch
 
     import texsynth
-    from texsynth.checkpoint import load_generator
-    from texsynth.sampling import generate as sample
-    from texsynth.tiled import sample_tiled
+    from texsynth.feedforward.checkpoint import load_generator
+    from texsynth.feedforward.sampling import generate as sample
+    from texsynth.feedforward.tiled import sample_tiled
 
     generator, meta = load_generator(checkpoint, device=device)
     start = time.perf_counter()
@@ -127,7 +127,7 @@ def measure_sampling(generator: Generator, objective: TextureObjective, on: torc
     texture loss of each sample (seeds ``0 .. count - 1``) with ``objective`` on ``on``."""
     import torch
 
-    from texsynth.sampling import generate as sample
+    from texsynth.feedforward.sampling import generate as sample
 
     times, losses, outputs = [], [], []
     with torch.no_grad():
@@ -293,7 +293,7 @@ def memory_rows(args: argparse.Namespace, ckpt: Path) -> list[str]:
 
 def train_if_missing(args: argparse.Namespace, ckpt: Path) -> float | None:
     """Train the generator into ``ckpt`` unless it exists; the training seconds, if any."""
-    from texsynth.train import train_generator
+    from texsynth.feedforward.training import train_generator
 
     if ckpt.exists():
         return None
@@ -378,7 +378,7 @@ def main() -> None:
     import torch
 
     import texsynth
-    from texsynth.checkpoint import load_generator
+    from texsynth.feedforward.checkpoint import load_generator
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

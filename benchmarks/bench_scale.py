@@ -41,10 +41,10 @@ def sample_child(checkpoint: str, size: int, mode: str, tile: int, out: str,
     if threads:
         torch.set_num_threads(threads)
 
-    from texsynth.checkpoint import load_generator
+    from texsynth.feedforward.checkpoint import load_generator
+    from texsynth.feedforward.sampling import generate as sample
+    from texsynth.feedforward.tiled import sample_tiled
     from texsynth.plugins import get_plugin_manager
-    from texsynth.sampling import generate as sample
-    from texsynth.tiled import sample_tiled
 
     generator, meta = load_generator(checkpoint, device="cpu")
     domain = get_plugin_manager().get_domain(meta["domain"])
@@ -69,8 +69,8 @@ def sample_child(checkpoint: str, size: int, mode: str, tile: int, out: str,
 TRAIN_CHILD = r'''
 import json, os, sys, time
 import torch
-from texsynth.train import train_generator
-from texsynth.distributed import is_main_process
+from texsynth.feedforward.training import train_generator
+from texsynth.feedforward.distributed import is_main_process
 
 exemplar, size, batch, iterations, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
     int(sys.argv[4]), int(sys.argv[5])
@@ -135,7 +135,7 @@ def main() -> None:
         print(json.dumps(sample_child(ckpt, int(size), mode, int(tile), out, int(threads))))
         return
 
-    from texsynth.train import train_generator
+    from texsynth.feedforward.training import train_generator
 
     ckpt = Path(args.checkpoint)
     note = "checkpoint reused"

@@ -3,7 +3,7 @@ sound on one CPU thread, per generator design.
 
 Each row is one generator (trained two steps on ``examples/data/rain.wav``: speed does
 not depend on training; or a ``--checkpoint``) streamed for ``--seconds`` of sound through
-:func:`texsynth.sampling.sample_stream` into a WAV file, in a fresh process with one torch
+:func:`texsynth.feedforward.sampling.sample_stream` into a WAV file, in a fresh process with one torch
 thread, as ``texsynth sample CKPT --stream -o OUT`` does (minus the interpreter's start).
 Columns: compute seconds per second of sound, the real-time factor (sound seconds per
 compute second), the time to the first block (what a player waits for) and peak memory.
@@ -56,8 +56,8 @@ def stream(checkpoint: str, seconds: float) -> dict[str, float]:
     import torch
 
     torch.set_num_threads(1)
-    from texsynth.sampling import load_trained
-    from texsynth.tiled import stream_tiled
+    from texsynth.feedforward.sampling import load_trained
+    from texsynth.feedforward.tiled import stream_tiled
 
     trained = load_trained(checkpoint)
     length = trained.domain.size_from_duration(seconds)[0]

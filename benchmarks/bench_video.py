@@ -120,10 +120,10 @@ def child_train(device: str) -> dict[str, Any]:
 def child_sample(device: str) -> dict[str, Any]:
     """Frames per second of the default generator at 128×128: one pass of 48 frames and
     a stream of 96."""
-    from texsynth.generators import GeneratorConfig
+    from texsynth.feedforward.sampling import generate
+    from texsynth.feedforward.tiled import stream_tiled
+    from texsynth.generator import GeneratorConfig
     from texsynth.plugins import get_plugin_manager
-    from texsynth.sampling import generate
-    from texsynth.tiled import stream_tiled
     from texsynth_video import VideoDomain
 
     options = dict(VideoDomain().defaults()["generator_options"])

@@ -16,7 +16,7 @@ table shows the mean over ``--count`` crops or samples, total and per layer), un
 
 * ``gram``: ``‖G(x) − G(exemplar)‖²_F`` per layer of the extractor the checkpoint was
   trained with, with its Gram normalisation;
-* ``sw``: the sliced Wasserstein loss (:class:`texsynth.losses.SlicedWassersteinLoss`,
+* ``sw``: the sliced Wasserstein loss (:class:`texsynth.stats.losses.SlicedWassersteinLoss`,
   squared quantile differences averaged over directions and positions) on those layers;
 * ``patches-sw``: sliced Wasserstein on the ``patches`` extractor (layers ``value``,
   ``p1``, ``p2``, ``p4``: 7×7 patches at 1, 1/2 and 1/4 size, valid padding);
@@ -56,7 +56,7 @@ from common import EXAMPLES, machine, publish  # noqa: E402
 
 import texsynth  # noqa: E402
 from texsynth import Features  # noqa: E402
-from texsynth.losses import GramNormalization, SlicedWassersteinLoss, gram_matrix  # noqa: E402
+from texsynth.stats.losses import GramNormalization, SlicedWassersteinLoss, gram_matrix  # noqa: E402
 
 #: ``--statistic`` choices, in table order.
 STATISTICS = ("gram", "sw", "patches-sw", "value")
@@ -189,7 +189,7 @@ def random_crops(exemplar: torch.Tensor, size: tuple[int, ...], count: int,
 def load_checkpoint(path: str) -> tuple[Any, dict[str, Any], Features, dict[str, Any]]:
     """The generator, its metadata, its extractor (valid padding where it has that
     option) and that extractor's options, all on the CPU."""
-    from texsynth.checkpoint import load_generator
+    from texsynth.feedforward.checkpoint import load_generator
 
     generator, meta = load_generator(path)
     config = dict(meta["extractor"])
@@ -208,7 +208,7 @@ def signal_rows(args: argparse.Namespace, stats: Sequence[Statistic], generator:
                 ) -> dict[str, dict[str, Scores]]:
     """``{row label: {statistic: scores}}`` for the crops, the samples and (with
     ``--opt-steps``) one Gram-optimised signal, all ``(N, C, *size)``."""
-    from texsynth.sampling import generate as sample
+    from texsynth.feedforward.sampling import generate as sample
 
     rng = torch.Generator().manual_seed(args.seed)
     crops = random_crops(exemplar, size, args.count, rng)

@@ -12,10 +12,10 @@ import torch
 
 import texsynth
 from texsynth import FeatureSpec, PluginManager, UsageError
-from texsynth.checkpoint import load_checkpoint
-from texsynth.cli import main
-from texsynth.spec import parse_also, prepare
-from texsynth.train import train_generator
+from texsynth.cli.commands import main
+from texsynth.feedforward.checkpoint import load_checkpoint
+from texsynth.feedforward.training import train_generator
+from texsynth.stats.features import parse_also, prepare
 from texsynth_image import read_metadata
 
 #: patches compared by sliced Wasserstein, plus the toy random filters' Grams
@@ -75,7 +75,7 @@ def test_settings_rebuild_the_same_objective(domain: texsynth.Domain,
 
 
 def _train(manager: PluginManager, exemplar: torch.Tensor, **kwargs: Any
-           ) -> texsynth.train.TrainResult:
+           ) -> texsynth.feedforward.training.TrainResult:
     options: dict[str, Any] = {
         "domain": "toy-image", "size": (32, 32), "batch_size": 2, "iterations": 4, "seed": 0,
         "generator_options": {"num_scales": 3}, "device": "cpu", "progress": False,

@@ -7,8 +7,8 @@ import torch
 
 import texsynth
 from texsynth import UsageError
-from texsynth.autocorr import AutocorrelationLoss, autocovariance
-from texsynth.losses import TextureLoss
+from texsynth.stats.autocorr import AutocorrelationLoss, autocovariance
+from texsynth.stats.losses import TextureLoss
 
 
 def test_autocovariance_equals_the_hand_sum() -> None:

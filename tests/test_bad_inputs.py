@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 import texsynth_image  # noqa: F401  (built in: a missing plugin must fail, not skip)
-from texsynth.cli import main
+from texsynth.cli.commands import main
 from texsynth.plugins import get_plugin_manager
 
 FAST_IMAGE = ["--steps", "1", "--seed", "0", "--quiet", "--option", "filters=4"]
@@ -145,7 +145,7 @@ def _copy_truncated(d: Path, ckpt: Path) -> Path:
 
 
 def _retagged(d: Path, ckpt: Path, domain: str) -> Path:
-    from texsynth.checkpoint import load_checkpoint, save_checkpoint
+    from texsynth.feedforward.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(ckpt)
     checkpoint.settings["domain"] = domain
@@ -420,7 +420,7 @@ def _pickle_calls(path: Path) -> list[tuple[str, str]]:
 def test_evil_pickle_payload_is_not_unpickled_by_loader(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from texsynth import InputError
-    from texsynth.checkpoint import load_checkpoint
+    from texsynth.feedforward.checkpoint import load_checkpoint
 
     monkeypatch.chdir(tmp_path)
     path = _evil_pickle(tmp_path / "evil.ckpt")

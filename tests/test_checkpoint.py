@@ -14,16 +14,16 @@ import safetensors.torch
 import torch
 
 from texsynth import GeneratorConfig, InputError, PluginManager
-from texsynth.checkpoint import (
+from texsynth.feedforward.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     load_checkpoint,
     load_generator,
     save_checkpoint,
 )
-from texsynth.pyramid import PyramidGenerator
-from texsynth.runtime import capture_rng_state, restore_rng_state
-from texsynth.sampling import generate as sample
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.sampling import generate as sample
+from texsynth.runtime.rng import capture_rng_state, restore_rng_state
 
 #: Only the core's registrations: these tests need no plugin.
 CORE = PluginManager(load_entry_points=False)
@@ -251,7 +251,7 @@ def test_bad_metadata_json(saved: tuple[Path, PyramidGenerator, Checkpoint]) -> 
 
 def test_header_length_starting_like_a_pickle_still_loads(tmp_path: Path) -> None:
     """A safetensors header whose length's low byte is 0x80 is not mistaken for a pickle."""
-    from texsynth import checkpoint as ck
+    from texsynth.feedforward import checkpoint as ck
 
     meta = {"format": ck.FORMAT, "format_version": str(ck.FORMAT_VERSION), "pad": ""}
     for pad in range(400):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import texsynth_image  # noqa: F401  (built in: a missing plugin must fail, not skip)
-from texsynth.cli import main
+from texsynth.cli.commands import main
 
 FAST = ["--steps", "4", "--seed", "3", "--quiet", "--option", "filters=8"]
 
@@ -156,7 +156,7 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_output_is_not_written_on_interrupt(bricks: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import texsynth.optimize as optimize
+    import texsynth.optim.synthesis as optimize
 
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt

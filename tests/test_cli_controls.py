@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import texsynth_image  # noqa: F401  (built in: a missing plugin must fail, not skip)
-from texsynth.cli import main
+from texsynth.cli.commands import main
 from texsynth_image import read_metadata
 
 FAST = ["--steps", "3", "--seed", "3", "--quiet", "--option", "filters=8", "--levels", "1"]

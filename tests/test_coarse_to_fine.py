@@ -1,4 +1,4 @@
-"""Coarse-to-fine optimisation (:mod:`texsynth.multires`, ``levels=`` of
+"""Coarse-to-fine optimisation (:mod:`texsynth.optim.levels`, ``levels=`` of
 :func:`texsynth.synthesize`): level plans, resampling, and runs that spend exactly the
 steps asked for at each level and end at the output size."""
 
@@ -11,7 +11,8 @@ import torch
 
 import texsynth
 from texsynth import UsageError
-from texsynth.multires import auto_levels, level_extents, plan_levels, resample_linear
+from texsynth.optim.levels import auto_levels, level_extents, plan_levels
+from texsynth.resample import resample_linear
 
 
 def test_plan_levels_halves_every_extent_and_splits_steps() -> None:

@@ -11,15 +11,10 @@ import torch
 
 import texsynth
 from texsynth import UsageError
-from texsynth.controls import split_weight
-from texsynth.guidance import (
-    guide_masks,
-    guide_palette,
-    masked_grams,
-    pool_masks,
-    region_names,
-)
-from texsynth.losses import gram_matrix
+from texsynth.controls.regions import guide_masks, guide_palette, pool_masks, region_names
+from texsynth.controls.run import split_weight
+from texsynth.stats.guided import masked_grams
+from texsynth.stats.losses import gram_matrix
 
 pytestmark = pytest.mark.usefixtures("toy_manager")
 

@@ -28,10 +28,14 @@ import torch
 from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
-from texsynth.checkpoint import load_checkpoint
-from texsynth.cli import main
-from texsynth.distributed import DistributedContext, GlobalBatchNorm, revert_batch_norm
-from texsynth.pyramid import PyramidGenerator
+from texsynth.cli.commands import main
+from texsynth.feedforward.checkpoint import load_checkpoint
+from texsynth.feedforward.distributed import (
+    DistributedContext,
+    GlobalBatchNorm,
+    revert_batch_norm,
+)
+from texsynth.feedforward.pyramid import PyramidGenerator
 
 if not (torch.distributed.is_available() and torch.distributed.is_gloo_available()):
     pytest.skip("torch.distributed with Gloo is not available", allow_module_level=True)
@@ -100,8 +104,9 @@ _BATCH_NORM_SCRIPT = textwrap.dedent('''
     """Three Adam steps of a batch-norm pyramid in float64 with the training helpers."""
     import sys
     import torch
-    from texsynth import GeneratorConfig, distributed
-    from texsynth.pyramid import PyramidGenerator
+    from texsynth import GeneratorConfig
+    from texsynth.feedforward import distributed
+    from texsynth.feedforward.pyramid import PyramidGenerator
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -167,7 +172,7 @@ def test_batch_norm_swap_keeps_parameters_and_state_dict() -> None:
     before = list(gen.parameters())
     keys = list(gen.state_dict())
     ctx = DistributedContext(world_size=2, rank=0)
-    from texsynth.distributed import _swap_batch_norms
+    from texsynth.feedforward.distributed import _swap_batch_norms
 
     assert _swap_batch_norms(gen, to_global=True) > 0
     assert any(isinstance(m, GlobalBatchNorm) for m in gen.modules())
@@ -190,7 +195,7 @@ def test_global_batch_splits_evenly() -> None:
 
 
 def test_not_distributed_outside_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
-    from texsynth.distributed import setup, torchrun_world
+    from texsynth.feedforward.distributed import setup, torchrun_world
 
     for name in TORCHRUN_ENV:
         monkeypatch.delenv(name, raising=False)

@@ -42,6 +42,6 @@ def test_dotted_names_in_the_map_exist() -> None:
             continue
         owner = getattr(texsynth, cls, None) or getattr(texsynth.plugins, cls, None)
         if owner is None:
-            owner = getattr(importlib.import_module("texsynth.generators"), cls, None)
+            owner = getattr(importlib.import_module("texsynth.generator"), cls, None)
         assert owner is not None, f"{cls} is named but not found"
         assert hasattr(owner, attr), f"{cls}.{attr} is named but does not exist"

@@ -17,7 +17,7 @@ from PIL import Image
 
 import texsynth
 import texsynth_image  # noqa: F401  (built in: a missing plugin must fail, not skip)
-from texsynth.checkpoint import load_checkpoint
+from texsynth.feedforward.checkpoint import load_checkpoint
 
 TRAIN = ["--batch-size", "1", "--size", "32x32", "--scales", "2", "--option", "filters=4",
          "--seed", "0", "--checkpoint-every", "1", "--quiet"]
@@ -130,7 +130,7 @@ def _one_error(code: int, err: str, fragment: str) -> None:
 
 def test_existing_preview_and_step_files_are_not_replaced(
         exemplar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     preview = tmp_path / "keep.png"
     preview.write_bytes(b"precious")
@@ -153,7 +153,7 @@ def test_existing_preview_and_step_files_are_not_replaced(
 
 def test_an_existing_sidecar_is_not_replaced(exemplar: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     sidecar = tmp_path / "out.jpg.json"
     sidecar.write_text("precious")
@@ -166,7 +166,7 @@ def test_an_existing_sidecar_is_not_replaced(exemplar: Path, tmp_path: Path,
 
 def test_preview_or_output_that_is_an_input_is_refused(
         exemplar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     before = exemplar.read_bytes()
     _one_error(main(_synth(exemplar, exemplar, "--overwrite")), capsys.readouterr().err,
@@ -209,7 +209,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(exemplar: Path, tmp_path: Path
     import errno
 
     from texsynth import atomic
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -224,7 +224,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(exemplar: Path, tmp_path: Path
 
 def test_a_newline_in_a_file_name_stays_on_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     odd = tmp_path / "two\nlines.png"
     odd.write_bytes(b"not an image")
@@ -264,9 +264,9 @@ def test_very_long_samples_are_announced_and_full_disks_refused(
     import shutil
     from collections import namedtuple
 
-    from texsynth import resources
-    from texsynth.cli import main
-    from texsynth.sampling import plan_notice
+    from texsynth import memory as resources
+    from texsynth.cli.commands import main
+    from texsynth.feedforward.sampling import plan_notice
 
     ckpt = tmp_path / "g.ckpt"
     texsynth.train_generator(exemplar, size=(32, 32), iterations=1, batch_size=1, seed=0,

@@ -10,7 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
-from texsynth.pyramid import DEFAULT_OPTIONS, PyramidGenerator, scale_sizes, upsample2
+from texsynth.feedforward.pyramid import (
+    DEFAULT_OPTIONS,
+    PyramidGenerator,
+    scale_sizes,
+    upsample2,
+)
 
 
 def make(dims: int = 2, channels: int = 3, content: int = 0, seed: int = 0,

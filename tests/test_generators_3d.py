@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
-from texsynth.checkpoint import Checkpoint, load_generator, save_checkpoint
-from texsynth.guidance import erode_masks
-from texsynth.noise import counter_noise
-from texsynth.pyramid import PyramidGenerator, parameter_count, upsample2
-from texsynth.sampling import generate
-from texsynth.tiled import instance_norm_stats, sample_tiled, stream_tiled
+from texsynth.controls.regions import erode_masks
+from texsynth.feedforward.checkpoint import Checkpoint, load_generator, save_checkpoint
+from texsynth.feedforward.noise import counter_noise
+from texsynth.feedforward.pyramid import PyramidGenerator, parameter_count, upsample2
+from texsynth.feedforward.sampling import generate
+from texsynth.feedforward.tiled import instance_norm_stats, sample_tiled, stream_tiled
 
 #: Only the core's registrations: these tests need no plugin.
 CORE = PluginManager(load_entry_points=False)

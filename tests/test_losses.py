@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from texsynth import ContentLoss, TextureLoss, UsageError, content_loss, gram_matrix, texture_loss
+from texsynth import (
+    ContentLoss,
+    TextureLoss,
+    UsageError,
+    content_loss,
+    gram_matrix,
+    texture_loss,
+)
 
 
 def test_gram_matches_hand_computation() -> None:
@@ -90,8 +97,8 @@ def test_content_loss_and_size_mismatch() -> None:
 
 
 def test_wrap_margins_may_differ_between_axes() -> None:
-    from texsynth.features import axis_margins
-    from texsynth.objective import unwrapped, widest_margin
+    from texsynth.extractor import axis_margins
+    from texsynth.stats.objective import unwrapped, widest_margin
 
     maps = torch.arange(2 * 12 * 10 * 9, dtype=torch.float32).reshape(1, 2, 12, 10, 9)
     cut = unwrapped(maps, (0, 2, 3))

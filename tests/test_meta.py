@@ -190,10 +190,10 @@ def _private_uses(source: str, first_party: set[str]) -> Iterator[tuple[int, int
 
 
 def test_private_use_finder_sees_every_form() -> None:
-    source = ("import texsynth.optimize as opt\n"
+    source = ("import texsynth.optim.synthesis as opt\n"
               "import texsynth._hidden\n"
               "import numpy as np\n"
-              "from texsynth.optimize import _prepare, synthesize\n"
+              "from texsynth.optim.synthesis import _prepare, synthesize\n"
               "from . import _builtin\n"
               "from ._builtin import plugin\n"
               "from texsynth import __version__, optimize\n"
@@ -205,7 +205,7 @@ def test_private_use_finder_sees_every_form() -> None:
     found = private_uses(source, "m.py", {"texsynth"})
     assert [f.split(": ", 1)[1] for f in found] == [
         "import texsynth._hidden",
-        "from texsynth.optimize import _prepare",
+        "from texsynth.optim.synthesis import _prepare",
         "from . import _builtin",
         "from ._builtin import plugin",
         "opt._run", "optimize._steps", "synthesize._cache", "opt.x._y",

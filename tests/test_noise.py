@@ -1,4 +1,4 @@
-"""Counter-based noise (:mod:`texsynth.noise`): a reference hash, windows, kinds."""
+"""Counter-based noise (:mod:`texsynth.feedforward.noise`): a reference hash, windows, kinds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from texsynth import UsageError
-from texsynth.noise import NOISE_KINDS, counter_noise, noise_lane
+from texsynth.feedforward.noise import NOISE_KINDS, counter_noise, noise_lane
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15

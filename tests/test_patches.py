@@ -12,15 +12,15 @@ import torch.nn.functional as F
 
 import texsynth
 from texsynth import ExtractorConfig, PluginManager, UsageError
-from texsynth.losses import SlicedWassersteinLoss, sliced_wasserstein
-from texsynth.patches import (
+from texsynth.plugins import ANY_DOMAIN
+from texsynth.stats.losses import SlicedWassersteinLoss, sliced_wasserstein
+from texsynth.stats.patches import (
     OPTIONS,
     PatchExtractor,
     area_downsample,
     build_patches,
     unfold_patches,
 )
-from texsynth.plugins import ANY_DOMAIN
 
 
 # -- shapes and values ----------------------------------------------------------------------
@@ -83,7 +83,7 @@ def test_an_input_too_small_for_a_layer_is_a_one_line_error() -> None:
 # -- options and registration ---------------------------------------------------------------
 def test_registered_for_every_domain_with_its_options(toy_manager: PluginManager) -> None:
     info = toy_manager.extractors()["patches"]
-    assert info.domains == (ANY_DOMAIN,) and info.plugin == "texsynth"
+    assert info.domains == (ANY_DOMAIN,) and info.plugin == "texsynth.stats"
     assert tuple(info.options) == ("size", "stride", "scales", "padding") == tuple(OPTIONS)
     assert all("default" in text and "\n" not in text for text in info.options.values())
     assert "patches" in toy_manager.extractors("toy")

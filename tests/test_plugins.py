@@ -108,7 +108,8 @@ def test_entry_point_plugins_load_and_broken_ones_are_skipped(
     monkeypatch.setenv("TEXSYNTH_LOAD_PLUGINS", "ts_good_plugin")
     only = PluginManager()
     assert "gram-copy" in only.losses()
-    assert {p.name for p in only.plugins()} == {"texsynth", "ts_good_plugin"}
+    assert {p.name for p in only.plugins()} == {"texsynth.stats", "texsynth.feedforward",
+                                              "ts_good_plugin"}
 
 
 def test_trace_prints_hook_calls(monkeypatch: pytest.MonkeyPatch,
@@ -122,7 +123,7 @@ def test_trace_prints_hook_calls(monkeypatch: pytest.MonkeyPatch,
 
 def test_plugin_subcommand_runs_through_the_cli(texsynth_isolated_plugins: PluginManager,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     def hello(args):  # type: ignore[no-untyped-def]
         print(f"hello {args.who}")

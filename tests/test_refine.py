@@ -12,8 +12,8 @@ from PIL import Image
 import texsynth
 import texsynth_image
 from texsynth import ExtractorConfig, TextureLoss
-from texsynth.checkpoint import load_checkpoint
-from texsynth.cli import main
+from texsynth.cli.commands import main
+from texsynth.feedforward.checkpoint import load_checkpoint
 
 TRAIN = ["--iterations", "3", "--batch-size", "1", "--size", "32x32", "--scales", "2",
          "--option", "filters=8", "--seed", "0", "--quiet"]

@@ -4,12 +4,7 @@ import pytest
 import torch
 
 from texsynth import ResourceError
-from texsynth.resources import (
-    _saved_bytes,
-    check_fits,
-    estimate_optimization_bytes,
-    format_bytes,
-)
+from texsynth.memory import _saved_bytes, check_fits, estimate_optimization_bytes, format_bytes
 
 
 def _loss(x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +29,7 @@ def test_estimate_scales_from_the_probe() -> None:
 
 
 def test_check_fits_refuses_with_the_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
-    import texsynth.resources as resources
+    import texsynth.memory as resources
 
     monkeypatch.setattr(resources, "available_memory", lambda device: 2**30)
     check_fits(2**29, torch.device("cpu"), what="job")

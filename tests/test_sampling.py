@@ -12,9 +12,9 @@ from PIL import Image
 
 import texsynth
 from texsynth import InputError, UsageError
-from texsynth.cli import error_text
-from texsynth.sampling import tile_extent
-from texsynth.tiled import AUTO_TILE_POSITIONS, default_tile
+from texsynth.cli.commands import error_text
+from texsynth.feedforward.sampling import tile_extent
+from texsynth.feedforward.tiled import AUTO_TILE_POSITIONS, default_tile
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_error_text_names_flags_for_parameters() -> None:
 def test_tiled_sampling_without_a_seed_records_the_drawn_one(trained: tuple[Path, Path],
                                                              tmp_path: Path) -> None:
     import texsynth_image
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     _, ckpt = trained
     outs = [tmp_path / "t_001.png", tmp_path / "t_002.png"]

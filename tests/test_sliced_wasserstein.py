@@ -13,7 +13,7 @@ import torch
 
 import texsynth
 from texsynth import PluginManager, TextureLoss, UsageError
-from texsynth.losses import (
+from texsynth.stats.losses import (
     CombinedLoss,
     SlicedWassersteinLoss,
     match_quantiles,
@@ -21,7 +21,7 @@ from texsynth.losses import (
     sliced_wasserstein,
     sort_last,
 )
-from texsynth.objective import build_texture_loss, parse_texture_loss
+from texsynth.stats.objective import build_texture_loss, parse_texture_loss
 
 ONE = torch.ones(1, 1)  # the one direction of 1-channel samples
 

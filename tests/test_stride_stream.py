@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from texsynth import GeneratorConfig, UsageError
 from texsynth.domain import drain_stream
 from texsynth.errors import Terminated
-from texsynth.pyramid import PyramidGenerator, overlap_add, parameter_count
-from texsynth.sampling import generate
-from texsynth.tiled import STREAM_PERIOD, sample_tiled, stream_tiled
+from texsynth.feedforward.pyramid import PyramidGenerator, overlap_add, parameter_count
+from texsynth.feedforward.sampling import generate
+from texsynth.feedforward.tiled import STREAM_PERIOD, sample_tiled, stream_tiled
 
 
 def trained(dims: int = 1, scales: int = 3, stride: int = 8, seed: int = 0,

@@ -21,12 +21,17 @@ from PIL import Image
 from torch import nn
 
 from texsynth import Domain, Generator, GeneratorConfig, UsageError
-from texsynth.checkpoint import Checkpoint, save_checkpoint
-from texsynth.generators import NormStats, Region, WindowedGenerator
-from texsynth.noise import counter_noise
-from texsynth.pyramid import PyramidGenerator
-from texsynth.sampling import generate
-from texsynth.tiled import instance_norm_stats, sample_tiled, tile_regions, tiling_problem
+from texsynth.feedforward.checkpoint import Checkpoint, save_checkpoint
+from texsynth.feedforward.noise import counter_noise
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.sampling import generate
+from texsynth.feedforward.tiled import (
+    instance_norm_stats,
+    sample_tiled,
+    tile_regions,
+    tiling_problem,
+)
+from texsynth.generator import NormStats, Region, WindowedGenerator
 from texsynth_image import ImageDomain, read_metadata
 
 
@@ -358,7 +363,7 @@ def test_streaming_errors_leave_no_files(tmp_path: Path) -> None:
 def test_cli_tiled_sample_equals_the_whole_one(tmp_path: Path,
                                                texsynth_plugins: Any) -> None:
     domain = _image_domain()
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     gen = trained(scales=3)
     ckpt = tmp_path / "gen.ckpt"

@@ -22,9 +22,9 @@ from PIL import Image
 
 import texsynth
 from texsynth import ExtractorConfig, PluginManager, UsageError
-from texsynth.checkpoint import load_checkpoint
-from texsynth.sampling import generate as sample
-from texsynth.train import train_generator
+from texsynth.feedforward.checkpoint import load_checkpoint
+from texsynth.feedforward.sampling import generate as sample
+from texsynth.feedforward.training import train_generator
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def grass(toy_image_exemplar: torch.Tensor) -> torch.Tensor:
 
 
 def tiny(manager: PluginManager, exemplar: torch.Tensor, **kwargs: Any
-         ) -> texsynth.train.TrainResult:
+         ) -> texsynth.feedforward.training.TrainResult:
     """A 3-scale generator on 32² crops, batch 2, on the CPU."""
     options: dict[str, Any] = {
         "domain": "toy-image", "size": (32, 32), "batch_size": 2, "iterations": 4, "seed": 0,
@@ -296,8 +296,8 @@ def test_optimisation_in_a_domain_representation(toy: PluginManager,
 
 def test_batch_gram_matches_the_mean_gram_of_the_batch(toy: PluginManager,
                                                        grass: torch.Tensor) -> None:
-    from texsynth.losses import gram_matrix
-    from texsynth.objective import TextureObjective
+    from texsynth.stats.losses import gram_matrix
+    from texsynth.stats.objective import TextureObjective
 
     domain = toy.get_domain("toy-image")
     net = toy.create_extractor(ExtractorConfig("toy-image-conv", seed=0), domain)
@@ -335,7 +335,7 @@ def test_batch_gram_training_is_recorded_and_resumed(toy: PluginManager, grass: 
 
 def test_recalibration_sets_batch_norm_statistics_from_fresh_batches(
         toy: PluginManager, grass: torch.Tensor) -> None:
-    from texsynth.train import recalibrate_batch_norm
+    from texsynth.feedforward.training import recalibrate_batch_norm
 
     gen = tiny(toy, grass, iterations=2, norm_batches=0).generator
     norm = next(m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -354,7 +354,7 @@ def test_recalibration_sets_batch_norm_statistics_from_fresh_batches(
 def test_training_ends_with_recalibrated_statistics(toy: PluginManager,
                                                     grass: torch.Tensor,
                                                     tmp_path: Path) -> None:
-    from texsynth.train import recalibrate_batch_norm
+    from texsynth.feedforward.training import recalibrate_batch_norm
 
     plain = tiny(toy, grass, iterations=3, norm_batches=0)
     path = tmp_path / "run.ckpt"

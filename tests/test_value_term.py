@@ -10,7 +10,7 @@ import torch
 
 import texsynth
 from texsynth import FeatureSpec, UsageError
-from texsynth.spec import prepare
+from texsynth.stats.features import prepare
 
 
 def _objective(domain: texsynth.Domain, exemplar: torch.Tensor, weight: float
@@ -39,7 +39,7 @@ def test_the_order_of_positions_does_not_count(toy_domain: texsynth.Domain,
 
 def test_it_sees_the_brightness_drift_zero_mean_filters_miss(sample_image: Path) -> None:
     path = sample_image("grass.png")
-    domain = texsynth.spec.resolve_domain(None, path)
+    domain = texsynth.stats.features.resolve_domain(None, path)
     exemplar = texsynth.load(path)[..., :64, :64]
     objective = _objective(domain, exemplar, 1.0)
     brighter = exemplar + 0.08  # the same offset in every channel: a lighter grey level

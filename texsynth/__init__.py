@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_generator
+from . import plugins as _plugins
 from .domain import ColorPreservation, Domain, parse_size
 from .errors import (
     InputError,
@@ -28,10 +28,29 @@ from .errors import (
     UsageError,
     WeightsUnavailableError,
 )
-from .features import ExtractorConfig, FeatureExtractor
-from .generators import Generator, GeneratorConfig
+from .extractor import ExtractorConfig, FeatureExtractor
+from .feedforward import hooks as _feedforward_hooks
+from .feedforward.checkpoint import load_generator
+from .feedforward.sampling import (
+    SampleResult,
+    TrainedGenerator,
+    apply,
+    load_trained,
+    refine,
+    sample,
+    sample_to_file,
+)
+from .feedforward.sampling import generate as sample_generator
+from .feedforward.training import TrainResult, train_generator
+from .generator import Generator, GeneratorConfig
 from .hookspecs import hookimpl
-from .losses import (
+from .optim.synthesis import OptimizationResult, stylize, synthesize
+from .plugins import PluginManager, get_plugin_manager
+from .runtime.device import resolve_device
+from .runtime.rng import seed_everything
+from .stats import hooks as _stats_hooks
+from .stats.features import Features, FeatureSpec, prepare
+from .stats.losses import (
     CombinedLoss,
     ContentLoss,
     SlicedWassersteinLoss,
@@ -41,23 +60,12 @@ from .losses import (
     sliced_wasserstein,
     texture_loss,
 )
-from .objective import TextureObjective
-from .optimize import OptimizationResult, stylize, synthesize
-from .plugins import PluginManager, get_plugin_manager
-from .runtime import resolve_device, seed_everything
-from .sampling import (
-    SampleResult,
-    TrainedGenerator,
-    apply,
-    load_trained,
-    refine,
-    sample,
-    sample_to_file,
-)
-from .sampling import generate as sample_generator
-from .spec import Features, FeatureSpec, prepare
-from .train import TrainResult, train_generator
+from .stats.objective import TextureObjective
 from .version import __version__
+
+# The sub-packages' own registrations are core plugins (the contract imports none of them).
+_plugins.add_core_plugin("texsynth.stats", _stats_hooks)
+_plugins.add_core_plugin("texsynth.feedforward", _feedforward_hooks)
 
 __all__ = [
     "ColorPreservation",

@@ -30,7 +30,8 @@ import torch
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import Terminated, UsageError
-from .resources import check_signal_fits
+from .memory import check_signal_fits
+from .resample import resample_linear, resize_nearest
 
 __all__ = ["ColorPreservation", "Domain", "Representation", "SignalWriter", "StreamResult",
            "drain_stream", "noise_around_mean", "parse_size", "sidecar_path", "write_sidecar",
@@ -370,7 +371,7 @@ class Domain(ABC):
           ``{"num_scales": 11}`` (explicit options override them one by one);
         * ``"coarsest"``: the smallest extent the coarsest level of an automatic
           coarse-to-fine schedule may have, for output and exemplars alike (core: 64,
-          see :mod:`texsynth.multires`).
+          see :mod:`texsynth.optim.levels`).
 
         The default returns ``{}``; a time domain might ask for more steps and deeper
         generators than pictures need.
@@ -518,15 +519,13 @@ class Domain(ABC):
 
     def resample(self, signal: torch.Tensor, extents: tuple[int, ...]) -> torch.Tensor:
         """``signal`` ``(N, C, *spatial)`` resampled to ``extents``: the coarser or finer
-        version a coarse-to-fine optimisation works on (:mod:`texsynth.multires`).
+        version a coarse-to-fine optimisation works on (:mod:`texsynth.optim.levels`).
 
-        The default, :func:`texsynth.multires.resample_linear`, filters and interpolates
+        The default, :func:`texsynth.resample.resample_linear`, filters and interpolates
         every spatial axis alike, which suits pictures; a domain whose axes mean
         something else (time, with a sample rate) may resample its own way. The result
         need not lie within :attr:`value_range`; callers clamp.
         """
-        from .multires import resample_linear
-
         return resample_linear(signal, extents)
 
     def rescale(self, signal: torch.Tensor, factor: float) -> torch.Tensor:
@@ -538,7 +537,7 @@ class Domain(ABC):
 
     def load_guide(self, source: str | os.PathLike[str], extents: tuple[int, ...] | None
                    ) -> torch.Tensor:
-        """A guide map ``(V, *extents)`` for spatial guidance (:mod:`texsynth.guidance`):
+        """A guide map ``(V, *extents)`` for spatial guidance (:mod:`texsynth.controls.guidance`):
         each distinct vector of ``V`` values is one region; ``extents`` ``None``: the
         guide's own.
 
@@ -546,8 +545,6 @@ class Domain(ABC):
         the values (a doodle's colours), resized by nearest neighbours. A domain may
         read guides its own way (sound: region boundaries in seconds).
         """
-        from .guidance import resize_nearest
-
         guide = self.load(Path(source))[0]
         return guide if extents is None else resize_nearest(guide, extents)
 

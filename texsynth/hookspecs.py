@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .domain import Domain
-    from .features import ExtractorConfig, FeatureExtractor
-    from .generators import Generator, GeneratorConfig
+    from .extractor import ExtractorConfig, FeatureExtractor
+    from .generator import Generator, GeneratorConfig
 
 _spec_marker = pluggy.HookspecMarker("texsynth")
 #: Marker for hook implementations: decorate plugin functions with ``@texsynth.hookimpl``.

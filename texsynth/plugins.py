@@ -36,8 +36,8 @@ from torch import nn
 from . import hookspecs
 from .domain import Domain
 from .errors import NotFoundError, PluginError, UsageError
-from .features import ExtractorConfig, FeatureExtractor
-from .generators import Generator, GeneratorConfig
+from .extractor import ExtractorConfig, FeatureExtractor
+from .generator import Generator, GeneratorConfig
 
 __all__ = [
     "ANY_DOMAIN",
@@ -164,9 +164,8 @@ class PluginManager:
         if self._loaded:
             return
         self._loaded = True
-        from . import builtin
-
-        self.register(builtin, name="texsynth", source="core")
+        for name, plugin in _CORE_PLUGINS.items():
+            self.register(plugin, name=name, source="core")
         if self._load_entry_points:
             self._load_from_entry_points()
         self._pm.check_pending()
@@ -471,6 +470,18 @@ def _distribution_of(module: ModuleType) -> tuple[str | None, str | None]:
         return names[0], metadata.version(names[0])
     except metadata.PackageNotFoundError:
         return names[0], None
+
+
+#: The core's own plugins (hook modules of texsynth's sub-packages) by name, registered on
+#: every manager before any entry point; :func:`add_core_plugin` fills it.
+_CORE_PLUGINS: dict[str, object] = {}
+
+
+def add_core_plugin(name: str, plugin: object) -> None:
+    """Make ``plugin`` (a module of hook implementations) part of the core: registered
+    as ``name`` on every plugin manager, first. texsynth's package root calls it for its
+    sub-packages' registrations, so the contract imports none of them."""
+    _CORE_PLUGINS[name] = plugin
 
 
 _MANAGER: PluginManager | None = None

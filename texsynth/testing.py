@@ -19,10 +19,10 @@ import torch
 
 from .domain import Domain
 from .errors import InputError
-from .features import ExtractorConfig
-from .losses import gram_matrix
-from .optimize import synthesize
+from .extractor import ExtractorConfig
+from .optim.synthesis import synthesize
 from .plugins import PluginManager, get_plugin_manager, set_plugin_manager
+from .stats.losses import gram_matrix
 
 
 def _managed(load_entry_points: bool) -> Iterator[PluginManager]:

@@ -31,7 +31,7 @@ from PIL import Image
 import texsynth_audio.files as audio_files
 import texsynth_image.files as image_files
 import texsynth_image.png_stream as png_stream
-from texsynth.cli import main
+from texsynth.cli.commands import main
 from texsynth.errors import InputError
 from texsynth_audio import AudioDomain
 from texsynth_image import ImageDomain, read_metadata

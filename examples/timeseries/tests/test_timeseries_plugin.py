@@ -10,7 +10,7 @@ import torch
 
 import texsynth
 from texsynth import InputError
-from texsynth.cli import main
+from texsynth.cli.commands import main
 from texsynth.testing import DomainContract
 from texsynth_timeseries import TimeSeriesDomain
 
@@ -74,7 +74,7 @@ def test_bad_csv_files(tmp_path: Path) -> None:
 
 
 def test_generator_makes_a_looping_series(tmp_path: Path) -> None:
-    train = pytest.importorskip("texsynth.train")
+    train = pytest.importorskip("texsynth.feedforward.training")
     result = train.train_generator(
         DATA, domain="timeseries", size=(160,), batch_size=2, iterations=3, seed=0,
         progress=False, generator_options={"num_scales": 3})

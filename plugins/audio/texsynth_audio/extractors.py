@@ -62,7 +62,7 @@ from torch import nn
 
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.extractor import ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_choice, check_options
 
 __all__ = [

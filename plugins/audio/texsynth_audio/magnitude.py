@@ -30,9 +30,14 @@ from typing_extensions import Unpack
 
 from texsynth.domain import Representation
 from texsynth.errors import UsageError
-from texsynth.optimize import OptimizationResult, OptimizerName, StepCallback, synthesize
+from texsynth.optim.synthesis import (
+    OptimizationResult,
+    OptimizerName,
+    StepCallback,
+    synthesize,
+)
 from texsynth.plugins import PluginManager
-from texsynth.spec import FeatureOptions, FeatureSpec
+from texsynth.stats.features import FeatureOptions, FeatureSpec
 
 from .stft import magnitude as stft_magnitude
 

@@ -3,7 +3,7 @@
 One STFT trades time against frequency: the audio domain's 2048-sample window (93 ms,
 hop 23 ms at 22 050 Hz) resolves pitch but smears a click over a whole frame, and
 nothing shorter than a hop is constrained. ``multires`` reads the waveform itself
-(:attr:`~texsynth.features.FeatureExtractor.reads` is ``"signal"``) and analyses it
+(:attr:`~texsynth.extractor.FeatureExtractor.reads` is ``"signal"``) and analyses it
 with several windows, e.g. 256 samples (12 ms, hop 3 ms) for clicks and onsets, 1024
 for the bulk of the spectrum and 4096 (186 ms, 5.4 Hz bins) for pitch and slow rhythm.
 Each resolution ``n`` gets the ``multikernel`` treatment of its ``log1p`` magnitudes
@@ -31,7 +31,7 @@ from torch import nn
 
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.extractor import ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_options
 
 from .extractors import MultiKernelExtractor, positive_ints

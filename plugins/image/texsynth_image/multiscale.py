@@ -41,10 +41,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from texsynth.blockwise import BlockGeometry
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.extractor import BlockGeometry, ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_choice, check_int_list, check_options
 
 from .normalization import imagenet_normalize

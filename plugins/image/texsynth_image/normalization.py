@@ -3,7 +3,7 @@
 The image domain hands extractors its signal unchanged, RGB ``(N, 3, H, W)`` in [0, 1];
 what a network expects on top of that is the network's business (as torchvision's
 weights carry their transforms), so each extractor applies it in
-:meth:`~texsynth.features.FeatureExtractor.preprocess`:
+:meth:`~texsynth.extractor.FeatureExtractor.preprocess`:
 
 * ``vgg19`` / ``vgg19-random``: ImageNet normalisation, what torchvision's VGG19
   weights were trained on;

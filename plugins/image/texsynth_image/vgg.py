@@ -34,10 +34,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from texsynth.blockwise import BlockGeometry
 from texsynth.domain import Domain
 from texsynth.errors import InputError, UsageError, WeightsUnavailableError
-from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.extractor import BlockGeometry, ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_choice, check_options
 
 from .files import check_weights_file

@@ -27,15 +27,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from texsynth.domain import (
-    Domain,
-    StreamResult,
-    drain_stream,
-    noise_around_mean,
-    parse_size,
-)
+from texsynth.domain import Domain, StreamResult, drain_stream, noise_around_mean, parse_size
 from texsynth.errors import InputError, UsageError
-from texsynth.multires import resample_linear
+from texsynth.resample import resample_linear
 from texsynth.validation import check_output_name
 
 from . import files

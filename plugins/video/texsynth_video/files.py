@@ -69,7 +69,7 @@ from PIL.PngImagePlugin import PngInfo
 from texsynth.atomic import atomic_path, check_writable, write_error
 from texsynth.domain import sidecar_path
 from texsynth.errors import InputError, UsageError
-from texsynth.resources import check_signal_fits
+from texsynth.memory import check_signal_fits
 from texsynth.validation import check_output_name, check_readable_file
 
 __all__ = [

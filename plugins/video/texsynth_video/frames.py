@@ -24,7 +24,7 @@ import torch
 
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig, FeatureExtractor, axis_margins
+from texsynth.extractor import ExtractorConfig, FeatureExtractor, axis_margins
 from texsynth.plugins import get_plugin_manager
 
 __all__ = ["DEFAULT_NET", "OPTIONS", "FramesExtractor", "build_frames"]

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from texsynth.domain import Domain
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig, FeatureExtractor
+from texsynth.extractor import ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_choice, check_options
 
 __all__ = [

@@ -7,7 +7,7 @@ import torch
 
 import texsynth
 from texsynth.errors import UsageError
-from texsynth.features import ExtractorConfig
+from texsynth.extractor import ExtractorConfig
 from texsynth_audio.domain import AudioDomain
 from texsynth_audio.extractors import MultiKernelExtractor, UlyanovExtractor
 

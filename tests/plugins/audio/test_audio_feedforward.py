@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from texsynth.checkpoint import load_generator
-from texsynth.cli import main
+from texsynth.cli.commands import main
+from texsynth.feedforward.checkpoint import load_generator
 from texsynth_audio.domain import AudioDomain
 
 SMALL = ["--option", "filters=16", "--option", "widths=[2,8,32]"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from texsynth.cli import main
+from texsynth.cli.commands import main
 from texsynth_audio.domain import AudioDomain
 
 SMALL = ["--option", "filters=16", "--option", "widths=[2,8,32]"]

@@ -1,4 +1,4 @@
-"""Blockwise evaluation (:mod:`texsynth.blockwise`): the loss and its gradient computed
+"""Blockwise evaluation (:mod:`texsynth.stats.blockwise`): the loss and its gradient computed
 block by block equal the whole evaluation for the image extractors (circular random
 filters, zero-padded VGG with pooling strides), with content and odd sizes; blocks cover
 every position once; what cannot be blocked is refused with a clear error; and
@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 import texsynth
 from texsynth import FeatureSpec, UsageError
-from texsynth.blockwise import BlockGeometry, spans
-from texsynth.budget import choose_block, lbfgs_history, plan_memory
-from texsynth.spec import prepare, resolve_domain
+from texsynth.extractor import BlockGeometry
+from texsynth.optim.fitting import choose_block, lbfgs_history, plan_memory
+from texsynth.stats.blockwise import spans
+from texsynth.stats.features import prepare, resolve_domain
 
 
 def load_rgb(path: Path, size: int) -> torch.Tensor:
@@ -126,7 +127,7 @@ def test_plan_memory_uses_blocks_for_large_signals(sample_image: Callable[[str],
     domain = resolve_domain("image", None)
     whole = plan_memory(objective, domain, (1, 3, 200, 200), torch.device("cpu"))
     assert whole.block is None and objective.block is None
-    monkeypatch.setattr("texsynth.budget.BLOCK_ABOVE", 1 << 20)  # 1 MiB: blocks now
+    monkeypatch.setattr("texsynth.optim.fitting.BLOCK_ABOVE", 1 << 20)  # 1 MiB: blocks now
     blocked = plan_memory(objective, domain, (1, 3, 200, 200), torch.device("cpu"))
     assert blocked.block is not None and objective.block == blocked.block
     assert blocked.estimate > 0

@@ -12,8 +12,8 @@ from PIL import Image
 
 import texsynth
 from texsynth import UsageError
-from texsynth.cli import main
-from texsynth.guidance import random_doodles
+from texsynth.cli.commands import main
+from texsynth.controls.doodles import random_doodles
 
 SIZE = 48
 TRAIN = {"domain": "image", "doodles": True, "size": (SIZE, SIZE), "iterations": 60,
@@ -175,7 +175,7 @@ def test_bad_blend_weights_are_refused(blend_checkpoint, blend, message) -> None
 
 
 def test_blend_sets_draw_weights_on_the_simplex() -> None:
-    from texsynth.guidance import BlendSet
+    from texsynth.controls.doodles import BlendSet
 
     codes = BlendSet(3).batch(64, (8, 8), torch.Generator().manual_seed(0))
     assert codes.shape == (64, 3, 8, 8)

@@ -183,7 +183,7 @@ def test_preview_is_a_strip_of_frames(tmp_path: Path) -> None:
 
 def test_command_line_reads_a_frame_folder_and_writes_a_gif_with_a_preview(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     folder = write_clip(tmp_path / "frames", moving_pattern(8, 16, 16)[0], 8.0)
     out, preview = tmp_path / "out.gif", tmp_path / "strip.png"
@@ -207,7 +207,7 @@ def test_bad_clips_on_the_command_line_are_one_line_errors(
         kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
 
-    from texsynth.cli import main
+    from texsynth.cli.commands import main
 
     if kind == "garbage":
         source = tmp_path / "broken.mp4"

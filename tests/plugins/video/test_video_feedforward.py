@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from texsynth.checkpoint import load_generator
-from texsynth.cli import main
+from texsynth.cli.commands import main
+from texsynth.feedforward.checkpoint import load_generator
 from texsynth_video import read_clip, write_clip
 
 SMALL = ["--option", "appearance=3:3@2", "--option", "dynamics=3x3:3x3@2",
