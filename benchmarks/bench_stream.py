@@ -3,8 +3,9 @@ sound on one CPU thread, per generator design.
 
 Each row is one generator (trained two steps on ``examples/data/rain.wav``: speed does
 not depend on training; or a ``--checkpoint``) streamed for ``--seconds`` of sound through
-:func:`texsynth.feedforward.sampling.sample_stream` into a WAV file, in a fresh process with one torch
-thread, as ``texsynth sample CKPT --stream -o OUT`` does (minus the interpreter's start).
+:func:`texsynth.feedforward.sample_files.sample_stream` into a WAV file, in a fresh process
+with one torch thread, as ``texsynth sample CKPT --stream -o OUT`` does (minus the
+interpreter's start).
 Columns: compute seconds per second of sound, the real-time factor (sound seconds per
 compute second), the time to the first block (what a player waits for) and peak memory.
 
@@ -56,7 +57,7 @@ def stream(checkpoint: str, seconds: float) -> dict[str, float]:
     import torch
 
     torch.set_num_threads(1)
-    from texsynth.feedforward.sampling import load_trained
+    from texsynth.feedforward.loading import load_trained
     from texsynth.feedforward.tiled import stream_tiled
 
     trained = load_trained(checkpoint)

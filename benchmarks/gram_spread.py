@@ -16,7 +16,7 @@ table shows the mean over ``--count`` crops or samples, total and per layer), un
 
 * ``gram``: ``‖G(x) − G(exemplar)‖²_F`` per layer of the extractor the checkpoint was
   trained with, with its Gram normalisation;
-* ``sw``: the sliced Wasserstein loss (:class:`texsynth.stats.losses.SlicedWassersteinLoss`,
+* ``sw``: the sliced Wasserstein loss (:class:`texsynth.stats.sliced.SlicedWassersteinLoss`,
   squared quantile differences averaged over directions and positions) on those layers;
 * ``patches-sw``: sliced Wasserstein on the ``patches`` extractor (layers ``value``,
   ``p1``, ``p2``, ``p4``: 7×7 patches at 1, 1/2 and 1/4 size, valid padding);
@@ -56,7 +56,8 @@ from common import EXAMPLES, machine, publish  # noqa: E402
 
 import texsynth  # noqa: E402
 from texsynth import Features  # noqa: E402
-from texsynth.stats.losses import GramNormalization, SlicedWassersteinLoss, gram_matrix  # noqa: E402
+from texsynth.stats.losses import GramNormalization, gram_matrix  # noqa: E402
+from texsynth.stats.sliced import SlicedWassersteinLoss  # noqa: E402
 
 #: ``--statistic`` choices, in table order.
 STATISTICS = ("gram", "sw", "patches-sw", "value")

@@ -266,7 +266,7 @@ def test_very_long_samples_are_announced_and_full_disks_refused(
 
     from texsynth import memory as resources
     from texsynth.cli.commands import main
-    from texsynth.feedforward.sampling import plan_notice
+    from texsynth.feedforward.sample_files import plan_notice
 
     ckpt = tmp_path / "g.ckpt"
     texsynth.train_generator(exemplar, size=(32, 32), iterations=1, batch_size=1, seed=0,

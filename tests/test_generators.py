@@ -10,12 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from texsynth import GeneratorConfig, PluginManager, UsageError
-from texsynth.feedforward.pyramid import (
-    DEFAULT_OPTIONS,
-    PyramidGenerator,
-    scale_sizes,
-    upsample2,
-)
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.pyramid_layers import upsample2
+from texsynth.feedforward.pyramid_options import DEFAULT_OPTIONS, scale_sizes
 
 
 def make(dims: int = 2, channels: int = 3, content: int = 0, seed: int = 0,

@@ -21,7 +21,9 @@ from texsynth import GeneratorConfig, PluginManager, UsageError
 from texsynth.controls.regions import erode_masks
 from texsynth.feedforward.checkpoint import Checkpoint, load_generator, save_checkpoint
 from texsynth.feedforward.noise import counter_noise
-from texsynth.feedforward.pyramid import PyramidGenerator, parameter_count, upsample2
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.pyramid_layers import upsample2
+from texsynth.feedforward.pyramid_options import parameter_count
 from texsynth.feedforward.sampling import generate
 from texsynth.feedforward.tiled import instance_norm_stats, sample_tiled, stream_tiled
 

@@ -98,7 +98,7 @@ def test_content_loss_and_size_mismatch() -> None:
 
 def test_wrap_margins_may_differ_between_axes() -> None:
     from texsynth.extractor import axis_margins
-    from texsynth.stats.objective import unwrapped, widest_margin
+    from texsynth.stats.exemplar_targets import unwrapped, widest_margin
 
     maps = torch.arange(2 * 12 * 10 * 9, dtype=torch.float32).reshape(1, 2, 12, 10, 9)
     cut = unwrapped(maps, (0, 2, 3))

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 import texsynth
 from texsynth import ExtractorConfig, PluginManager, UsageError
 from texsynth.plugins import ANY_DOMAIN
-from texsynth.stats.losses import SlicedWassersteinLoss, sliced_wasserstein
 from texsynth.stats.patches import (
     OPTIONS,
     PatchExtractor,
@@ -21,6 +20,7 @@ from texsynth.stats.patches import (
     build_patches,
     unfold_patches,
 )
+from texsynth.stats.sliced import SlicedWassersteinLoss, sliced_wasserstein
 
 
 # -- shapes and values ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from PIL import Image
 import texsynth
 from texsynth import InputError, UsageError
 from texsynth.cli.commands import error_text
-from texsynth.feedforward.sampling import tile_extent
+from texsynth.feedforward.sample_files import tile_extent
 from texsynth.feedforward.tiled import AUTO_TILE_POSITIONS, default_tile
 
 

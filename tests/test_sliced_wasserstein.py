@@ -13,15 +13,15 @@ import torch
 
 import texsynth
 from texsynth import PluginManager, TextureLoss, UsageError
-from texsynth.stats.losses import (
-    CombinedLoss,
+from texsynth.stats.losses import CombinedLoss
+from texsynth.stats.sliced import (
     SlicedWassersteinLoss,
     match_quantiles,
     random_directions,
     sliced_wasserstein,
     sort_last,
 )
-from texsynth.stats.objective import build_texture_loss, parse_texture_loss
+from texsynth.stats.texture_losses import build_texture_loss, parse_texture_loss
 
 ONE = torch.ones(1, 1)  # the one direction of 1-channel samples
 

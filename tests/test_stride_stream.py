@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from texsynth import GeneratorConfig, UsageError
 from texsynth.domain import drain_stream
 from texsynth.errors import Terminated
-from texsynth.feedforward.pyramid import PyramidGenerator, overlap_add, parameter_count
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.pyramid_layers import overlap_add
+from texsynth.feedforward.pyramid_options import parameter_count
 from texsynth.feedforward.sampling import generate
 from texsynth.feedforward.tiled import STREAM_PERIOD, sample_tiled, stream_tiled
 

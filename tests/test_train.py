@@ -335,7 +335,7 @@ def test_batch_gram_training_is_recorded_and_resumed(toy: PluginManager, grass: 
 
 def test_recalibration_sets_batch_norm_statistics_from_fresh_batches(
         toy: PluginManager, grass: torch.Tensor) -> None:
-    from texsynth.feedforward.training import recalibrate_batch_norm
+    from texsynth.feedforward.batch_norm import recalibrate_batch_norm
 
     gen = tiny(toy, grass, iterations=2, norm_batches=0).generator
     norm = next(m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -354,7 +354,7 @@ def test_recalibration_sets_batch_norm_statistics_from_fresh_batches(
 def test_training_ends_with_recalibrated_statistics(toy: PluginManager,
                                                     grass: torch.Tensor,
                                                     tmp_path: Path) -> None:
-    from texsynth.feedforward.training import recalibrate_batch_norm
+    from texsynth.feedforward.batch_norm import recalibrate_batch_norm
 
     plain = tiny(toy, grass, iterations=3, norm_batches=0)
     path = tmp_path / "run.ckpt"

@@ -30,13 +30,10 @@ from texsynth import GeneratorConfig, InputError, ResourceError, UsageError
 from texsynth.cli.commands import main
 from texsynth.feedforward import checkpoint as checkpoint_module
 from texsynth.feedforward.checkpoint import MAX_JSON_DEPTH, load_checkpoint, load_generator
-from texsynth.feedforward.pyramid import (
-    MAX_PARAMETERS,
-    OPTION_BOUNDS,
-    PyramidGenerator,
-    parameter_count,
-)
-from texsynth.feedforward.sampling import SampleEstimate, estimate_sample, generate
+from texsynth.feedforward.estimates import SampleEstimate, estimate_sample
+from texsynth.feedforward.pyramid import PyramidGenerator
+from texsynth.feedforward.pyramid_options import MAX_PARAMETERS, OPTION_BOUNDS, parameter_count
+from texsynth.feedforward.sampling import generate
 
 REPO = Path(__file__).resolve().parents[1]
 #: Training options that make a checkpoint in about a second.
@@ -241,7 +238,8 @@ def _cli_in_subprocess(args: list[str], timeout: float = 120) -> tuple[int, str]
     def limit() -> None:  # pragma: no cover - runs in the child
         resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
 
-    code = "import sys; from texsynth.cli.commands import main; raise SystemExit(main(sys.argv[1:]))"
+    code = ("import sys; from texsynth.cli.commands import main; "
+            "raise SystemExit(main(sys.argv[1:]))")
     try:
         done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                               text=True, timeout=timeout, cwd=REPO, preexec_fn=limit,

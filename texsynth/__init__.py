@@ -31,20 +31,15 @@ from .errors import (
 from .extractor import ExtractorConfig, FeatureExtractor
 from .feedforward import hooks as _feedforward_hooks
 from .feedforward.checkpoint import load_generator
-from .feedforward.sampling import (
-    SampleResult,
-    TrainedGenerator,
-    apply,
-    load_trained,
-    refine,
-    sample,
-    sample_to_file,
-)
+from .feedforward.loading import SampleResult, TrainedGenerator, load_trained
+from .feedforward.sample_files import sample_to_file
+from .feedforward.sampling import apply, refine, sample
 from .feedforward.sampling import generate as sample_generator
 from .feedforward.training import TrainResult, train_generator
 from .generator import Generator, GeneratorConfig
 from .hookspecs import hookimpl
-from .optim.synthesis import OptimizationResult, stylize, synthesize
+from .optim.loop import OptimizationResult
+from .optim.synthesis import stylize, synthesize
 from .plugins import PluginManager, get_plugin_manager
 from .runtime.device import resolve_device
 from .runtime.rng import seed_everything
@@ -53,14 +48,13 @@ from .stats.features import Features, FeatureSpec, prepare
 from .stats.losses import (
     CombinedLoss,
     ContentLoss,
-    SlicedWassersteinLoss,
     TextureLoss,
     content_loss,
     gram_matrix,
-    sliced_wasserstein,
     texture_loss,
 )
 from .stats.objective import TextureObjective
+from .stats.sliced import SlicedWassersteinLoss, sliced_wasserstein
 from .version import __version__
 
 # The sub-packages' own registrations are core plugins (the contract imports none of them).

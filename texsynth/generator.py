@@ -1,8 +1,8 @@
 """The :class:`Generator` interface: a network from noise (and content) to signals.
 
 :class:`WindowedGenerator` is the protocol a generator also implements when any window of
-its output can be computed on its own, which is what :mod:`texsynth.feedforward.tiled` needs to sample
-outputs of any size in bounded memory; :data:`Region` and :data:`NormStats` are the types
+its output can be computed on its own, which is what :mod:`texsynth.feedforward.tiled` needs to
+sample outputs of any size in bounded memory; :data:`Region` and :data:`NormStats` are the types
 it speaks in.
 """
 
@@ -95,7 +95,7 @@ class Generator(nn.Module):
         """Smallest extent this generator can make along any spatial axis (default 1).
 
         Probes made before a run (memory and time estimates,
-        :func:`texsynth.feedforward.sampling.estimate_sample`) are never smaller than this.
+        :func:`texsynth.feedforward.estimates.estimate_sample`) are never smaller than this.
         """
         return 1
 
@@ -112,10 +112,10 @@ class Generator(nn.Module):
 class WindowedGenerator(Protocol):
     """A generator that computes any window of its output on its own (tiled sampling).
 
-    :func:`texsynth.feedforward.tiled.sample_tiled` accepts any :class:`Generator` that also has these
-    methods (checked with ``isinstance(generator, WindowedGenerator)``); the pyramid
-    generators (:class:`texsynth.feedforward.pyramid.PyramidGenerator`) are one. The output is made of
-    ``K`` scales (0 = finest) whose extents :meth:`scale_sizes` gives; a window of the
+    :func:`texsynth.feedforward.tiled.sample_tiled` accepts any :class:`Generator` that also has
+    these methods (checked with ``isinstance(generator, WindowedGenerator)``); the pyramid
+    generators (:class:`texsynth.feedforward.pyramid.PyramidGenerator`) are one. The output is
+    made of ``K`` scales (0 = finest) whose extents :meth:`scale_sizes` gives; a window of the
     output is determined by a noise key, sample numbers, the whole output's size and the
     window (:data:`Region`). Instance-norm layers normalise by statistics over a scale's
     whole extent, which the caller computes from :meth:`norm_input` over windows first.

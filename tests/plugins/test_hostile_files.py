@@ -28,8 +28,8 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-import texsynth_audio.files as audio_files
-import texsynth_image.files as image_files
+import texsynth_audio.io as audio_io
+import texsynth_image.io as image_io
 import texsynth_image.png_stream as png_stream
 from texsynth.cli.commands import main
 from texsynth.errors import InputError
@@ -198,7 +198,7 @@ def test_an_image_over_the_size_cap_is_refused_before_it_is_read(
     huge = inputs / "huge.png"
     try:
         with open(huge, "wb") as handle:  # sparse: no disk space used
-            handle.truncate(image_files.MAX_IMAGE_BYTES + 1)
+            handle.truncate(image_io.MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         pytest.skip(f"no sparse file of 2 GiB here ({exc})")
     code, err = cli(["synthesize", str(huge), "-o", str(out / "o.png"), *FAST_IMAGE], capsys)
@@ -210,7 +210,7 @@ def test_an_image_over_the_size_cap_is_refused_before_it_is_read(
 def test_a_sound_over_the_size_cap_is_refused(inputs: Path, out: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(audio_files, "MAX_SOUND_BYTES", 1024)
+    monkeypatch.setattr(audio_io, "MAX_SOUND_BYTES", 1024)
     code, err = cli(["synthesize", str(inputs / "ex.wav"), "-o", str(out / "o.wav"),
                      *FAST_AUDIO], capsys)
     assert_one_error(code, err, "ex.wav", "is too large for a sound file",
@@ -223,7 +223,7 @@ def test_weights_over_the_size_cap_are_refused(inputs: Path, out: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     weights = inputs / "w.pth"
     weights.write_bytes(b"\0" * 100)
-    monkeypatch.setattr(image_files, "MAX_WEIGHTS_BYTES", 64)
+    monkeypatch.setattr(image_io, "MAX_WEIGHTS_BYTES", 64)
     code, err = cli(["synthesize", str(inputs / "ex.png"), "-o", str(out / "o.png"),
                      *FAST_IMAGE[:-2], "--extractor", "vgg19", "--weights", str(weights)],
                     capsys)
@@ -392,10 +392,10 @@ def test_audio_save_reports_libsndfile_errors(inputs: Path, out: Path, number: i
                                               capsys: pytest.CaptureFixture[str]) -> None:
     def failing_write(file: Any, *args: Any, **kwargs: Any) -> None:
         Path(file).write_bytes(b"RIFF partial")
-        raise sf.LibsndfileError(audio_files.SFE_SYSTEM, prefix=f"Error opening {file!r}: ")
+        raise sf.LibsndfileError(audio_io.SFE_SYSTEM, prefix=f"Error opening {file!r}: ")
 
     monkeypatch.setattr(sf, "write", failing_write)
-    monkeypatch.setattr(audio_files, "libsndfile_errno", lambda: number)
+    monkeypatch.setattr(audio_io, "libsndfile_errno", lambda: number)
     code, err = cli(["synthesize", str(inputs / "ex.wav"), "-o", str(out / "o.wav"),
                      *FAST_AUDIO], capsys)
     line = assert_one_error(code, err, f"o.wav: {reason}")
@@ -408,7 +408,7 @@ def test_libsndfile_system_errors_carry_their_errno() -> None:
     with pytest.raises(sf.LibsndfileError) as failure:
         sf.write("/dev/full", np.zeros((50000, 1), np.float32), 8000, format="WAV",
                  subtype="PCM_16")
-    assert str(audio_files.write_error("o.wav", failure.value)) == f"o.wav: {NO_SPACE}"
+    assert str(audio_io.write_error("o.wav", failure.value)) == f"o.wav: {NO_SPACE}"
 
 
 def test_audio_streaming_on_a_full_disk(checkpoints: dict[str, Path], out: Path,

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from ..errors import UsageError
 from ..plugins import PluginManager
+from ..stats.losses import DEFAULT_TEXTURE_LOSS
 from ..version import __version__
 
 __all__ = ["CommandParser", "Handler", "build_parser", "key_values"]
@@ -272,9 +273,9 @@ def _add_features(parser: argparse.ArgumentParser) -> None:
     feats.add_argument("--padding", metavar="P",
                        help="the same as --option padding=P, for extractors that pad; "
                             "circular makes tileable outputs")
-    feats.add_argument("--loss", default="gram", metavar="NAME",
+    feats.add_argument("--loss", default=DEFAULT_TEXTURE_LOSS, metavar="NAME",
                        help="texture loss: gram, sw (sliced Wasserstein) or a weighted sum "
-                            "such as gram+0.5*sw (default: gram)")
+                            f"such as gram+0.5*sw (default: {DEFAULT_TEXTURE_LOSS})")
     feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",
                        help="Gram normalisation: by positions (hw, Gatys) or channels x "
                             "positions (chw, Johnson/Ulyanov; default)")

@@ -31,7 +31,7 @@ from ..version import __version__
 from .arguments import Handler, build_parser, key_values
 
 if TYPE_CHECKING:
-    from ..feedforward.sampling import TrainedGenerator
+    from ..feedforward.loading import TrainedGenerator
 
 #: Library parameter names (as error messages name them) -> this command line's options.
 FLAGS: dict[str, str] = {
@@ -368,7 +368,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_trained(args: argparse.Namespace) -> TrainedGenerator:
-    from ..feedforward.sampling import load_trained
+    from ..feedforward.loading import load_trained
 
     ckpt = check_input_path(args.checkpoint)
     protect([ckpt, *(Path(p) for p in getattr(args, "exemplar", None) or ())])
@@ -378,7 +378,8 @@ def _load_trained(args: argparse.Namespace) -> TrainedGenerator:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from ..feedforward.sampling import plan_notice, sample, sample_to_file, tile_extent
+    from ..feedforward.sample_files import plan_notice, sample_to_file, tile_extent
+    from ..feedforward.sampling import sample
 
     trained = _load_trained(args)
     ckpt, domain = trained.path, trained.domain
@@ -428,7 +429,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace, trained: Any) -> int:
     """``texsynth sample --stream``: one sample written as it is made (to ``-o -``:
     standard output), of ``--duration``/``--size`` or until Ctrl-C."""
-    from ..feedforward.sampling import sample_stream
+    from ..feedforward.sample_files import sample_stream
 
     for flag, used in (("--count", args.count != 1), ("--refine", args.refine),
                        ("--tile", args.tile is not None), ("--preview", args.preview)):

@@ -29,42 +29,45 @@ from it, and every refusal is one :class:`~texsynth.errors.InputError` line
   :data:`MAX_HEADER_BYTES`; JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused
   without recursing;
 * the settings used to build or run anything have their types and bounds checked
-  (:func:`check_settings`): the generator config (``spatial_dims`` 1 to
-  :data:`MAX_SPATIAL_DIMS`, channels up to
+  (:func:`~texsynth.feedforward.checkpoint_checks.check_settings`): the generator config
+  (``spatial_dims`` 1 to :data:`~texsynth.feedforward.checkpoint_checks.MAX_SPATIAL_DIMS`,
+  channels up to
   :data:`~texsynth.generator.MAX_SIGNAL_CHANNELS`; the architecture's own options by its
-  factory, e.g. :data:`texsynth.feedforward.pyramid.OPTION_BOUNDS`), training extents up to
-  :data:`texsynth.domain.MAX_EXTENT`, seeds, layers, loss and domain settings;
+  factory, e.g. :data:`texsynth.feedforward.pyramid_options.OPTION_BOUNDS`), training
+  extents up to :data:`texsynth.domain.MAX_EXTENT`, seeds, layers, loss and domain
+  settings;
 * the generator is first built on PyTorch's ``meta`` device (no memory) and the stored
   weights must have exactly the names, shapes and dtypes its config implies, so a config
   that does not match its weights is refused before any large allocation.
+
+The state trees' encoding lives in :mod:`texsynth.feedforward.checkpoint_trees`, the
+settings checks in :mod:`texsynth.feedforward.checkpoint_checks`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import safetensors.torch
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 
 from ..atomic import atomic_write_bytes
-from ..domain import MAX_EXTENT
 from ..errors import InputError, UsageError
-from ..generator import MAX_SIGNAL_CHANNELS, Generator, GeneratorConfig
+from ..generator import Generator, GeneratorConfig
 from ..memory import check_fits
 from ..plugins import PluginManager, get_plugin_manager
 from ..runtime.device import resolve_device
 from ..validation import check_readable_file, describe_bytes
 from ..version import __version__
+from .checkpoint_checks import MAX_STEPS, check_name, check_settings, tampered
+from .checkpoint_trees import decode_tree, encode_tree, tensor_digest
 
 __all__ = [
     "FORMAT",
@@ -72,11 +75,8 @@ __all__ = [
     "MAX_CHECKPOINT_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_JSON_DEPTH",
-    "MAX_SPATIAL_DIMS",
-    "MAX_STEPS",
     "Checkpoint",
     "build_generator",
-    "check_settings",
     "load_checkpoint",
     "load_generator",
     "save_checkpoint",
@@ -88,25 +88,16 @@ FORMAT = "texsynth-generator"
 FORMAT_VERSION = 1
 _GEN_PREFIX = "generator/"
 _LOSSES = "losses"
-_TAGS = ("__tensor__", "__ndarray__", "__tuple__", "__items__")
 
 #: Largest checkpoint file read: 4 GiB. The largest pyramid
-#: (:data:`texsynth.feedforward.pyramid.MAX_PARAMETERS`, 1 GiB of weights) with Adam's two moments
-#: takes 3 GiB.
+#: (:data:`texsynth.feedforward.pyramid_options.MAX_PARAMETERS`, 1 GiB of weights) with
+#: Adam's two moments takes 3 GiB.
 MAX_CHECKPOINT_BYTES = 4 * 2**30
 #: Largest safetensors header (JSON text) read, as safetensors itself allows: 100 MB.
 MAX_HEADER_BYTES = 100_000_000
 #: Deepest nesting of JSON objects and arrays in the header and its metadata values
 #: (texsynth writes at most about 6 levels).
 MAX_JSON_DEPTH = 32
-#: Most spatial axes a generator config may claim.
-MAX_SPATIAL_DIMS = 3
-#: Most optimisation steps (and recorded loss values) a checkpoint may hold.
-MAX_STEPS = 10**7
-#: Longest name (domain, generator, extractor, layer) a checkpoint may give.
-_MAX_NAME = 200
-#: Largest batch a stored training run may claim.
-_MAX_BATCH = 2**20
 
 
 @dataclass
@@ -144,61 +135,10 @@ class Checkpoint:
         return GeneratorConfig.from_dict(self.settings["generator"])
 
 
-# -- tree <-> (JSON, tensors) --------------------------------------------------------------
-def _encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
-    """A JSON-able tree; tensors and arrays move to ``tensors`` and are referenced."""
-    if isinstance(obj, torch.Tensor):
-        key = f"{prefix}/{len(tensors)}"
-        tensors[key] = obj.detach().cpu().contiguous().clone()
-        return {"__tensor__": key}
-    if isinstance(obj, np.ndarray):
-        key = f"{prefix}/{len(tensors)}"
-        raw = np.ascontiguousarray(obj).reshape(-1).view(np.uint8).copy()
-        tensors[key] = torch.from_numpy(raw)
-        return {"__ndarray__": key, "dtype": obj.dtype.str, "shape": list(obj.shape)}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(item, tensors, prefix) for item in obj]}
-    if isinstance(obj, list):
-        return [_encode(item, tensors, prefix) for item in obj]
-    if isinstance(obj, Mapping):
-        if all(isinstance(k, str) and k not in _TAGS for k in obj):
-            return {k: _encode(v, tensors, prefix) for k, v in obj.items()}
-        return {"__items__": [[_encode(k, tensors, prefix), _encode(v, tensors, prefix)]
-                              for k, v in obj.items()]}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
 
 
-def _decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(item, tensors) for item in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
-    if "__ndarray__" in obj:
-        dtype = np.dtype(str(obj["dtype"]))
-        if dtype.kind not in "biufc":
-            raise ValueError(f"arrays of dtype {dtype} are not stored by texsynth")
-        raw = tensors[obj["__ndarray__"]].numpy().tobytes()
-        return np.frombuffer(raw, dtype=dtype).reshape(obj["shape"]).copy()
-    if "__tuple__" in obj:
-        return tuple(_decode(item, tensors) for item in obj["__tuple__"])
-    if "__items__" in obj:
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__items__"]}
-    return {k: _decode(v, tensors) for k, v in obj.items()}
 
 
-def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 # -- save / load ---------------------------------------------------------------------------
@@ -216,7 +156,7 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
     for key, tree in (("optimizer", checkpoint.optimizer_state),
                       ("scheduler", checkpoint.scheduler_state),
                       ("rng", checkpoint.rng_state)):
-        states[key] = json.dumps(_encode(tree, tensors, key))
+        states[key] = json.dumps(encode_tree(tree, tensors, key))
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -225,15 +165,11 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         "step": str(int(checkpoint.step)),
         "settings": json.dumps(checkpoint.settings, sort_keys=True),
         **states,
-        "sha256": _digest(tensors),
+        "sha256": tensor_digest(tensors),
     }
     return atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
 
 
-def _tampered(path: Path | str | os.PathLike[str], field_name: str, problem: str
-              ) -> InputError:
-    """``<path>: corrupt or tampered checkpoint: <field> <problem>``."""
-    return InputError(path, f"corrupt or tampered checkpoint: {field_name} {problem}")
 
 
 def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -254,17 +190,17 @@ def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 def _parse_json(path: Path, field_name: str, text: Any) -> Any:
     """JSON ``text`` of metadata entry ``field_name``, refused when nested too deeply."""
     if not isinstance(text, str):
-        raise _tampered(path, field_name, "is missing or not text")
+        raise tampered(path, field_name, "is missing or not text")
     try:
         value = json.loads(text)
     except RecursionError:
-        raise _tampered(path, field_name, f"nests JSON more than {MAX_JSON_DEPTH} levels "
-                                          "deep") from None
+        raise tampered(path, field_name, f"nests JSON more than {MAX_JSON_DEPTH} levels "
+                                         "deep") from None
     except ValueError as exc:
         raise InputError(path, f"corrupt checkpoint metadata ({type(exc).__name__} in "
                                f"{field_name}: {exc})") from None
     if _too_deep(value):
-        raise _tampered(path, field_name, f"nests JSON more than {MAX_JSON_DEPTH} levels deep")
+        raise tampered(path, field_name, f"nests JSON more than {MAX_JSON_DEPTH} levels deep")
     return value
 
 
@@ -317,20 +253,20 @@ def _read_header(path: Path, data: bytes) -> dict[str, str]:
         raise InputError(path, "not a texsynth checkpoint, or truncated: its safetensors "
                                "header runs past the end of the file")
     if length > MAX_HEADER_BYTES:
-        raise _tampered(path, "header", f"is {length} bytes, more than the "
-                                        f"{MAX_HEADER_BYTES} safetensors allows")
+        raise tampered(path, "header", f"is {length} bytes, more than the "
+                                       f"{MAX_HEADER_BYTES} safetensors allows")
     try:
         header = json.loads(data[8:8 + length])
     except RecursionError:
-        raise _tampered(path, "header", f"nests JSON more than {MAX_JSON_DEPTH} levels "
-                                        "deep") from None
+        raise tampered(path, "header", f"nests JSON more than {MAX_JSON_DEPTH} levels "
+                                       "deep") from None
     except (UnicodeDecodeError, ValueError):
         if pickle_like:
             raise pickle_error from None
         raise InputError(path, "not a texsynth checkpoint, or corrupt: no readable "
                                "safetensors header") from None
     if _too_deep(header):
-        raise _tampered(path, "header", f"nests JSON more than {MAX_JSON_DEPTH} levels deep")
+        raise tampered(path, "header", f"nests JSON more than {MAX_JSON_DEPTH} levels deep")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(path, "not a texsynth checkpoint (a file without texsynth "
@@ -344,162 +280,24 @@ def _read_header(path: Path, data: bytes) -> dict[str, str]:
     return meta
 
 
-# -- settings checks -------------------------------------------------------------------------
-def _integer(path: Path, name: str, value: Any, low: int, high: int) -> int:
-    """``value`` if it is an int (not a bool) in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-        raise _tampered(path, name, f"must be an integer from {low} to {high}, got {shown}")
-    return value
 
 
-def _number(path: Path, name: str, value: Any) -> float:
-    """``value`` if it is a finite int or float (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
-        raise _tampered(path, name, f"must be a finite number, got {value!r}")
-    return float(value)
 
 
-def _mapping(path: Path, name: str, value: Any, *, optional: bool = True) -> dict[str, Any]:
-    """``value`` if it is a JSON object (``{}`` for ``None`` when ``optional``)."""
-    if value is None and optional:
-        return {}
-    if not isinstance(value, dict):
-        raise _tampered(path, name, f"must be a JSON object, got {type(value).__name__}")
-    return value
 
 
-def _name(path: Path, name: str, value: Any) -> str:
-    """``value`` if it is a non-empty string of at most :data:`_MAX_NAME` characters."""
-    if not isinstance(value, str) or not 0 < len(value) <= _MAX_NAME:
-        raise _tampered(path, name, f"must be a name of 1 to {_MAX_NAME} characters")
-    return value
 
 
-def _names(path: Path, name: str, value: Any) -> None:
-    """``value`` must be ``None`` or a list of names."""
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise _tampered(path, name, f"must be a list of names, got {type(value).__name__}")
-    for index, item in enumerate(value):
-        _name(path, f"{name}[{index}]", item)
 
 
-def _check_generator(path: Path, value: Any) -> int:
-    """Check ``settings["generator"]``; return its ``spatial_dims``."""
-    gen = _mapping(path, "generator", value, optional=False)
-    _name(path, "generator.name", gen.get("name"))
-    dims = _integer(path, "generator.spatial_dims", gen.get("spatial_dims"), 1,
-                    MAX_SPATIAL_DIMS)
-    _integer(path, "generator.out_channels", gen.get("out_channels"), 1, MAX_SIGNAL_CHANNELS)
-    _integer(path, "generator.content_channels", gen.get("content_channels", 0), 0,
-             MAX_SIGNAL_CHANNELS)
-    _mapping(path, "generator.options", gen.get("options"))
-    return dims
 
 
-def _check_training(path: Path, value: Any, dims: int) -> None:
-    """Check ``settings["training"]`` (sizes within :data:`MAX_EXTENT`)."""
-    training = _mapping(path, "training", value)
-    size = training.get("size")
-    if size is not None:
-        if not isinstance(size, list) or len(size) != dims:
-            raise _tampered(path, "training.size", f"must be a list of {dims} extents")
-        for index, extent in enumerate(size):
-            _integer(path, f"training.size[{index}]", extent, 1, MAX_EXTENT)
-    checks: dict[str, Callable[[str, Any], object]] = {
-        "batch_size": lambda n, v: _integer(path, n, v, 1, _MAX_BATCH),
-        "iterations": lambda n, v: _integer(path, n, v, 0, MAX_STEPS),
-        "lr_step": lambda n, v: _integer(path, n, v, 1, MAX_STEPS),
-        "norm_batches": lambda n, v: _integer(path, n, v, 0, MAX_STEPS),
-        "lr": lambda n, v: _number(path, n, v),
-        "lr_decay": lambda n, v: _number(path, n, v),
-    }
-    for key, check in checks.items():
-        if key in training:
-            check(f"training.{key}", training[key])
-    for key in ("exemplars", "exemplar_sha256", "content"):
-        value = training.get(key)
-        if value is not None and not (isinstance(value, list)
-                                      and all(isinstance(v, str) for v in value)):
-            raise _tampered(path, f"training.{key}", "must be a list of strings")
 
 
-def _check_features(path: Path, settings: dict[str, Any]) -> None:
-    """Check what rebuilds the run's features: extractor, layers, loss."""
-    if "extractor" in settings:
-        extractor = _mapping(path, "extractor", settings["extractor"], optional=False)
-        _name(path, "extractor.name", extractor.get("name"))
-        _mapping(path, "extractor.options", extractor.get("options"))
-        _names(path, "extractor.layers", extractor.get("layers"))
-        if extractor.get("seed") is not None:
-            _integer(path, "extractor.seed", extractor["seed"], 0, 2**32 - 1)
-        if extractor.get("weights") is not None and not isinstance(extractor["weights"], str):
-            raise _tampered(path, "extractor.weights", "must be a file name")
-    for key in ("texture_layers", "content_layers"):
-        _names(path, key, settings.get(key))
-    loss = _mapping(path, "loss", settings.get("loss"))
-    for key in ("texture_loss", "normalize"):
-        if key in loss:
-            _name(path, f"loss.{key}", loss[key])
-    for key in ("style_weight", "content_weight", "value_weight"):
-        if key in loss:
-            _number(path, f"loss.{key}", loss[key])
-    for key, weight in _mapping(path, "loss.layer_weights", loss.get("layer_weights")).items():
-        _number(path, f"loss.layer_weights.{key}", weight)
-    if "batch_gram" in loss and not isinstance(loss["batch_gram"], bool):
-        raise _tampered(path, "loss.batch_gram", "must be true or false")
-    _check_also(path, settings.get("also"))
 
 
-def _check_also(path: Path, also: Any) -> None:
-    """Check the further statistics' settings: a list of feature settings, each with a
-    ``weight``, an ``extractor`` and no further statistics of its own."""
-    if also is None:
-        return
-    if not isinstance(also, list):
-        raise _tampered(path, "also", "must be a list")
-    for index, entry in enumerate(also):
-        where = f"also[{index}]"
-        entry = _mapping(path, where, entry, optional=False)
-        if "also" in entry:
-            raise _tampered(path, f"{where}.also", "further statistics cannot nest")
-        if "extractor" not in entry:
-            raise _tampered(path, f"{where}.extractor", "is missing")
-        _number(path, f"{where}.weight", entry.get("weight"))
-        if entry["weight"] < 0:
-            raise _tampered(path, f"{where}.weight", "must not be negative")
-        _check_features(path, {**entry, "loss": {
-            k: entry[k] for k in ("texture_loss", "normalize", "layer_weights",
-                                  "value_weight", "batch_gram") if k in entry}})
 
 
-def check_settings(path: str | os.PathLike[str], settings: Any) -> None:
-    """Refuse checkpoint ``settings`` whose fields have the wrong type or lie out of bounds.
-
-    Checked: ``generator`` (``name``; ``spatial_dims`` 1 to :data:`MAX_SPATIAL_DIMS`;
-    ``out_channels`` 1 and ``content_channels`` 0 to
-    :data:`~texsynth.generator.MAX_SIGNAL_CHANNELS`; ``options`` an object, whose values
-    the architecture checks when it is built), ``training`` (``size``: ``spatial_dims``
-    extents of 1 to :data:`~texsynth.domain.MAX_EXTENT`; ``batch_size``, ``iterations``,
-    ``lr_step``, ``lr``, ``lr_decay``, file lists), ``seed`` (0 to 2**32 - 1),
-    ``domain_config`` (an object), ``extractor``, layers and ``loss``.
-
-    Raises:
-        InputError: ``<path>: corrupt or tampered checkpoint: <field> ...``.
-    """
-    file = Path(path)
-    if not isinstance(settings, dict):
-        raise _tampered(file, "settings", f"must be a JSON object, got "
-                                          f"{type(settings).__name__}")
-    dims = _check_generator(file, settings.get("generator"))
-    _check_training(file, settings.get("training"), dims)
-    if settings.get("seed") is not None:
-        _integer(file, "seed", settings["seed"], 0, 2**32 - 1)
-    _mapping(file, "domain_config", settings.get("domain_config"))
-    _check_features(file, settings)
 
 
 def _check_losses(path: Path, tensors: Mapping[str, torch.Tensor]) -> list[float]:
@@ -508,8 +306,8 @@ def _check_losses(path: Path, tensors: Mapping[str, torch.Tensor]) -> list[float
     if losses is None:
         return []
     if losses.dim() != 1 or not losses.is_floating_point() or losses.numel() > MAX_STEPS:
-        raise _tampered(path, "losses", f"must be at most {MAX_STEPS} numbers, got a "
-                                        f"{losses.dtype} tensor of shape {tuple(losses.shape)}")
+        raise tampered(path, "losses", f"must be at most {MAX_STEPS} numbers, got a "
+                                       f"{losses.dtype} tensor of shape {tuple(losses.shape)}")
     return [float(v) for v in losses.tolist()]
 
 
@@ -523,8 +321,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, domain: str | None = None) 
     Raises:
         InputError: the file is missing, not a regular file, too large, unreadable,
             truncated, corrupt (checksum), tampered (settings out of bounds, see
-            :func:`check_settings`), not a texsynth checkpoint, of a newer format, or for
-            another domain.
+            :func:`~texsynth.feedforward.checkpoint_checks.check_settings`), not a
+            texsynth checkpoint, of a newer format, or for another domain.
         ResourceError: reading it would not fit in memory.
     """
     file = Path(path)
@@ -535,23 +333,23 @@ def load_checkpoint(path: str | os.PathLike[str], *, domain: str | None = None) 
     except Exception as exc:  # the Rust error type is not exported stably
         raise InputError(file, f"truncated or corrupt checkpoint data ({exc})") from None
     del data
-    if meta.get("sha256") != _digest(tensors):
+    if meta.get("sha256") != tensor_digest(tensors):
         raise InputError(file, "corrupt checkpoint: tensor data does not match its checksum")
     settings = _parse_json(file, "settings", meta.get("settings"))
     check_settings(file, settings)
-    trained_for = _name(file, "domain", meta.get("domain"))
+    trained_for = check_name(file, "domain", meta.get("domain"))
     claimed = settings.get("domain", trained_for)
     if claimed != trained_for:
-        raise _tampered(file, "domain", f"is {claimed!r} in the settings but "
-                                        f"{trained_for!r} in the header")
+        raise tampered(file, "domain", f"is {claimed!r} in the settings but "
+                                       f"{trained_for!r} in the header")
     step_text = str(meta.get("step", ""))
     if not (step_text.isascii() and step_text.isdigit()) or len(step_text) > 9 \
             or int(step_text) > MAX_STEPS:
-        raise _tampered(file, "step", f"must be an integer from 0 to {MAX_STEPS}")
+        raise tampered(file, "step", f"must be an integer from 0 to {MAX_STEPS}")
     trees = {key: _parse_json(file, key, meta.get(key))
              for key in ("optimizer", "scheduler", "rng")}
     try:
-        states = {key: _decode(tree, tensors) for key, tree in trees.items()}
+        states = {key: decode_tree(tree, tensors) for key, tree in trees.items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(file, f"corrupt checkpoint metadata ({type(exc).__name__}: "
                                f"{exc})") from None
@@ -574,8 +372,8 @@ def _create(manager: PluginManager, config: GeneratorConfig, path: str | os.Path
         return manager.create_generator(config)
     except (UsageError, TypeError, ValueError, OverflowError) as exc:
         text = str(exc).strip().splitlines()
-        raise _tampered(path, "generator", f"config is refused ({text[0] if text else exc})"
-                        ) from None
+        raise tampered(path, "generator", f"config is refused ({text[0] if text else exc})"
+                       ) from None
 
 
 def _check_domain(checkpoint: Checkpoint, path: str | os.PathLike[str],
@@ -585,9 +383,9 @@ def _check_domain(checkpoint: Checkpoint, path: str | os.PathLike[str],
     info = manager.domains().get(checkpoint.domain)
     dims = checkpoint.generator_config.spatial_dims
     if info is not None and info.domain_class.spatial_dims != dims:
-        raise _tampered(path, "domain", f"{checkpoint.domain!r} makes signals with "
-                                        f"{info.domain_class.spatial_dims} spatial axes, but "
-                                        f"the stored generator makes {dims}")
+        raise tampered(path, "domain", f"{checkpoint.domain!r} makes signals with "
+                                       f"{info.domain_class.spatial_dims} spatial axes, but "
+                                       f"the stored generator makes {dims}")
 
 
 def _check_weights(checkpoint: Checkpoint, path: str | os.PathLike[str],
@@ -607,14 +405,14 @@ def _check_weights(checkpoint: Checkpoint, path: str | os.PathLike[str],
     if missing or unexpected:
         listed = ", ".join([*(f"missing {n}" for n in missing[:3]),
                             *(f"unexpected {n}" for n in unexpected[:3])])
-        raise _tampered(path, "generator weights", f"do not fit its config ({listed})")
+        raise tampered(path, "generator weights", f"do not fit its config ({listed})")
     for name, want in expected.items():
         have = stored[name]
         if tuple(have.shape) != tuple(want.shape) or have.dtype != want.dtype:
-            raise _tampered(path, "generator weights",
-                            f"do not fit its config ({name} is {have.dtype} of shape "
-                            f"{tuple(have.shape)}; the config needs {want.dtype} of shape "
-                            f"{tuple(want.shape)})")
+            raise tampered(path, "generator weights",
+                           f"do not fit its config ({name} is {have.dtype} of shape "
+                           f"{tuple(have.shape)}; the config needs {want.dtype} of shape "
+                           f"{tuple(want.shape)})")
 
 
 def build_generator(checkpoint: Checkpoint, path: str | os.PathLike[str], *,
@@ -625,7 +423,8 @@ def build_generator(checkpoint: Checkpoint, path: str | os.PathLike[str], *,
     so a config that does not match them is refused before anything is allocated.
 
     Raises:
-        InputError: the settings are out of bounds (:func:`check_settings`), the config is
+        InputError: the settings are out of bounds
+            (:func:`~texsynth.feedforward.checkpoint_checks.check_settings`), the config is
             refused by its architecture, or the weights do not fit.
         NotFoundError: the architecture is not installed.
     """
@@ -638,8 +437,8 @@ def build_generator(checkpoint: Checkpoint, path: str | os.PathLike[str], *,
         generator.load_state_dict(checkpoint.generator_state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise _tampered(path, "generator weights", f"do not fit its config ({first})"
-                        ) from None
+        raise tampered(path, "generator weights", f"do not fit its config ({first})"
+                       ) from None
     return generator
 
 

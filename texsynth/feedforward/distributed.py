@@ -1,8 +1,8 @@
 """Data-parallel training under ``torchrun`` (PyTorch DistributedDataParallel).
 
-:func:`texsynth.feedforward.training.train_generator` (and so ``texsynth train`` / ``train-stylizer``)
-calls :func:`setup` first. Outside ``torchrun`` (no ``WORLD_SIZE`` above 1 in the
-environment) it returns a context that does nothing. Under ``torchrun --nproc_per_node N``
+:func:`texsynth.feedforward.training.train_generator` (and so ``texsynth train`` /
+``train-stylizer``) calls :func:`setup` first. Outside ``torchrun`` (no ``WORLD_SIZE`` above 1 in
+the environment) it returns a context that does nothing. Under ``torchrun --nproc_per_node N``
 every process:
 
 * joins the process group from torchrun's environment (``RANK``, ``WORLD_SIZE``,

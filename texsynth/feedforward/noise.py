@@ -6,8 +6,8 @@ be made on its own, in any order, without materialising the rest.
 :meth:`texsynth.feedforward.pyramid.PyramidGenerator.make_noise` draws the key from the
 ``torch.Generator`` it is given (two 32-bit draws per call, so a seeded training stream
 moves on by the same amount every step) and
-:meth:`~texsynth.feedforward.pyramid.PyramidGenerator.noise_region` makes any window of it; positions
-are taken modulo the scale's extent, so the noise of an output of size ``S`` is periodic
+:meth:`~texsynth.feedforward.pyramid.PyramidGenerator.noise_region` makes any window of it;
+positions are taken modulo the scale's extent, so the noise of an output of size ``S`` is periodic
 with period ``S``, like the torus the circular convolutions see. Uniform noise uses the top
 24 bits of the hash (exact in float32, bit-identical on every device); normal noise uses
 Box–Muller on the top and bottom 24 bits (equal across devices up to float rounding).

@@ -72,268 +72,43 @@ device (bit-identical for uniform noise). **Windows** of the output (tiled sampl
 computed by :mod:`texsynth.feedforward.windows` (:meth:`PyramidGenerator.forward_region`); the
 generator implements :class:`texsynth.generator.WindowedGenerator`, the protocol
 :mod:`texsynth.feedforward.tiled` uses.
+
+The options, their checks and the weight count live in
+:mod:`texsynth.feedforward.pyramid_options`, the layers, joins, upsampling and
+overlap-add in :mod:`texsynth.feedforward.pyramid_layers`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-from ..generator import MAX_SIGNAL_CHANNELS, Generator, GeneratorConfig, NormStats, Region
-from ..validation import check_choice, check_options
-from .noise import NOISE_KINDS, counter_noise
+from ..generator import Generator, GeneratorConfig, NormStats, Region
+from .noise import counter_noise
+from .pyramid_layers import TRANSPOSED, Join, Layers, crop, overlap_add, upsample2
+from .pyramid_options import resolve_config, scale_sizes
 from .windows import Windows, instance_norm_layers, scale_halos
 
-__all__ = ["DEFAULT_OPTIONS", "MAX_PARAMETERS", "OPTION_BOUNDS", "PyramidGenerator",
-           "create_pyramid", "create_pyramid_stylize", "overlap_add", "parameter_count",
-           "scale_sizes", "upsample2"]
-
-#: Options of the ``pyramid`` generators and their defaults (see the module docstring).
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "num_scales": 6,          # authors' code: ratios 32, 16, 8, 4, 2, 1
-    "channels": 8,            # filters per branch (paper: 8)
-    "noise_channels": 3,      # authors' code: 3 uniform noise channels per scale
-    "noise": "uniform",       # "uniform" in [0, 1) (authors) or "normal"
-    "padding": "circular",    # "circular", "reflect" or "zeros"
-    "norm": "batch",          # "batch" (2016 paper) or "instance" (Improved TN, 2017)
-    "negative_slope": 0.01,   # LeakyReLU slope (Torch's nn.LeakyReLU default)
-    "upsample": "nearest",    # "nearest" (authors) or "linear" (no steps on a 2**k grid)
-    "stride": 1,              # output positions per frame of the finest scale (see Stride)
-    "detail": 0,              # filtered output-rate noise channels (see Detail)
-    "value_range": [0.0, 1.0],  # output range; the trainer passes the domain's
-}
-_PADDINGS = ("circular", "reflect", "zeros")
-_NORMS = ("batch", "instance")
-_UPSAMPLES = ("nearest", "linear")
-
-#: Inclusive upper bounds of the integer options, checked for configs from any source
-#: (a checkpoint's settings are untrusted input). Twenty scales need outputs of at least
-#: ``2**19 + 1`` positions per axis, about the largest extent a size may have
-#: (:data:`texsynth.domain.MAX_EXTENT` = ``2**20``); the widths are far beyond what
-#: texture generators use (8 filters in the paper).
-OPTION_BOUNDS: dict[str, int] = {"num_scales": 20, "channels": 1024, "noise_channels": 1024,
-                                 "stride": 1024, "detail": 256}
-#: Integer options for which 0 is allowed (no detail noise).
-_MAY_BE_ZERO = ("detail",)
-#: Most weights (elements of parameters) a pyramid may have: ``2**28`` float32 values,
-#: 1 GiB; with Adam's two moments its checkpoint stays within
-#: :data:`texsynth.feedforward.checkpoint.MAX_CHECKPOINT_BYTES`.
-MAX_PARAMETERS = 2**28
-#: Largest magnitude of ``value_range`` ends and ``negative_slope``.
-_MAX_MAGNITUDE = 1e6
-
-#: Layer classes by number of spatial axes (the same network over 1, 2 or 3 axes).
-_CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_TRANSPOSED_CONVS: dict[int, type[nn.Module]] = dict(enumerate(_TRANSPOSED, start=1))
-_NORM_CLASSES: dict[str, dict[int, type[nn.Module]]] = {
-    "batch": {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
-    "instance": {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
-}
-#: ``F.interpolate``'s linear mode by tensor rank (``N, C`` and 1 to 3 spatial axes).
-_LINEAR_MODES = {3: "linear", 4: "bilinear", 5: "trilinear"}
-
-
-def _finite(value: Any, owner: str, name: str) -> float:
-    """``value`` as a float within ±:data:`_MAX_MAGNITUDE` (not a bool, not NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or abs(value) > _MAX_MAGNITUDE:
-        raise UsageError(f"{owner}: {name} must be a finite number of magnitude at most "
-                         f"{_MAX_MAGNITUDE:g}, got {value!r}")
-    return float(value)
-
-
-def _resolve_options(options: Mapping[str, Any], owner: str) -> dict[str, Any]:
-    """``options`` checked and completed with :data:`DEFAULT_OPTIONS`; ``owner`` names the
-    generator in messages (``"generator 'pyramid'"``). Integers are bounded by
-    :data:`OPTION_BOUNDS`."""
-    check_options(options, DEFAULT_OPTIONS, owner=owner)
-    opts = {**DEFAULT_OPTIONS, **options}
-    for key, most in OPTION_BOUNDS.items():
-        value = opts[key]
-        least = 0 if key in _MAY_BE_ZERO else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            kind = "a non-negative" if least == 0 else "a positive"
-            raise UsageError(f"{owner}: {key} must be {kind} integer, got {value!r}")
-        if value > most:
-            raise UsageError(f"{owner}: {key} must be at most {most}, got {value!r}")
-    for key, allowed in (("padding", _PADDINGS), ("norm", _NORMS), ("noise", NOISE_KINDS),
-                         ("upsample", _UPSAMPLES)):
-        opts[key] = check_choice(opts[key], allowed, owner=owner, name=key)
-    given = opts["value_range"]
-    if not isinstance(given, (list, tuple)) or len(given) != 2:
-        raise UsageError(f"{owner}: value_range must be [low, high], got {given!r}")
-    low, high = (_finite(v, owner, "value_range") for v in given)
-    if not low < high:
-        raise UsageError(f"{owner}: value_range must be [low, high] with low < high, "
-                         f"got {opts['value_range']!r}")
-    opts["value_range"] = [low, high]
-    opts["negative_slope"] = _finite(opts["negative_slope"], owner, "negative_slope")
-    if opts["detail"] and opts["stride"] == 1:
-        raise UsageError(f"{owner}: detail noise needs a stride above 1 (it fills in what "
-                         "frames cannot draw)")
-    return opts
-
-
-def parameter_count(config: GeneratorConfig) -> int:
-    """Number of weights (parameter elements) of the pyramid ``config`` describes, without
-    building it; ``config.options`` must be resolved (:class:`PyramidGenerator` stores
-    them so). Each block ``in → out`` has convolutions of ``in·out·3^d``, ``out·out·3^d``
-    and ``out·out`` weights (``d`` spatial dims, no bias) and three norms of ``2·out``;
-    each join normalises its two inputs; the final convolution (1×1, or with a kernel of
-    ``2·stride`` per axis) has a bias."""
-    opts, dims = config.options, config.spatial_dims
-    width, scales = int(opts["channels"]), int(opts["num_scales"])
-    three = 3 ** dims
-
-    def block(inputs: int, out: int) -> int:
-        return inputs * out * three + out * out * three + out * out + 3 * 2 * out
-
-    inputs = int(opts["noise_channels"]) + config.content_channels
-    total = scales * block(inputs, width)
-    for k in range(scales - 1):
-        coarse = width * (scales - 1 - k)
-        total += 2 * coarse + 2 * width + block(coarse + width, coarse + width)
-    stride, detail = int(opts.get("stride", 1)), int(opts.get("detail", 0))
-    taps = 1 if stride == 1 else (2 * stride) ** dims
-    total += width * scales * config.out_channels * taps + config.out_channels
-    gains = detail * config.out_channels
-    return total + width * scales * gains * taps + gains + detail * (2 * stride + 1) ** dims
-
-
-def scale_sizes(size: Sequence[int], num_scales: int) -> list[tuple[int, ...]]:
-    """Spatial extents of every scale, finest first: ``ceil(size / 2**k)`` per axis.
-
-    >>> scale_sizes((37, 64), 3)
-    [(37, 64), (19, 32), (10, 16)]
-    """
-    return [tuple(math.ceil(int(s) / 2**k) for s in size) for k in range(num_scales)]
-
-
-class _Layers:
-    """Conv/norm factories for one number of spatial dims."""
-
-    def __init__(self, dims: int, padding: str, norm: str, slope: float) -> None:
-        if dims not in _CONVS:
-            raise UsageError(f"the pyramid generator supports 1 to {max(_CONVS)} spatial "
-                             f"dims, got {dims}")
-        self.conv_class: type[nn.Module] = _CONVS[dims]
-        self.transposed_class: type[nn.Module] = _TRANSPOSED_CONVS[dims]
-        self.padding = padding
-        self.norm_class: type[nn.Module] = _NORM_CLASSES[norm][dims]
-        self.instance = norm == "instance"
-        self.slope = slope
-
-    def norm(self, channels: int) -> nn.Module:
-        """A norm over ``channels`` maps (instance norm with a learned affine, as batch
-        norm has)."""
-        if self.instance:
-            return self.norm_class(channels, affine=True)
-        return self.norm_class(channels)
-
-    def block(self, in_channels: int, out_channels: int) -> nn.Sequential:
-        """conv 3 → norm → act, conv 3 → norm → act, conv 1 → norm → act (no conv bias:
-        the norm's shift replaces it)."""
-        layers: list[nn.Module] = []
-        for index, kernel in enumerate((3, 3, 1)):
-            source = in_channels if index == 0 else out_channels
-            layers += [
-                self.conv_class(source, out_channels, kernel, padding=kernel // 2,
-                                padding_mode=self.padding, bias=False),
-                self.norm(out_channels),
-                nn.LeakyReLU(self.slope),
-            ]
-        return nn.Sequential(*layers)
-
-
-class _Join(nn.Module):
-    """Normalise the upsampled coarse maps and the new branch, concatenate, run a block."""
-
-    def __init__(self, layers: _Layers, coarse_channels: int, branch_channels: int) -> None:
-        super().__init__()
-        self.norm_coarse = layers.norm(coarse_channels)
-        self.norm_branch = layers.norm(branch_channels)
-        self.block = layers.block(coarse_channels + branch_channels,
-                                  coarse_channels + branch_channels)
-
-    def forward(self, coarse: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        joined = torch.cat([self.norm_coarse(coarse), self.norm_branch(branch)], dim=1)
-        out: torch.Tensor = self.block(joined)
-        return out
-
-
-def upsample2(x: torch.Tensor, mode: str, circular: bool) -> torch.Tensor:
-    """``x`` ``(N, C, *extent)`` upsampled ×2 along every spatial axis: ``(N, C,
-    *(2·extent))``.
-
-    ``mode="nearest"`` repeats every position twice. ``mode="linear"`` puts ``¾ x[i] +
-    ¼ x[i-1]`` at ``2i`` and ``¾ x[i] + ¼ x[i+1]`` at ``2i + 1`` (linear interpolation
-    with half-pixel centres), the neighbours wrapping around when ``circular``, else
-    clamped to the ends (``F.interpolate``'s linear, bilinear or trilinear mode for 1 to 3
-    axes, ``align_corners=False``).
-    """
-    if mode == "nearest":
-        return F.interpolate(x, scale_factor=2.0, mode="nearest")
-    if not circular:
-        kind = _LINEAR_MODES.get(x.dim())
-        if kind is None:
-            raise UsageError(f"upsample2: expected 1 to 3 spatial axes, got shape "
-                             f"{tuple(x.shape)}")
-        return F.interpolate(x, scale_factor=2.0, mode=kind, align_corners=False)
-    for axis in range(2, x.dim()):
-        before, after = torch.roll(x, 1, axis), torch.roll(x, -1, axis)
-        pair = torch.stack([0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after], dim=axis + 1)
-        x = pair.flatten(axis, axis + 1)
-    return x
-
-
-def overlap_add(frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                stride: int) -> torch.Tensor:
-    """The transposed convolution of ``frames`` ``(N, C, *F)`` with ``weight`` ``(C, out,
-    *(2·stride,) * d)`` and stride ``stride``: ``(N, out, *((F + 1)·stride))``, equal to
-    ``F.conv_transpose1d``/``2d``/``3d`` for ``d`` = 1 to 3 axes (any ``d`` works;
-    ``bias`` ``(out,)`` or ``None``).
-
-    Computed as one matrix product per frame (every frame's ``2·stride`` positions per
-    axis) and an overlap-add of the two halves of neighbouring frames, which is several
-    times faster on the CPU than the transposed convolution for long 1-D signals.
-    """
-    dims = frames.dim() - 2
-    z = torch.tensordot(frames, weight, dims=([1], [0]))  # (N, *F, out, *K)
-    z = z.movedim(1 + dims, 1)  # (N, out, *F, *K)
-    for axis in range(dims):
-        frame_axis, tap_axis = 2 + axis, 2 + dims + axis
-        halves = z.unflatten(tap_axis, (2, stride))
-        first, second = halves.select(tap_axis, 0), halves.select(tap_axis, 1)
-        zero = torch.zeros_like(first.narrow(frame_axis, 0, 1))
-        z = torch.cat([first, zero], frame_axis) + torch.cat([zero, second], frame_axis)
-    order = [0, 1, *(i for a in range(dims) for i in (2 + a, 2 + dims + a))]
-    extents = [(n + 1) * stride for n in frames.shape[2:]]
-    out = z.permute(order).reshape(z.shape[0], z.shape[1], *extents)
-    if bias is not None:
-        out = out + bias.view(1, -1, *([1] * dims))
-    return out
-
-
-def _crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Keep the first ``size`` positions of every spatial axis."""
-    index = (slice(None), slice(None), *(slice(0, s) for s in size))
-    return x[index]
+__all__ = [
+    "PyramidGenerator",
+    "create_pyramid",
+    "create_pyramid_stylize",
+]
 
 
 class PyramidGenerator(Generator):
     """Ulyanov et al.'s multi-scale texture (and stylisation) generator.
 
     Built from a :class:`~texsynth.GeneratorConfig`; ``config.options`` takes the keys of
-    :data:`DEFAULT_OPTIONS` and is stored back fully resolved, so a checkpoint names every
-    setting. ``config.spatial_dims`` picks Conv1d (1), Conv2d (2) or Conv3d (3) and the
-    matching norms and transposed convolutions; the network is otherwise the same.
+    :data:`~texsynth.feedforward.pyramid_options.DEFAULT_OPTIONS` and is stored back fully
+    resolved, so a checkpoint names every setting. ``config.spatial_dims`` picks Conv1d
+    (1), Conv2d (2) or Conv3d (3) and the matching norms and transposed convolutions; the
+    network is otherwise the same.
 
     Shapes: :meth:`make_noise` returns ``K`` tensors ``(N, noise_channels, *size_k)`` with
     ``size_k = ceil(size / 2**k)``; :meth:`forward` maps them (and, when
@@ -342,23 +117,8 @@ class PyramidGenerator(Generator):
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
-        opts = _resolve_options(config.options, f"generator {config.name!r}")
-        config = GeneratorConfig(name=config.name, spatial_dims=config.spatial_dims,
-                                 out_channels=config.out_channels,
-                                 content_channels=config.content_channels, options=opts)
-        if config.spatial_dims not in _CONVS:
-            raise UsageError(f"the pyramid generator supports 1 to {max(_CONVS)} spatial "
-                             f"dims, got {config.spatial_dims}")
-        if not (1 <= config.out_channels <= MAX_SIGNAL_CHANNELS
-                and 0 <= config.content_channels <= MAX_SIGNAL_CHANNELS):
-            raise UsageError(f"bad generator channels: out {config.out_channels}, "
-                             f"content {config.content_channels} (at most "
-                             f"{MAX_SIGNAL_CHANNELS} each)")
-        weights = parameter_count(config)
-        if weights > MAX_PARAMETERS:
-            raise UsageError(f"generator {config.name!r}: {opts['channels']} channels and "
-                             f"{opts['num_scales']} scales give {weights:.3g} weights, more "
-                             f"than the {MAX_PARAMETERS:.3g} a pyramid may have")
+        config = resolve_config(config)
+        opts = config.options
         super().__init__(config)
         self.num_scales: int = opts["num_scales"]
         self.noise_channels: int = opts["noise_channels"]
@@ -367,15 +127,15 @@ class PyramidGenerator(Generator):
         self.upsample: str = opts["upsample"]
         self._circular = opts["padding"] == "circular"
         width: int = opts["channels"]
-        layers = _Layers(config.spatial_dims, opts["padding"], opts["norm"],
-                         opts["negative_slope"])
+        layers = Layers(config.spatial_dims, opts["padding"], opts["norm"],
+                        opts["negative_slope"])
         in_channels = self.noise_channels + config.content_channels
         #: ``branches[k]`` processes the inputs of scale ``k`` (0 = finest).
         self.branches = nn.ModuleList(layers.block(in_channels, width)
                                       for _ in range(self.num_scales))
         #: ``joins[k]`` merges the upsampled scales ``> k`` (``width·(K-1-k)`` maps) with
         #: branch ``k``.
-        self.joins = nn.ModuleList(_Join(layers, width * (self.num_scales - 1 - k), width)
+        self.joins = nn.ModuleList(Join(layers, width * (self.num_scales - 1 - k), width)
                                    for k in range(self.num_scales - 1))
         #: Output positions per frame of the finest scale (see *Stride*).
         self.stride: int = opts["stride"]
@@ -402,16 +162,16 @@ class PyramidGenerator(Generator):
         assert isinstance(block, nn.Sequential)
         return block
 
-    def _join(self, k: int) -> _Join:
+    def _join(self, k: int) -> Join:
         join = self.joins[k]
-        assert isinstance(join, _Join)
+        assert isinstance(join, Join)
         return join
 
     def _branch_blocks(self) -> list[nn.Sequential]:
         """``branches[k]`` for every scale, finest first."""
         return [self._branch_block(k) for k in range(self.num_scales)]
 
-    def _joins(self) -> list[_Join]:
+    def _joins(self) -> list[Join]:
         """``joins[k]`` for ``k < num_scales - 1``, finest first."""
         return [self._join(k) for k in range(self.num_scales - 1)]
 
@@ -530,7 +290,7 @@ class PyramidGenerator(Generator):
             if out is None:
                 out = branch
             else:
-                up = _crop(upsample2(out, self.upsample, self._circular), sizes[k])
+                up = crop(upsample2(out, self.upsample, self._circular), sizes[k])
                 out = self.joins[k](up, branch)
         assert out is not None
         if self.stride > 1:  # the frame after the last: the first again on the torus
@@ -564,7 +324,7 @@ class PyramidGenerator(Generator):
             return out
         s = self.stride
         decoder = self.to_signal
-        assert isinstance(decoder, _TRANSPOSED)
+        assert isinstance(decoder, TRANSPOSED)
         # frame f's 2s positions start at output position (f - 1)·s
         index = (slice(None), slice(None),
                  *(slice(lo - (f0 - 1) * s, hi - (f0 - 1) * s)
@@ -575,7 +335,7 @@ class PyramidGenerator(Generator):
         assert detail is not None
         filtered: torch.Tensor = self.detail_filters(detail)  # unpadded, one filter each
         mixer = self.detail_gains
-        assert isinstance(mixer, _TRANSPOSED)
+        assert isinstance(mixer, TRANSPOSED)
         gains = overlap_add(frames, mixer.weight, mixer.bias, s)[index]
         gains = gains.unflatten(1, (self.config.out_channels, self.detail))
         return out + (gains * filtered.unsqueeze(1)).sum(dim=2)

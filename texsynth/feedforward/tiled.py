@@ -7,11 +7,11 @@ it needs depends on the tile size, not on the output size.
 
 Any generator that implements :class:`texsynth.generator.WindowedGenerator` can be
 sampled in tiles (:func:`tiling_problem` says why one cannot); the pyramid generators do.
-How a pyramid tile is exact (see :mod:`texsynth.feedforward.noise` and :mod:`texsynth.feedforward.windows`): the
-noise is counter-based, so the noise of any window is made on its own; every scale of the
-tile is computed on its window plus the halo its convolutions read
-(:meth:`texsynth.feedforward.pyramid.PyramidGenerator.halo`) with unpadded convolutions, and positions
-outside the output wrap around as the circular padding of the whole output does. Tiles
+How a pyramid tile is exact (see :mod:`texsynth.feedforward.noise` and
+:mod:`texsynth.feedforward.windows`): the noise is counter-based, so the noise of any window is
+made on its own; every scale of the tile is computed on its window plus the halo its convolutions
+read (:meth:`texsynth.feedforward.pyramid.PyramidGenerator.halo`) with unpadded convolutions, and
+positions outside the output wrap around as the circular padding of the whole output does. Tiles
 therefore join without a seam and the tiled output wraps like the whole one.
 
 * **Batch norm** (eval mode, running statistics) is pointwise: a tiled output equals the

@@ -1,18 +1,18 @@
 """Windowed (region) evaluation of a multi-scale pyramid, for tiled sampling.
 
 **Regions (tiled sampling).** :meth:`texsynth.feedforward.pyramid.PyramidGenerator.forward_region`
-computes any window of the output that :meth:`~texsynth.feedforward.pyramid.PyramidGenerator.forward`
-would give for a size, from the noise of that window plus a margin (*halo*) per scale that
-follows from the architecture: every 3-tap convolution needs one more position on each
-side, so a branch or join block (two 3-taps and a 1-tap) needs 2; at scale ``k`` the join
-needs its block's 2 around the window, the branch 2 more around that, and the coarser scale
-the positions the ×2 upsampling reads for the widened window (its cell for nearest
-upsampling, also one neighbour for linear; see :func:`scale_halos`). Convolutions run
-without padding on the widened windows, so the result is exact: with batch normalisation
-in eval mode (running statistics, pointwise) a window equals the same positions of the
-whole output up to float rounding. Instance
-normalisation needs statistics over the whole extent of each scale; :mod:`texsynth.feedforward.tiled`
-computes them in passes over tiles first and hands them in as ``norm_stats``.
+computes any window of the output that
+:meth:`~texsynth.feedforward.pyramid.PyramidGenerator.forward` would give for a size, from the
+noise of that window plus a margin (*halo*) per scale that follows from the architecture: every
+3-tap convolution needs one more position on each side, so a branch or join block (two 3-taps and
+a 1-tap) needs 2; at scale ``k`` the join needs its block's 2 around the window, the branch 2 more
+around that, and the coarser scale the positions the ×2 upsampling reads for the widened window
+(its cell for nearest upsampling, also one neighbour for linear; see :func:`scale_halos`).
+Convolutions run without padding on the widened windows, so the result is exact: with batch
+normalisation in eval mode (running statistics, pointwise) a window equals the same positions of
+the whole output up to float rounding. Instance normalisation needs statistics over the whole
+extent of each scale; :mod:`texsynth.feedforward.tiled` computes them in passes over tiles
+first and hands them in as ``norm_stats``.
 
 The pyramid is described structurally, so this module does not depend on the generator
 class: ``branches[k]`` is the block of scale ``k`` (0 = finest, ``K`` scales) that maps its
@@ -86,8 +86,8 @@ def _coarse_index(positions: torch.Tensor, fine: int, coarse: int) -> torch.Tens
 
     On the torus of extent ``fine``, position ``p = m·fine + r`` reads coarse position
     ``r // 2`` of period ``m``, i.e. unwrapped ``m·coarse + r // 2`` (this is the
-    upsample-and-crop of :meth:`texsynth.feedforward.pyramid.PyramidGenerator.forward`, including the
-    half-wide last cell when ``fine`` is odd). ``positions``: int64, any shape; the result
+    upsample-and-crop of :meth:`texsynth.feedforward.pyramid.PyramidGenerator.forward`, including
+    the half-wide last cell when ``fine`` is odd). ``positions``: int64, any shape; the result
     has the same shape.
     """
     period = torch.div(positions, fine, rounding_mode="floor")
@@ -99,7 +99,7 @@ def _upsample_taps(positions: torch.Tensor, fine: int, coarse: int, mode: str
     """The coarse positions (unwrapped) and weights the ×2 upsampling ``mode`` combines
     for each fine position: nearest reads its cell (:func:`_coarse_index`, weight 1);
     linear adds ¼ of the neighbouring cell on its side (the previous one for even ``r``,
-    the next for odd) to ¾ of its own (:func:`texsynth.feedforward.pyramid.upsample2`)."""
+    the next for odd) to ¾ of its own (:func:`texsynth.feedforward.pyramid_layers.upsample2`)."""
     own = _coarse_index(positions, fine, coarse)
     if mode == "nearest":
         return [(own, 1.0)]

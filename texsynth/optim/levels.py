@@ -9,7 +9,8 @@ next level, up to the output size. Each level halves every extent of the next
 (:data:`LEVEL_FACTOR`); the domain resamples (:meth:`texsynth.Domain.resample`, by
 default :func:`texsynth.resample.resample_linear`).
 
-This module plans the levels (:func:`plan_levels`); :mod:`texsynth.optim.synthesis` runs them.
+This module plans the levels (:func:`plan_levels`; :func:`plan_run` for a run's
+arguments and its domain); :mod:`texsynth.optim.runner` runs them.
 
 Single-scale (one level) is the default: on the image quality benchmark coarse-to-fine
 did not reach single-scale's 300-step score sooner (``benchmarks/RESULTS.md``,
@@ -24,16 +25,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..domain import Domain
 from ..errors import UsageError
 
 __all__ = [
     "COARSEST_EXTENT",
     "COARSE_STEPS_FACTOR",
+    "DEFAULT_STEPS",
     "LEVEL_FACTOR",
     "Level",
     "auto_levels",
+    "default_steps",
     "level_extents",
     "plan_levels",
+    "plan_run",
 ]
 
 #: Each level's extents are this factor smaller than the next finer level's.
@@ -48,7 +53,9 @@ COARSEST_EXTENT = 64
 #: (``benchmarks/RESULTS.md``): coarse levels that run long settle large-scale colour
 #: variations the finest level cannot undo.
 COARSE_STEPS_FACTOR = 1 / 3
-
+#: Loss evaluations at the output size when neither the run nor its domain says
+#: (``"steps"`` in :meth:`texsynth.Domain.defaults`).
+DEFAULT_STEPS = 300
 
 
 @dataclass(frozen=True)
@@ -128,4 +135,49 @@ def plan_levels(extents: Sequence[int], *, levels: int, steps: int,
     return plan
 
 
+def default_steps(steps: int | None, domain: Domain) -> int:
+    """``steps``, or the domain's preferred number of steps, or :data:`DEFAULT_STEPS`."""
+    return int(steps if steps is not None else domain.defaults().get("steps", DEFAULT_STEPS))
 
+
+def plan_run(domain: Domain, extents: tuple[int, ...],
+             exemplar_extents: Sequence[Sequence[int]], *, levels: int | None,
+             steps: int | None, level_steps: Sequence[int] | None) -> list[Level]:
+    """The levels of a run to ``extents`` against exemplars of ``exemplar_extents``, as
+    :func:`texsynth.synthesize` and :func:`texsynth.stylize` take them.
+
+    Args:
+        levels: ``1`` optimises at the output size only; ``N`` starts at
+            ``1 / 2**(N-1)`` of every extent (output and exemplars); ``0``: as many as
+            keep the coarsest output and exemplars at the domain's ``"coarsest"`` extent
+            (:data:`COARSEST_EXTENT`) or more (:func:`auto_levels`); ``None``: as many as
+            ``level_steps`` has entries, else 1.
+        steps: evaluations at the finest level (:func:`default_steps`).
+        level_steps: evaluations per level, coarsest first; default: ``steps`` at the
+            finest level and :data:`COARSE_STEPS_FACTOR` ``· steps`` at each coarser one.
+
+    Raises:
+        UsageError: the coarsest level would put the output or an exemplar below the
+            domain's minimum extent, or the counts are wrong (see :func:`plan_levels`).
+    """
+    if levels is None:
+        levels = len(level_steps) if level_steps is not None else 1
+    if levels == 0:
+        if level_steps is not None:
+            levels = len(level_steps)
+        else:
+            coarsest = int(domain.defaults().get("coarsest", COARSEST_EXTENT))
+            levels = auto_levels(extents, exemplar_extents,
+                                 coarsest=max(coarsest, domain.min_extent()))
+    plan = plan_levels(extents, levels=int(levels), steps=default_steps(steps, domain),
+                       level_steps=level_steps)
+    low = domain.min_extent()
+    coarse = plan[0]
+    smallest = min(min(e) for e in exemplar_extents) * coarse.scale
+    if min(coarse.extents) < low or smallest < low:
+        raise UsageError(
+            f"{len(plan)} levels make the coarsest level {coarse.scale:g} of the full size: "
+            f"{domain.describe_size(coarse.extents)} for the output and an exemplar "
+            f"extent of {smallest:.0f}, below the domain's minimum of {low}; use fewer "
+            "levels", parameter="levels")
+    return plan

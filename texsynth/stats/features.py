@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..extractor import ExtractorConfig, FeatureExtractor
 from ..plugins import PluginManager, get_plugin_manager
 from ..runtime.device import resolve_device
-from .losses import GramNormalization
+from .losses import DEFAULT_TEXTURE_LOSS, GramNormalization
 from .objective import TextureObjective
 
 __all__ = [
@@ -91,7 +91,7 @@ class FeatureSpec:
     layers: tuple[str, ...] | None = None
     content_layers: tuple[str, ...] | None = None
     layer_weights: Mapping[str, float] = field(default_factory=dict)
-    texture_loss: str = "gram"
+    texture_loss: str = DEFAULT_TEXTURE_LOSS
     normalize: GramNormalization = "chw"
     batch_gram: bool = False
     value_weight: float = 0.0
@@ -131,7 +131,7 @@ class FeatureSpec:
             layers=tuple(merged.get("texture_layers") or ()) or None,
             content_layers=tuple(merged.get("content_layers") or ()) or None,
             layer_weights=dict(merged.get("layer_weights") or {}),
-            texture_loss=str(merged.get("texture_loss", "gram")),
+            texture_loss=str(merged.get("texture_loss", DEFAULT_TEXTURE_LOSS)),
             normalize=merged.get("normalize", "chw"),
             batch_gram=bool(merged.get("batch_gram", False)),
             value_weight=float(merged.get("value_weight", 0.0)),
@@ -191,7 +191,7 @@ def parse_also(text: str) -> tuple[FeatureSpec, float]:
         if not math.isfinite(weight) or weight < 0:
             raise UsageError(f"also {text!r}: the weight {parts[2]!r} must be a "
                              "non-negative number", parameter="also")
-    loss = parts[1] if len(parts) > 1 else "gram"
+    loss = parts[1] if len(parts) > 1 else DEFAULT_TEXTURE_LOSS
     return FeatureSpec(extractor=parts[0], texture_loss=loss), weight
 
 
@@ -204,7 +204,8 @@ def also_summary(entries: Any) -> list[dict[str, Any]]:
         if isinstance(entry, Mapping):
             extractor = entry.get("extractor")
             name = extractor.get("name") if isinstance(extractor, Mapping) else extractor
-            out.append({"extractor": name, "texture_loss": entry.get("texture_loss", "gram"),
+            out.append({"extractor": name,
+                        "texture_loss": entry.get("texture_loss", DEFAULT_TEXTURE_LOSS),
                         "weight": entry.get("weight")})
         else:
             sub, weight = entry

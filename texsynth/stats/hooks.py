@@ -7,9 +7,10 @@ from __future__ import annotations
 from ..hookspecs import RegisterExtractor, RegisterLoss, hookimpl
 from ..plugins import ANY_DOMAIN
 from .autocorr import AutocorrelationLoss
-from .losses import SlicedWassersteinLoss, TextureLoss
+from .losses import DEFAULT_TEXTURE_LOSS, TextureLoss
 from .patches import OPTIONS as PATCH_OPTIONS
 from .patches import build_patches
+from .sliced import SlicedWassersteinLoss
 
 
 @hookimpl
@@ -17,7 +18,7 @@ def texsynth_register_losses(register: RegisterLoss) -> None:
     """``gram`` (Gram matrices), ``sw`` (sliced Wasserstein; ignores ``normalize``,
     takes the run's ``seed`` for its random directions) and ``autocorr``
     (autocovariance of every channel over short lags; ignores ``normalize``)."""
-    register("gram", TextureLoss,
+    register(DEFAULT_TEXTURE_LOSS, TextureLoss,
              description="Gram matrices of feature maps (Gatys et al. 2015)")
     register("sw", SlicedWassersteinLoss,
              description="sliced Wasserstein distance of feature distributions, random "

@@ -1,67 +1,55 @@
 """The loss every method minimises: ``α · L_texture + β · L_content`` on a frozen extractor.
 
 Optimisation minimises it over a signal (:mod:`texsynth.optim.synthesis`), training over a
-generator's weights (:mod:`texsynth.feedforward.training`); :meth:`texsynth.stats.features.Features.objective`
-builds it from a :class:`~texsynth.stats.features.FeatureSpec`.
+generator's weights (:mod:`texsynth.feedforward.training`);
+:meth:`texsynth.stats.features.Features.objective` builds it from a
+:class:`~texsynth.stats.features.FeatureSpec`.
 
 The texture loss is named by a registered loss (``"gram"``, ``"sw"``) or a weighted sum
 of them, ``"gram+sw"`` or ``"gram+0.5*sw"``: terms joined by ``+``, each ``NAME`` or
 ``WEIGHT*NAME`` with a non-negative decimal ``WEIGHT`` (``2e-3`` works; exponents take no
-``+``); see :func:`parse_texture_loss` and :func:`build_texture_loss`.
+``+``); see :func:`~texsynth.stats.texture_losses.parse_texture_loss` and
+:func:`~texsynth.stats.texture_losses.build_texture_loss`.
+
+This module evaluates the objective; its targets (the exemplars' statistics in loss
+modules) are built once by :mod:`texsynth.stats.exemplar_targets`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..controls.regions import Guidance, erode_masks, inside_masks, pool_masks
+from ..controls.regions import Guidance
 from ..domain import Domain
 from ..errors import UsageError
-from ..extractor import BlockGeometry, FeatureExtractor, axis_margins
+from ..extractor import BlockGeometry, FeatureExtractor
 from ..plugins import PluginManager, get_plugin_manager
 from .blockwise import blockwise_loss
-from .guided import GatheredRegionLoss, GuidedTextureLoss, gather_region, masked_grams
+from .exemplar_targets import (
+    blend_weights,
+    exemplar_maps,
+    exemplar_texture_loss,
+    gathered_region_loss,
+    guided_region_loss,
+    value_loss,
+)
 from .losses import (
-    CombinedLoss,
+    DEFAULT_TEXTURE_LOSS,
     ContentLoss,
     GramNormalization,
-    SlicedWassersteinLoss,
     TextureLoss,
     content_loss,
 )
 
 __all__ = [
     "TextureObjective",
-    "build_texture_loss",
     "module_device",
-    "parse_texture_loss",
-    "pool_exemplar_maps",
-    "unwrapped",
-    "widest_margin",
 ]
-
-
-def _blend_weights(weights: Sequence[float] | None, count: int) -> tuple[float, ...] | None:
-    """Blend weights normalised to sum 1, or ``None`` (no blend)."""
-    if weights is None:
-        return None
-    values = [float(w) for w in weights]
-    if len(values) != count:
-        raise UsageError(f"{len(values)} blend weights for {count} exemplars: give one per "
-                         "exemplar", parameter="exemplar_weights")
-    if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
-        raise UsageError(f"blend weights must be non-negative numbers, not all zero, got "
-                         f"{', '.join(f'{w:g}' for w in values)}",
-                         parameter="exemplar_weights")
-    total = sum(values)
-    return tuple(w / total for w in values)
 
 
 class TextureObjective(nn.Module):
@@ -75,7 +63,8 @@ class TextureObjective(nn.Module):
         texture_layers: layers whose Gram matrices are matched.
         layer_weights: per-layer texture weights.
         texture_loss: registry name of the texture loss (``"gram"``), or a weighted
-            sum of registered losses (``"gram+0.5*sw"``, see :func:`parse_texture_loss`).
+            sum of registered losses (``"gram+0.5*sw"``, see
+            :func:`~texsynth.stats.texture_losses.parse_texture_loss`).
         normalize: Gram normalisation (see :func:`texsynth.gram_matrix`).
         content: content signal ``(1, C, *spatial)`` for stylisation, or ``None``.
         content_layers: layers whose maps are matched to the content (the fixed one, or a
@@ -92,7 +81,7 @@ class TextureObjective(nn.Module):
             ``"sw"``); ``None``: ``torch.initial_seed()``, the seed of the run's
             :func:`~texsynth.seed_everything`.
         value_weight: weight ``γ`` of the value term, added to the texture loss: the
-            sliced Wasserstein distance (:class:`~texsynth.stats.losses.SlicedWassersteinLoss`,
+            sliced Wasserstein distance (:class:`~texsynth.stats.sliced.SlicedWassersteinLoss`,
             directions as many as channels, from a stream seeded with ``seed + 1``)
             between the distributions of the model input's channel vectors over
             positions, output against exemplar -- colours for pictures, spectrum frames
@@ -119,7 +108,7 @@ class TextureObjective(nn.Module):
     def __init__(self, domain: Domain, extractor: FeatureExtractor,
                  exemplars: Sequence[torch.Tensor], *, texture_layers: Sequence[str],
                  layer_weights: Mapping[str, float] | None = None,
-                 texture_loss: str = "gram", normalize: GramNormalization = "chw",
+                 texture_loss: str = DEFAULT_TEXTURE_LOSS, normalize: GramNormalization = "chw",
                  content: torch.Tensor | None = None,
                  content_layers: Sequence[str] = (), style_weight: float = 1.0,
                  content_weight: float = 1.0, batch_gram: bool = False,
@@ -143,39 +132,31 @@ class TextureObjective(nn.Module):
         self.value_weight = float(value_weight)
         dev = module_device(extractor)
         seed = torch.initial_seed() if seed is None else int(seed)
-        self.exemplar_weights = _blend_weights(exemplar_weights, len(exemplars))
+        self.exemplar_weights = blend_weights(exemplar_weights, len(exemplars))
         self.guided = guidance is not None
         if guidance is not None:
             self._check_guidable(texture_loss, guidance.output, also)
-        with torch.no_grad():
-            per_exemplar: list[dict[str, torch.Tensor]] = []
-            values: list[torch.Tensor] = []
-            for exemplar in exemplars:
-                model_input = extractor.input_of(domain, exemplar.to(dev))
-                values.append(model_input)
-                feats = extractor(model_input, layers=self.texture_layers)
-                per_exemplar.append({name: feats[name] for name in self.texture_layers})
+        per_exemplar, values = exemplar_maps(domain, extractor, exemplars,
+                                             self.texture_layers, dev)
+        layers, dims = self.texture_layers, domain.spatial_dims
         self.texture: nn.Module
-        if guidance is not None and texture_loss != "gram":
-            self.texture = self._gathered_loss(per_exemplar, guidance, texture_loss,
-                                               layer_weights, normalize, seed, manager)
+        if guidance is not None and texture_loss != DEFAULT_TEXTURE_LOSS:
+            self.texture = gathered_region_loss(
+                per_exemplar, guidance, texture_loss, extractor, layers,
+                layer_weights=layer_weights, normalize=normalize, seed=seed,
+                manager=manager, spatial_dims=dims)
         elif guidance is not None:
-            self.texture = self._guided_loss(per_exemplar, guidance, layer_weights,
-                                             normalize)
+            self.texture = guided_region_loss(
+                per_exemplar, guidance, extractor, layers, layer_weights=layer_weights,
+                normalize=normalize, spatial_dims=dims)
         else:
-            self.texture = self._texture_loss(per_exemplar, texture_loss, layer_weights,
-                                              normalize, seed, manager)
+            self.texture = exemplar_texture_loss(
+                per_exemplar, texture_loss, extractor, layers, blend=self.exemplar_weights,
+                layer_weights=layer_weights, normalize=normalize, seed=seed,
+                manager=manager)
         self.value: nn.Module | None = None
         if self.value_weight > 0:
-            value_seed = (seed + 1) % 2**63
-            if self.exemplar_weights is None:
-                self.value = SlicedWassersteinLoss(pool_exemplar_maps({"value": values}),
-                                                   seed=value_seed)
-            else:
-                self.value = CombinedLoss([
-                    (f"exemplar{i}", w, SlicedWassersteinLoss({"value": v}, seed=value_seed))
-                    for i, (v, w) in enumerate(zip(values, self.exemplar_weights,
-                                                   strict=True))])
+            self.value = value_loss(values, self.exemplar_weights, seed)
         self.content: ContentLoss | None = None
         if content is not None:
             if not self.content_layers:
@@ -199,7 +180,7 @@ class TextureObjective(nn.Module):
     def _check_guidable(self, texture_loss: str, guidance_output: torch.Tensor | None,
                         also: Sequence[tuple[TextureObjective, float]]) -> None:
         """Refuse what guidance cannot combine with (one line each)."""
-        if texture_loss != "gram" and guidance_output is None:
+        if texture_loss != DEFAULT_TEXTURE_LOSS and guidance_output is None:
             raise UsageError(f"per-batch guides (doodle training) need the gram texture "
                              f"loss, not {texture_loss!r}", parameter="texture_loss")
         if self.value_weight > 0 or also:
@@ -208,113 +189,6 @@ class TextureObjective(nn.Module):
         if self.exemplar_weights is not None:
             raise UsageError("a guide cannot be combined with blend weights (each region "
                              "has its own exemplar)", parameter="guide")
-
-    def _texture_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]], text: str,
-                      layer_weights: Mapping[str, float] | None,
-                      normalize: GramNormalization, seed: int,
-                      manager: PluginManager) -> nn.Module:
-        """The texture loss of pooled exemplars, or a blend's weighted sum of losses."""
-        margins = {name: self.extractor.wrap_margin(name) for name in self.texture_layers}
-
-        def trimmed(maps: Mapping[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-            return {name: [unwrapped(maps[name], margins[name])] for name in maps}
-
-        if self.exemplar_weights is None:
-            pooled: dict[str, list[torch.Tensor]] = {name: [] for name in self.texture_layers}
-            for maps in per_exemplar:
-                for name, items in trimmed(maps).items():
-                    pooled[name].extend(items)
-            return build_texture_loss(text, pool_exemplar_maps(pooled),
-                                      layer_weights=layer_weights, normalize=normalize,
-                                      seed=seed, manager=manager)
-        return CombinedLoss([
-            (f"exemplar{i}", weight,
-             build_texture_loss(text, pool_exemplar_maps(trimmed(maps)),
-                                layer_weights=layer_weights, normalize=normalize,
-                                seed=seed, manager=manager))
-            for i, (maps, weight) in enumerate(zip(per_exemplar, self.exemplar_weights,
-                                                   strict=True))])
-
-    def _region_margins(self) -> dict[str, int]:
-        """Per texture layer, the widest axis of its wrap margin: guided losses erode
-        region masks and cut maps by one margin for every axis."""
-        return {name: widest_margin(self.extractor.wrap_margin(name))
-                for name in self.texture_layers}
-
-    def _gathered_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
-                       guidance: Guidance, text: str,
-                       layer_weights: Mapping[str, float] | None,
-                       normalize: GramNormalization, seed: int,
-                       manager: PluginManager) -> GatheredRegionLoss:
-        """Per region, the loss ``text`` on the exemplars' gathered region positions
-        (:class:`~texsynth.stats.guided.GatheredRegionLoss`, hard masks)."""
-        margins = self._region_margins()
-        losses: list[tuple[nn.Module, tuple[str, ...]] | None] = []
-        for k in range(guidance.regions):
-            targets: dict[str, torch.Tensor] = {}
-            for name in self.texture_layers:
-                parts = []
-                for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
-                    level = pool_masks(masks.to(maps[name].device)[None],
-                                       tuple(maps[name].shape[2:]))
-                    cut = unwrapped(inside_masks(level, margins[name], circular=False),
-                                    margins[name])[0, k]
-                    if bool((cut > 0.5).any()):
-                        parts.append(gather_region(unwrapped(maps[name], margins[name]), cut))
-                if parts:
-                    targets[name] = torch.cat(parts, dim=-1)
-            if not targets:
-                losses.append(None)
-                continue
-            loss = build_texture_loss(text, targets, layer_weights={
-                name: w for name, w in (layer_weights or {}).items() if name in targets},
-                normalize=normalize, seed=seed + k, manager=manager)
-            losses.append((loss, tuple(targets)))
-        assert guidance.output is not None
-        present = [item is not None for item in losses]
-        totals = guidance.output.reshape(guidance.regions, -1).sum(dim=1)
-        missing = [k for k in range(guidance.regions) if totals[k] > 0 and not present[k]]
-        if missing:
-            raise UsageError(f"region {guidance.names[missing[0]]} of the guide is in no "
-                             "exemplar (give each region's exemplar, or exemplar guides "
-                             "that have it)", parameter="guide")
-        return GatheredRegionLoss(losses, guidance.output, margins=margins,
-                                  spatial_dims=self.domain.spatial_dims)
-
-    def _guided_loss(self, per_exemplar: Sequence[Mapping[str, torch.Tensor]],
-                     guidance: Guidance, layer_weights: Mapping[str, float] | None,
-                     normalize: GramNormalization) -> GuidedTextureLoss:
-        """Region Grams of the exemplars, pooled over exemplars by area."""
-        if len(guidance.exemplars) != len(per_exemplar):
-            raise UsageError(f"the guidance has masks for {len(guidance.exemplars)} "
-                             f"exemplars, not {len(per_exemplar)}", parameter="guide")
-        regions = guidance.regions
-        targets: dict[str, torch.Tensor] = {}
-        present = torch.zeros(regions, dtype=torch.bool)
-        for name in self.texture_layers:
-            margin = widest_margin(self.extractor.wrap_margin(name))
-            sums: torch.Tensor | None = None
-            areas = torch.zeros(regions)
-            for maps, masks in zip(per_exemplar, guidance.exemplars, strict=True):
-                level = pool_masks(masks.to(maps[name].device)[None],
-                                   tuple(maps[name].shape[2:]))
-                level = erode_masks(level, margin, circular=False)[0]
-                cut_maps = unwrapped(maps[name], margin)
-                cut_masks = unwrapped(level[None], margin)
-                grams, area = masked_grams(cut_maps, cut_masks, "none")
-                sums = grams[0] if sums is None else sums + grams[0]
-                areas = areas + area[0].cpu()
-            assert sums is not None
-            channels = sums.shape[-1]
-            scale = {"hw": areas, "chw": areas * channels, "none": torch.ones(regions)}
-            targets[name] = sums / scale[normalize].clamp_min(1e-12).to(sums)[:, None, None]
-            present |= areas > 0
-        margins = self._region_margins()
-        return GuidedTextureLoss(targets, present, guidance.output,
-                                 spatial_dims=self.domain.spatial_dims,
-                                 layer_weights=layer_weights, normalize=normalize,
-                                 names=guidance.names, margins=margins,
-                                 weighting=guidance.weighting)
 
     def terms(self, signal: torch.Tensor, content: torch.Tensor | None = None, *,
               masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -522,129 +396,8 @@ def _joined(maps: torch.Tensor) -> torch.Tensor:
     return torch.cat(maps.unbind(0), dim=-1)[None]
 
 
-def parse_texture_loss(text: str, available: Collection[str]) -> list[tuple[str, float]]:
-    """``[(name, weight), ...]`` of a texture-loss setting.
-
-    ``text`` is a registered name (taken as it is, even if it holds ``+``), or terms
-    joined by ``+``, each ``NAME`` (weight 1) or ``WEIGHT*NAME``; spaces around names and
-    weights are ignored, a name may appear once.
-
-    >>> parse_texture_loss("gram + 0.5*sw", ["gram", "sw"])
-    [('gram', 1.0), ('sw', 0.5)]
-
-    Raises:
-        UsageError: one line naming the bad term, and for unknown names the registered ones.
-    """
-    if text in available:
-        return [(text, 1.0)]
-    known = ", ".join(sorted(available)) or "none are installed"
-    terms: list[tuple[str, float]] = []
-    for raw in text.split("+"):
-        weight_text, star, name = raw.rpartition("*")
-        name = name.strip()
-        weight = _loss_weight(weight_text, text) if star else 1.0
-        if not name:
-            raise UsageError(f"texture loss {text!r}: {raw.strip()!r} is not NAME or "
-                             f"WEIGHT*NAME (e.g. gram+0.5*sw); registered: {known}",
-                             parameter="texture_loss")
-        if name not in available:
-            where = f" in {text!r}" if name != text else ""
-            raise UsageError(f"unknown texture loss {name!r}{where}; available: {known} "
-                             "(combine them as gram+0.5*sw)", parameter="texture_loss")
-        if any(name == seen for seen, _ in terms):
-            raise UsageError(f"texture loss {text!r} names {name!r} twice",
-                             parameter="texture_loss")
-        terms.append((name, weight))
-    return terms
-
-
-def _loss_weight(value: str, text: str) -> float:
-    try:
-        weight = float(value)
-    except ValueError:
-        weight = math.nan
-    if not math.isfinite(weight) or weight < 0:
-        raise UsageError(f"texture loss {text!r}: weight {value.strip()!r} must be a "
-                         "non-negative number", parameter="texture_loss")
-    return weight
-
-
-def _takes_seed(factory: Any) -> bool:
-    """Whether ``factory`` accepts a ``seed`` keyword (by name or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD
-               or (p.name == "seed" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
-               for p in params)
-
-
-def build_texture_loss(text: str, target_features: Mapping[str, torch.Tensor], *,
-                       layer_weights: Mapping[str, float] | None = None,
-                       normalize: GramNormalization = "chw", seed: int = 0,
-                       manager: PluginManager | None = None) -> nn.Module:
-    """The texture loss ``text`` (see :func:`parse_texture_loss`) against exemplar maps.
-
-    Each factory is called as ``factory(target_features, layer_weights=...,
-    normalize=...)``, with ``seed=seed`` too when it accepts one. One loss of weight 1 is
-    the factory's module itself; otherwise a :class:`~texsynth.stats.losses.CombinedLoss`.
-
-    Args:
-        text: the setting (``"gram"``, ``"gram+0.5*sw"``).
-        target_features: ``{layer: (N_t, C_l, *spatial)}`` pooled exemplar maps.
-        layer_weights: ``{layer: w_l}``, for every loss.
-        normalize: Gram normalisation, for every loss that uses it.
-        seed: seed of random losses.
-        manager: plugin manager (default: the process-wide one).
-    """
-    manager = manager or get_plugin_manager()
-    terms = parse_texture_loss(text, manager.losses())
-    modules = []
-    for name, weight in terms:
-        factory = manager.get_loss(name).factory
-        extra = {"seed": int(seed)} if _takes_seed(factory) else {}
-        modules.append((name, weight, factory(target_features, layer_weights=layer_weights,
-                                              normalize=normalize, **extra)))
-    if len(modules) == 1 and modules[0][1] == 1.0:
-        return modules[0][2]
-    return CombinedLoss(modules)
-
-
-def unwrapped(maps: torch.Tensor, margin: int | Sequence[int]) -> torch.Tensor:
-    """``maps`` ``(N, C, *spatial)`` without ``margin`` positions at both ends of every
-    spatial axis (one number, or one per axis; see :meth:`FeatureExtractor.wrap_margin`);
-    axes too short to keep at least their margin are left whole."""
-    margins = axis_margins(margin, maps.dim() - 2)
-    if not any(m > 0 for m in margins):
-        return maps
-    index: list[slice] = [slice(None), slice(None)]
-    for extent, cut in zip(maps.shape[2:], margins, strict=True):
-        index.append(slice(cut, extent - cut) if cut > 0 and extent >= 3 * cut
-                     else slice(None))
-    return maps[tuple(index)]
-
-
-def widest_margin(margin: int | Sequence[int]) -> int:
-    """The largest of a wrap margin's axes (what region masks are eroded by)."""
-    return int(margin) if isinstance(margin, int) else max((int(m) for m in margin),
-                                                            default=0)
-
-
 def module_device(module: nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (CPU if it has none)."""
     for tensor in (*module.parameters(), *module.buffers()):
         return tensor.device
     return torch.device("cpu")
-
-
-def pool_exemplar_maps(maps: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack exemplar maps along N; maps of different sizes are flattened and joined."""
-    pooled = {}
-    for name, items in maps.items():
-        if all(item.shape == items[0].shape for item in items):
-            pooled[name] = torch.cat(items, dim=0)
-        else:  # different exemplar sizes: Gram of the concatenated positions
-            flat = [item.reshape(item.shape[0], item.shape[1], -1) for item in items]
-            pooled[name] = torch.cat(flat, dim=2)
-    return pooled

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from .domain import AudioDomain
 from .extractors import MultiKernelExtractor, UlyanovExtractor
-from .magnitude import griffin_lim, synthesize_magnitude
+from .griffinlim import griffin_lim
+from .magnitude import synthesize_magnitude
 from .spectrogram import save_spectrogram_comparison
 
 __all__ = [

@@ -12,7 +12,7 @@ from .extractors import (
     multikernel_factory,
     ulyanov_factory,
 )
-from .multires import MULTIRES_OPTIONS, multires_factory
+from .multistft import MULTIRES_OPTIONS, multires_factory
 
 
 @texsynth.hookimpl

@@ -21,7 +21,7 @@ import torch
 
 from texsynth.errors import UsageError
 
-from .files import atomic_output
+from .io import atomic_output
 from .stft import magnitude
 
 __all__ = ["colorize", "save_spectrogram_comparison", "spectrogram_db"]

@@ -15,7 +15,8 @@ Registered through the ``texsynth`` entry point ``image = "texsynth_image.hooks"
 
 from __future__ import annotations
 
-from .domain import ImageDomain, read_metadata
+from .domain import ImageDomain
+from .io import read_metadata
 from .multiscale import RandomMultiscaleExtractor, build_random_multiscale, fft_conv2d
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
 from .vgg import VGG19_LAYERS, VGG19Extractor, build_vgg19, build_vgg19_random

@@ -1,222 +1,47 @@
 """The ``image`` domain: RGB images as ``(N, 3, H, W)`` float tensors in [0, 1].
 
-Reading goes through Pillow and accepts any mode Pillow opens (palette, grey, grey with
-alpha, RGBA, CMYK, 16-bit grey, float, ...); everything becomes 8-bit-equivalent RGB in
-[0, 1]. EXIF orientation is applied, transparency is dropped (with a one-line warning)
-and animated files contribute their first frame. Every problem with a file is an
-:class:`~texsynth.errors.InputError` that names the file and says what is wrong.
-
-Only regular files are opened, and only up to a size cap
-(:func:`texsynth_image.files.check_image_file`); float images must hold finite values.
+Reading goes through Pillow and accepts any mode Pillow opens; everything becomes
+8-bit-equivalent RGB in [0, 1]. Every problem with a file is an
+:class:`~texsynth.errors.InputError` that names the file and says what is wrong. Only
+regular files are opened, and only up to a size cap
+(:func:`texsynth_image.io.check_image_file`); float images must hold finite values.
 
 Writing is atomic (:func:`texsynth.atomic.atomic_path`). PNG files carry the run's settings
-as JSON in a ``tEXt`` chunk keyed ``"texsynth"`` (read back with :func:`read_metadata`);
-other formats get a ``<file>.json`` sidecar, written together with the image. A write that
-fails (a full disk, a name too long) is an :class:`~texsynth.errors.InputError` naming the
-file, and leaves neither the file nor a temporary one behind.
+as JSON in a ``tEXt`` chunk keyed ``"texsynth"`` (read back with
+:func:`texsynth_image.io.read_metadata`); other formats get a ``<file>.json`` sidecar,
+written together with the image. A write that fails (a full disk, a name too long) is an
+:class:`~texsynth.errors.InputError` naming the file, and leaves neither the file nor a
+temporary one behind.
+
+The domain delegates reading and writing to :mod:`texsynth_image.io` and streaming PNG
+files to :mod:`texsynth_image.png_stream`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import struct
-import warnings
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-from PIL.PngImagePlugin import PngInfo
 
-from texsynth.atomic import atomic_path, check_writable
+from texsynth.atomic import check_writable
 from texsynth.domain import (
     ColorPreservation,
     Domain,
     SignalWriter,
     noise_around_mean,
     sidecar_path,
-    write_with_sidecar,
 )
-from texsynth.errors import InputError, UsageError
+from texsynth.errors import UsageError
 from texsynth.validation import check_output_name
 
 from .color import COLOR_MODES
 from .color import preserve_color as _keep_colors
-from .files import check_image_file, check_metadata_file
+from .io import FORMATS, METADATA_KEY, metadata_text, read_image, save_image, save_preview
+from .png_stream import PngStreamWriter
 
-# Re-exported where they used to live; the extractors own the normalisation now.
-from .normalization import IMAGENET_MEAN, IMAGENET_STD
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "METADATA_KEY",
-    "ImageDomain",
-    "read_metadata",
-]
-
-#: Key of the PNG ``tEXt`` chunk holding the JSON settings.
-METADATA_KEY = "texsynth"
-
-#: Suffix → Pillow format name, for the formats this domain reads and writes.
-_FORMATS: dict[str, str] = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-}
-#: Extra keyword arguments for ``Image.save`` per format.
-_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
-    "JPEG": {"quality": 95, "subsampling": 0},
-    "WEBP": {"quality": 95},
-}
-#: Modes that carry an alpha channel (``"P"`` may carry one as ``transparency`` info).
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
-#: Exceptions Pillow raises for damaged data while decoding.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
-                  IndexError, TypeError)
-
-
-def _note(path: Path, text: str) -> None:
-    """Emit a one-line warning about ``path`` (shown by the CLI as ``warning: ...``)."""
-    warnings.warn(f"{path}: {text}", UserWarning, stacklevel=3)
-
-
-def _too_large(path: Path, pixels: int) -> InputError:
-    limit = Image.MAX_IMAGE_PIXELS or 0
-    return InputError(
-        path,
-        f"image is too large ({pixels:,} pixels; the limit is {limit:,}) and is refused "
-        "as a possible decompression bomb; downscale it first",
-    )
-
-
-def _pixels_from_message(text: str) -> int | None:
-    """Pillow's decompression-bomb messages start ``Image size (N pixels) exceeds ...``."""
-    head = text.split("pixels", 1)[0]
-    digits = "".join(ch for ch in head.split("(")[-1] if ch.isdigit())
-    return int(digits) if digits else None
-
-
-def _open_first_frame(path: Path) -> Image.Image:
-    """Open ``path``, fully decode its first frame and apply EXIF orientation."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(path)
-        except UnidentifiedImageError:
-            raise InputError(path, "is not an image file Pillow can read (unknown format)"
-                             ) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _too_large(path, _pixels_from_message(str(exc)) or 0) from None
-        except PermissionError:
-            raise InputError(path, "cannot be read: permission denied") from None
-        except _DECODE_ERRORS as exc:
-            raise InputError(path, f"is corrupt or not a supported image ({exc})") from None
-    with img:
-        width, height = img.size
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and width * height > limit:
-            raise _too_large(path, width * height)
-        frames = int(getattr(img, "n_frames", 1) or 1)
-        try:
-            img.seek(0)
-            img.load()
-        except _DECODE_ERRORS as exc:
-            raise InputError(path, f"image data is truncated or corrupt ({exc})") from None
-        if frames > 1:
-            _note(path, f"animated image with {frames} frames; using the first frame only")
-        try:
-            oriented = ImageOps.exif_transpose(img)
-        except (*_DECODE_ERRORS, KeyError, AttributeError) as exc:
-            _note(path, f"EXIF orientation could not be read and was ignored ({exc})")
-            oriented = img.copy()
-        # exif_transpose returns ``img`` itself when there is nothing to do; copy so the
-        # result outlives the ``with`` block that closes the file.
-        return oriented.copy() if oriented is img else oriented
-
-
-def _rgb_array(img: Image.Image, path: Path) -> np.ndarray:
-    """Convert a decoded image of any mode to a float32 ``(H, W, 3)`` array in [0, 1]."""
-    mode = img.mode
-    if mode.startswith("I;16") or mode == "I":
-        # 16-bit (or 32-bit integer) grey: Pillow's RGB conversion would clip to 255.
-        values = np.asarray(img).astype(np.float32)
-        scale = 65535.0 if (mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
-        grey = np.clip(values / scale, 0.0, 1.0)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode == "F":
-        values = np.asarray(img).astype(np.float32)
-        finite = np.isfinite(values)
-        if not finite.all():
-            bad = int(values.size - np.count_nonzero(finite))
-            raise InputError(path, f"contains {bad} NaN or infinite pixel value(s); "
-                             "repair or re-export the file")
-        peak = float(values.max()) if values.size else 0.0
-        grey = np.clip(values / (255.0 if peak > 1.0 else 1.0), 0.0, 1.0)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-        mode = img.mode
-    if mode in _ALPHA_MODES:
-        alpha = np.asarray(img.getchannel(mode[-1]))
-        if alpha.size and int(alpha.min()) < 255:
-            _note(path, "has transparency; the alpha channel is ignored")
-        if mode in ("La", "RGBa"):  # premultiplied in-memory modes
-            img = img.convert("RGBA")
-    try:
-        rgb = img.convert("RGB")
-    except ValueError as exc:
-        raise InputError(path, f"image mode {mode!r} cannot be converted to RGB ({exc})"
-                         ) from None
-    return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The settings texsynth stored with an image, or ``None`` if there are none.
-
-    PNG files are read from their ``"texsynth"`` text chunk; other formats from the
-    ``<file>.json`` sidecar written beside them.
-
-    Raises:
-        InputError: the file cannot be read or its stored metadata is not valid JSON.
-    """
-    target = check_image_file(path)
-    text: str | None = None
-    if target.suffix.lower() == ".png":
-        try:
-            with Image.open(target) as img:
-                chunks = getattr(img, "text", None) or {}
-                value = chunks.get(METADATA_KEY)
-                text = value if isinstance(value, str) else None
-        except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
-            raise InputError(target, f"is not a readable PNG ({exc})") from None
-    if text is None:
-        sidecar = sidecar_path(target)
-        if not sidecar.is_file():  # also a FIFO or device: never opened
-            return None
-        check_metadata_file(sidecar)
-        try:
-            text = sidecar.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(sidecar, f"cannot be read ({exc})") from None
-        target = sidecar
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(target, f"stored texsynth metadata is not valid JSON ({exc})"
-                         ) from None
-    if not isinstance(data, dict):
-        raise InputError(target, "stored texsynth metadata is not a JSON object")
-    return data
+__all__ = ["ImageDomain"]
 
 
 class ImageDomain(Domain):
@@ -230,7 +55,7 @@ class ImageDomain(Domain):
 
     name: ClassVar[str] = "image"
     spatial_dims: ClassVar[int] = 2
-    suffixes: ClassVar[tuple[str, ...]] = tuple(_FORMATS)
+    suffixes: ClassVar[tuple[str, ...]] = tuple(FORMATS)
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     description: ClassVar[str] = (
         "RGB images in [0, 1] (PNG, JPEG, BMP, GIF, TIFF, WebP) read and written with Pillow"
@@ -253,30 +78,23 @@ class ImageDomain(Domain):
         return _keep_colors(mode, content, styles)
 
     def load(self, path: Path) -> torch.Tensor:
-        """Read an image file into a float32 signal ``(1, 3, H, W)`` in [0, 1].
+        """Read an image file into a float32 signal ``(1, 3, H, W)`` in [0, 1]
+        (:func:`texsynth_image.io.read_image`).
 
         Raises:
             InputError: the file is missing, a directory, a device or FIFO (never
                 opened), unreadable, empty, larger than
-                :data:`texsynth_image.files.MAX_IMAGE_BYTES`, not an image, truncated or
+                :data:`texsynth_image.io.MAX_IMAGE_BYTES`, not an image, truncated or
                 corrupt, too large (decompression-bomb guard), holds NaN or infinite
                 values (float images) or is smaller than :meth:`min_extent` pixels on a
                 side.
         """
-        target = check_image_file(path)
-        img = _open_first_frame(target)
-        width, height = img.size
-        low = self.min_extent()
-        if width < low or height < low:
-            raise InputError(target, f"image is only {width}x{height} pixels; it must be at "
-                                     f"least {low} pixels on each side")
-        array = _rgb_array(img, target)
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-        return tensor.unsqueeze(0).contiguous().float()
+        return read_image(path, self.min_extent())
 
     def save(self, signal: torch.Tensor, path: Path, *,
              metadata: Mapping[str, Any] | None = None) -> Path:
-        """Write a signal ``(1, 3, H, W)`` or ``(3, H, W)`` (also 1 channel) as 8-bit.
+        """Write a signal ``(1, 3, H, W)`` or ``(3, H, W)`` (also 1 channel) as 8-bit
+        (:func:`texsynth_image.io.save_image`).
 
         Values are clamped to [0, 1] and rounded to 0..255. The format follows the
         suffix. ``metadata`` goes into a PNG ``tEXt`` chunk (key ``"texsynth"``) or, for
@@ -288,28 +106,7 @@ class ImageDomain(Domain):
             InputError: the file or its sidecar cannot be written (no space left on
                 the device, a name too long, permission denied, ...).
         """
-        target = Path(path)
-        suffix = target.suffix.lower()
-        if suffix not in _FORMATS:
-            raise UsageError(
-                f"cannot write {os.fspath(target)!r}: unsupported image suffix "
-                f"{suffix or '(none)'!r}; use one of {', '.join(_FORMATS)}"
-            )
-        image = _to_pil(signal)
-        fmt = _FORMATS[suffix]
-        options = dict(_SAVE_OPTIONS.get(fmt, {}))
-        meta_text = (json.dumps(dict(metadata), sort_keys=True, default=str)
-                     if metadata is not None else None)
-        if fmt == "PNG" and meta_text is not None:
-            info = PngInfo()
-            info.add_text(METADATA_KEY, meta_text)
-            options["pnginfo"] = info
-
-        def write(tmp: Path) -> None:
-            image.save(tmp, format=fmt, **options)
-
-        sidecar = json.loads(meta_text) if fmt != "PNG" and meta_text is not None else None
-        return write_with_sidecar(target, write, sidecar)
+        return save_image(signal, path, metadata=metadata)
 
     def check_output(self, path: Path) -> None:
         """The base class's suffix check, and names the file system can hold (the
@@ -332,32 +129,14 @@ class ImageDomain(Domain):
         memory and saved (the base class's writer)."""
         if Path(path).suffix.lower() != ".png":
             return super().open_writer(path, size, channels, metadata=metadata)
-        from .png_stream import PngStreamWriter
-
-        text = ({METADATA_KEY: json.dumps(dict(metadata), sort_keys=True, default=str)}
-                if metadata is not None else None)
+        meta_text = metadata_text(metadata)
+        text = {METADATA_KEY: meta_text} if meta_text is not None else None
         return PngStreamWriter(path, size, channels, text=text)
 
     def write_preview(self, items: list[tuple[str, torch.Tensor]], path: Path) -> Path:
         """Labelled images ``(1, 3, H, W)`` side by side on white, written atomically as
-        PNG (e.g. exemplar | output for ``--preview``)."""
-        from PIL import ImageDraw
-
-        gap, label_height = 8, 14
-        images = [(label, Image.fromarray(_to_uint8(signal))) for label, signal in items]
-        width = sum(img.width for _, img in images) + gap * (len(images) + 1)
-        height = max(img.height for _, img in images) + label_height + 2 * gap
-        sheet = Image.new("RGB", (width, height), "white")
-        draw = ImageDraw.Draw(sheet)
-        x = gap
-        for label, img in images:
-            draw.text((x, gap // 2), label[:48], fill=(40, 40, 40))
-            sheet.paste(img, (x, gap + label_height))
-            x += img.width + gap
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            sheet.save(tmp, format="PNG")
-        return target
+        PNG (e.g. exemplar | output for ``--preview``; :func:`texsynth_image.io.save_preview`)."""
+        return save_preview(items, path)
 
     def to_features_input(self, signal: torch.Tensor) -> torch.Tensor:
         """Check that ``signal`` is ``(N, 3, H, W)`` and return it unchanged.
@@ -385,26 +164,3 @@ class ImageDomain(Domain):
         """
         return noise_around_mean(shape, self.noise_spread, self.value_range, like=like,
                                  generator=generator, device=device)
-
-
-def _to_pil(signal: torch.Tensor) -> Image.Image:
-    """Turn one signal ``(1, C, H, W)`` / ``(C, H, W)`` (C = 3 or 1) into an 8-bit image."""
-    data = signal.detach()
-    if data.dim() == 4:
-        if data.shape[0] != 1:
-            raise UsageError(f"can save one image at a time, got a batch of {data.shape[0]}")
-        data = data[0]
-    if data.dim() != 3 or data.shape[0] not in (1, 3):
-        raise UsageError(f"an image signal must be (1, 3, H, W) or (3, H, W), got shape "
-                         f"{tuple(signal.shape)}")
-    pixels = (data.float().cpu().nan_to_num(0.0).clamp(0.0, 1.0) * 255.0).round()
-    array = pixels.to(torch.uint8).permute(1, 2, 0).numpy()
-    if array.shape[2] == 1:
-        return Image.fromarray(np.ascontiguousarray(array[:, :, 0]))
-    return Image.fromarray(np.ascontiguousarray(array))
-
-
-def _to_uint8(signal: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8."""
-    data = signal.detach().cpu().float().reshape(-1, *signal.shape[-2:])[:3]
-    return (data.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -39,7 +39,7 @@ from texsynth.errors import InputError, UsageError, WeightsUnavailableError
 from texsynth.extractor import BlockGeometry, ExtractorConfig, FeatureExtractor
 from texsynth.validation import check_choice, check_options
 
-from .files import check_weights_file
+from .io import check_weights_file
 from .normalization import imagenet_normalize
 
 __all__ = [
@@ -291,7 +291,7 @@ def _read_state_file(path: str, stamp: tuple[int, int]) -> dict[str, torch.Tenso
 
 def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     """The conv weights in ``path``, once it is known to be a readable, non-empty regular
-    file of at most :data:`texsynth_image.files.MAX_WEIGHTS_BYTES` (a device or FIFO,
+    file of at most :data:`texsynth_image.io.MAX_WEIGHTS_BYTES` (a device or FIFO,
     also behind a symbolic link, is refused without being opened)."""
     info = check_weights_file(path).stat()
     return _read_state_file(os.fspath(path.resolve()), (info.st_mtime_ns, info.st_size))

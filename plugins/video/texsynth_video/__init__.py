@@ -10,8 +10,8 @@ Needs the ``video`` extra (PyAV and Pillow).
 from __future__ import annotations
 
 from .domain import VideoDomain
-from .files import ClipWriter, read_clip, write_clip
 from .frames import FramesExtractor
+from .io import ClipWriter, read_clip, write_clip
 from .preview import frame_strip
 from .spacetime import RandomSpacetimeExtractor
 

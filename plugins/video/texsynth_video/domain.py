@@ -1,6 +1,6 @@
 """The ``video`` domain: clips as ``(N, 3, T, H, W)`` float tensors in [0, 1].
 
-Files (:mod:`texsynth_video.files`): MP4, WebM, MKV and MOV through PyAV; animated GIF,
+Files (:mod:`texsynth_video.io`): MP4, WebM, MKV and MOV through PyAV; animated GIF,
 WebP and PNG (APNG) through Pillow; folders of numbered frames. Animated pictures and
 frame folders are recognised by their contents (:meth:`VideoDomain.recognizes`), so a
 still ``.gif`` stays a picture of the image domain and an animated one is a clip.
@@ -32,7 +32,15 @@ from texsynth.errors import InputError, UsageError
 from texsynth.resample import resample_linear
 from texsynth.validation import check_output_name
 
-from . import files
+from .io import (
+    ANIMATED_SUFFIXES,
+    VIDEO_SUFFIXES,
+    ClipWriter,
+    is_animated_image,
+    is_frame_folder,
+    read_clip,
+    write_clip,
+)
 from .preview import frame_strip
 
 __all__ = ["DEFAULT_FPS", "MAX_FPS", "VideoDomain"]
@@ -53,9 +61,8 @@ class VideoDomain(Domain):
 
     name: ClassVar[str] = "video"
     spatial_dims: ClassVar[int] = 3
-    suffixes: ClassVar[tuple[str, ...]] = (*files.VIDEO_SUFFIXES, ".apng")
-    output_suffixes: ClassVar[tuple[str, ...]] = (*files.VIDEO_SUFFIXES,
-                                                  *files.ANIMATED_SUFFIXES)
+    suffixes: ClassVar[tuple[str, ...]] = (*VIDEO_SUFFIXES, ".apng")
+    output_suffixes: ClassVar[tuple[str, ...]] = (*VIDEO_SUFFIXES, *ANIMATED_SUFFIXES)
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     description: ClassVar[str] = (
         "RGB clips in [0, 1], frames x height x width (MP4, WebM, MKV, MOV via PyAV; "
@@ -99,7 +106,7 @@ class VideoDomain(Domain):
     @classmethod
     def recognizes(cls, path: Path) -> bool:
         """Animated GIF/WebP/PNG files and folders of numbered frames."""
-        return files.is_animated_image(path) or files.is_frame_folder(path)
+        return is_animated_image(path) or is_frame_folder(path)
 
     # -- sizes -----------------------------------------------------------------------------
     def parse_size(self, text: str) -> tuple[int, ...]:
@@ -139,12 +146,12 @@ class VideoDomain(Domain):
                 different sizes, or fewer than :meth:`min_extent` frames or pixels.
         """
         target = Path(path)
-        clip, fps, _ = files.read_clip(target)
+        clip, fps, _ = read_clip(target)
         frames, height, width = clip.shape[1:]
         low = self.min_extent()
         if min(frames, height, width) < low:
             hint = ("; for a picture from its first frame, read it with the image domain "
-                    "(--domain image)" if files.is_animated_image(target) else "")
+                    "(--domain image)" if is_animated_image(target) else "")
             raise InputError(target, f"clip is {frames} frames of {width}x{height} pixels; "
                                      f"it needs at least {low} of each{hint}")
         if not self._rate_known:
@@ -167,8 +174,8 @@ class VideoDomain(Domain):
         if clip.dim() != 4 or clip.shape[0] != 3:
             raise UsageError(f"a clip must be (1, 3, T, H, W), got {tuple(signal.shape)}")
         self.check_output(Path(path))
-        return files.write_clip(Path(path), clip.float().cpu(), self.fps,
-                                dict(metadata) if metadata is not None else None)
+        return write_clip(Path(path), clip.float().cpu(), self.fps,
+                          dict(metadata) if metadata is not None else None)
 
     def check_output(self, path: Path) -> None:
         """A known suffix, or none at all (a folder of numbered frames)."""
@@ -194,8 +201,8 @@ class VideoDomain(Domain):
         except StopIteration:
             raise UsageError(f"{path}: the stream had no frames; nothing written") from None
         height, width = int(first.shape[2]), int(first.shape[3])
-        writer = files.ClipWriter(Path(path), height=height, width=width, fps=self.fps,
-                                  metadata=dict(metadata) if metadata is not None else None)
+        writer = ClipWriter(Path(path), height=height, width=width, fps=self.fps,
+                            metadata=dict(metadata) if metadata is not None else None)
         with writer:
             written, stopped = drain_stream(_chain(first, iterator),
                                             lambda b: writer.write(b.detach().float().cpu()))

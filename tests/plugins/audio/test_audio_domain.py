@@ -14,6 +14,7 @@ import torch
 import texsynth
 from texsynth.errors import InputError, UsageError
 from texsynth_audio.domain import AudioDomain
+from texsynth_audio.io import AudioWriter
 
 RATE = 22050
 
@@ -313,9 +314,7 @@ def test_write_preview(domain, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
 def test_block_writer(domain, tmp_path, suffix, monkeypatch):
-    from texsynth_audio import domain as domain_module
-
-    monkeypatch.setattr(domain_module._AudioWriter, "BLOCK", 1000)
+    monkeypatch.setattr(AudioWriter, "BLOCK", 1000)
     wave = (torch.rand(2, 5000) - 0.5) * 4  # peak 2: must be scaled, not clipped
     path = tmp_path / f"blocks{suffix}"
     with domain.open_writer(path, (5000,), 2, metadata={"k": 1}) as writer:

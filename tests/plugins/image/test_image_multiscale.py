@@ -9,7 +9,12 @@ import torch.nn.functional as F
 import texsynth
 from texsynth import ExtractorConfig
 from texsynth.errors import UsageError
-from texsynth_image import ImageDomain, RandomMultiscaleExtractor, fft_conv2d, imagenet_normalize
+from texsynth_image import (
+    ImageDomain,
+    RandomMultiscaleExtractor,
+    fft_conv2d,
+    imagenet_normalize,
+)
 from texsynth_image.multiscale import (
     DEFAULT_SIZES,
     build_random_multiscale,

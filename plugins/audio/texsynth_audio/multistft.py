@@ -1,4 +1,5 @@
-"""``multires``: random-filter statistics of STFTs at several resolutions at once.
+"""The multi-resolution STFT extractor ``multires``: random-filter statistics of STFTs at
+several window sizes at once.
 
 One STFT trades time against frequency: the audio domain's 2048-sample window (93 ms,
 hop 23 ms at 22 050 Hz) resolves pitch but smears a click over a whole frame, and
