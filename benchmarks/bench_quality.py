@@ -1,17 +1,24 @@
-"""Texture quality in a space no texsynth loss uses: Portilla–Simoncelli statistics.
+"""Texture quality in a space no texsynth loss uses: Portilla–Simoncelli statistics,
+colour, novelty and order.
 
-For each exemplar of the sample set in ``examples/data`` (five photographs, see
-``examples/data/SOURCES.md``) this scores outputs of the benchmark size with
+For each exemplar of the sample set in ``examples/data`` (nine pictures, half of them
+regular; see ``examples/data/SOURCES.md``) this scores outputs of the benchmark size with
 :mod:`quality` (texture score ``T``: RMS z of the PS statistics of 64² windows against
 the spread over the exemplar's own windows, ≈ 1 for a genuine piece of the exemplar;
-colour distance ``C``: sliced Wasserstein-1 between RGB distributions). Rows:
+colour distance ``C``: sliced Wasserstein-1 between RGB distributions) and
+:mod:`novelty_order` (novelty ``N``: median distance of the output's 16² windows to their
+nearest exemplar window over the same between the exemplar's halves, ≈ 1 for new texture,
+well below 1 for a copy; order ``O``: correlation of the output's and the exemplar's
+luminance autocorrelations over lags up to 64 px, for rows and lattices). Rows:
 
 * calibration: *crop* (the four corner crops of the exemplar, each scored against the
   exemplar without it: the floor), *phase-randomised* (power spectrum of every channel
   kept, one shared set of random phases, clipped to [0, 1]), *pixel-shuffled* (colours
   kept, structure lost);
-* *optimisation*: ``texsynth.synthesize`` with the image domain's default extractor,
-  L-BFGS, ``--steps`` steps (default 300), seed fixed;
+* *optimisation*: ``texsynth.synthesize`` with the image domain's defaults (``--steps``
+  overrides the steps), seed fixed, once per ``--loss``;
+* per ``--variant NAME=JSON`` a ``texsynth.synthesize`` run with those keyword arguments
+  (``'c2f={"levels": 3, "extractor": "patches", "texture_loss": "sw"}'``);
 * per ``--checkpoint NAME=PATH`` a feed-forward sample (seed fixed), and per
   ``--refine N`` that sample refined by ``N`` steps with ``texsynth.refine``. ``PATH``
   may contain ``{image}`` (the exemplar's stem); otherwise the checkpoint counts for the
@@ -20,14 +27,16 @@ colour distance ``C``: sliced Wasserstein-1 between RGB distributions). Rows:
 It writes the contact sheet ``docs/images/quality_sheet.png`` and the section "Quality:
 ..." of RESULTS.md. The scores are for evaluation only: never optimise against them.
 
-    python benchmarks/bench_quality.py                  # ~5 min, 1 thread, 2-core CPU
+    python benchmarks/bench_quality.py --size 256          # 1 thread, 2-core CPU
     python benchmarks/bench_quality.py --steps 50 --no-write --images grass
+    python benchmarks/bench_quality.py --no-default --variant 'adam={"optimizer": "adam"}'
     python benchmarks/bench_quality.py --checkpoint ff=out/{image}.ckpt --refine 50
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -50,34 +59,57 @@ from common import (  # noqa: E402
     quality_inputs,
     score_table,
 )
+from novelty_order import halves_reference, novelty, order  # noqa: E402
 
 SHEET = HERE.parent / "docs" / "images" / "quality_sheet.png"
-Scores = tuple[float, float]
+#: ``(T, C, N, O)``: texture score, colour distance, novelty, order.
+Scores = tuple[float, float, float, float]
+SCORE_NAMES = ("Texture score T (RMS z; ≈ 1 is the floor)",
+               "Colour distance C (sliced Wasserstein-1, [0, 1] units)",
+               "Novelty N (nearest-window distance over the exemplar halves'; ≈ 1 new, "
+               "well below 1 copied)",
+               "Order O (correlation of luminance autocorrelations, lags ≤ 64 px; read on "
+               "the regular exemplars against the crops)")
 
 
-def calibration(exemplar: torch.Tensor, size: int, seed: int
+def all_scores(output: torch.Tensor, exemplar: torch.Tensor, reference: float, *,
+               held_out: quality.Box | None = None) -> Scores:
+    """``(T, C, N, O)`` of an output; with ``held_out``, T, C and N against the exemplar
+    without that box."""
+    texture, colour = quality.scores(output, exemplar, held_out=held_out)
+    return (texture, colour, novelty(output, exemplar, exclude=held_out, reference=reference),
+            order(output, exemplar))
+
+
+def calibration(exemplar: torch.Tensor, size: int, seed: int, reference: float
                 ) -> list[tuple[str, torch.Tensor, Scores]]:
-    """The three calibration rows for one exemplar: ``(name, shown image, (T, C))``."""
-    boxes = quality.corner_boxes(exemplar, size)
+    """The calibration rows for one exemplar: ``(name, shown image, scores)``; crops are
+    ``size``² (half the exemplar where it is not larger than ``size``)."""
+    side = size if min(exemplar.shape[2:]) > size else min(exemplar.shape[2:]) // 2
+    boxes = quality.corner_boxes(exemplar, side)
     crops = [quality.crop(exemplar, box) for box in boxes]
-    floor = quality.mean_scores([quality.scores(c, exemplar, held_out=box)
-                                 for c, box in zip(crops, boxes, strict=True)])
+    each = [all_scores(c, exemplar, reference, held_out=box)
+            for c, box in zip(crops, boxes, strict=True)]
+    floor = tuple(sum(s[i] for s in each) / len(each) for i in range(4))
+    weakest = tuple(max(s[i] for s in each) if i < 2 else min(s[i] for s in each)
+                    for i in range(4))
     generator = torch.Generator().manual_seed(seed)
-    corner = (0, 0, size, size)
+    corner = (0, 0, side, side)
     phased = quality.crop(quality.phase_randomize(exemplar, generator), corner)
     shuffled = quality.crop(quality.pixel_shuffle(exemplar, generator), corner)
-    return [("crop of the exemplar (held out)", crops[0], floor),
-            ("phase-randomised", phased, quality.scores(phased, exemplar)),
-            ("pixel-shuffled", shuffled, quality.scores(shuffled, exemplar))]
+    return [(f"crop of the exemplar ({side}², held out; mean of 4)", crops[0], floor),
+            ("crop, weakest of 4", crops[-1], weakest),  # type: ignore[list-item]
+            ("phase-randomised", phased, all_scores(phased, exemplar, reference)),
+            ("pixel-shuffled", shuffled, all_scores(shuffled, exemplar, reference))]
 
 
-def optimise(path: Path, size: int, steps: int, seed: int, device: str,
-             loss: str = "gram") -> torch.Tensor:
-    """``texsynth.synthesize`` from noise with the default extractor and ``loss``."""
+def optimise(path: Path, size: int, seed: int, device: str, **options: Any) -> torch.Tensor:
+    """``texsynth.synthesize`` from noise with the image domain's defaults and
+    ``options``."""
     import texsynth
 
-    return texsynth.synthesize(path, size=(size, size), steps=steps, seed=seed,
-                               device=device, progress=False, texture_loss=loss).signal
+    return texsynth.synthesize(path, size=(size, size), seed=seed, device=device,
+                               progress=False, **options).signal
 
 
 def checkpoint_path(template: str, image: Path, trained_on: Callable[[Path], list[str]]
@@ -122,7 +154,8 @@ def add(rows: dict[str, Row], name: str, image: str, shown: torch.Tensor, scores
     row.shown[image], row.scores[image] = shown, scores
     if seconds is not None:
         row.seconds[image] = seconds
-    print(f"{image:>8} | {name:<34} | T {scores[0]:7.3f} | C {scores[1]:.4f}"
+    print(f"{image:>10} | {name:<44} | T {scores[0]:7.3f} | C {scores[1]:.4f} | "
+          f"N {scores[2]:.2f} | O {scores[3]:.2f}"
           + (f" | {seconds:.1f} s" if seconds is not None else ""), flush=True)
 
 
@@ -135,15 +168,23 @@ def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> Non
         raise SystemExit(f"{image}: {tuple(exemplar.shape[2:])} is smaller than --size "
                          f"{args.size}")
     name = image.stem
+    reference = halves_reference(exemplar)
     rows.setdefault("exemplar", Row("exemplar")).shown[name] = exemplar
-    for row, shown, scores in calibration(exemplar, args.size, args.seed):
+    for row, shown, scores in calibration(exemplar, args.size, args.seed, reference):
         add(rows, row, name, shown, scores)
-    for loss in args.loss:
+    runs = [] if args.no_default else [
+        (f"optimisation, defaults{'' if loss is None else f', --loss {loss}'}"
+         f"{'' if args.steps is None else f', {args.steps} steps'}",
+         {**({} if loss is None else {"texture_loss": loss}),
+          **({} if args.steps is None else {"steps": args.steps})})
+        for loss in (args.loss or [None])]
+    runs += [(label, json.loads(text)) for label, _, text in
+             (spec.partition("=") for spec in args.variant)]
+    for label, options in runs:
         start = time.perf_counter()
-        out = optimise(image, args.size, args.steps, args.seed, args.device, loss)
-        label = "" if loss == "gram" else f", --loss {loss}"
-        add(rows, f"optimisation, {args.steps} L-BFGS steps{label}", name, out,
-            quality.scores(out, exemplar), time.perf_counter() - start)
+        out = optimise(image, args.size, args.seed, args.device, **options)
+        add(rows, label, name, out, all_scores(out, exemplar, reference),
+            time.perf_counter() - start)
     for spec in args.checkpoint:
         label, _, template = spec.partition("=")
         path = checkpoint_path(template, image, trained_exemplars)
@@ -151,13 +192,14 @@ def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> Non
             continue
         for suffix, signal, seconds in feed_forward(path, image, args.size, args.seed,
                                                     args.refine, args.device):
-            add(rows, f"{label}{suffix}", name, signal, quality.scores(signal, exemplar),
-                seconds)
+            add(rows, f"{label}{suffix}", name, signal,
+                all_scores(signal, exemplar, reference), seconds)
 
 
 def table(rows: list[Row], images: list[str], which: int, timed: bool) -> str:
-    """A markdown table of score ``which`` (0: T, 1: C), a column per exemplar + mean."""
-    return score_table(rows, images, which, digits=2 if which == 0 else 4, timed=timed,
+    """A markdown table of score ``which`` (0: T, 1: C, 2: N, 3: O), a column per
+    exemplar + mean."""
+    return score_table(rows, images, which, digits=4 if which == 1 else 2, timed=timed,
                        time_label="seconds per image")
 
 
@@ -201,8 +243,9 @@ def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> 
             y = head + r * (size + label + pad)
             if image in row.shown:
                 sheet.paste(to_pil(row.shown[image], size), (x, y))
-            text = (f"T {row.scores[image][0]:.2f}  C {row.scores[image][1]:.3f}"
-                    if image in row.scores else image if c == 0 else "")
+            scores = row.scores.get(image)
+            text = (f"T{scores[0]:.2f} C{scores[1]:.3f} N{scores[2]:.2f} O{scores[3]:.2f}"
+                    if scores else image if c == 0 else "")
             draw.text((x, y + size + 1), text, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, optimize=True)
@@ -215,9 +258,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=EXAMPLES, help="folder of exemplars")
     parser.add_argument("--images", nargs="+", help="stems to use (default: every *.png)")
     parser.add_argument("--size", type=int, default=128, help="output size (square)")
-    parser.add_argument("--steps", type=int, default=300, help="L-BFGS steps")
-    parser.add_argument("--loss", nargs="+", default=["gram"], metavar="LOSS",
-                        help="texture losses of the optimisation rows (default: gram)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps of the default rows (default: the domain's)")
+    parser.add_argument("--loss", nargs="+", default=None, metavar="LOSS",
+                        help="texture losses of the default rows (default: the default)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="a row of texsynth.synthesize with these keyword arguments")
+    parser.add_argument("--no-default", action="store_true",
+                        help="no row with the defaults (only --variant rows)")
     parser.add_argument("--refine", action="append", type=int, default=[], metavar="N")
     add_quality_arguments(parser, SHEET)
     args = parse_quality_arguments(parser, argv)
@@ -236,12 +284,20 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
         "same statistics over the exemplar's windows (σ floored at 0.1 × its family's "
         "median σ); a genuine piece of the exemplar scores ≈ 1. Colour distance C: sliced "
         "Wasserstein-1 between RGB pixel distributions, 64 fixed directions, [0, 1] units. "
-        "No texsynth loss uses either; definitions in `benchmarks/quality.py`. Rows: crop = "
+        "Novelty N: median distance of the output's 16² RGB windows (stride 8) to their "
+        "nearest exemplar window (stride 1), over the same between the exemplar's halves "
+        "(left/right, top/bottom); ≈ 1 is new texture, well below 1 a copy. Order O: "
+        "Pearson correlation of the output's and the exemplar's luminance autocorrelation "
+        "over lags ≤ 64 px outside |d| < 4 (rows, lattices; phase-randomised copies keep it, "
+        "so read it with T). No texsynth loss uses any of them; definitions in "
+        "`benchmarks/quality.py` and `benchmarks/novelty_order.py`. Rows: crop = "
         "the exemplar's four corner crops, each scored against the rest of the exemplar "
-        "(windows overlapping it and its pixels left out); phase-randomised = every "
+        "(windows overlapping it and its pixels left out; O against the whole), mean and "
+        "weakest of the four; phase-randomised = every "
         "channel's amplitude spectrum with one shared set of random phases, clipped; "
         "pixel-shuffled = the exemplar's pixels in random order; optimisation = "
-        "`texsynth.synthesize` from noise with the default extractor. Contact sheet: "
+        "`texsynth.synthesize` from noise with the defaults; other rows name their "
+        "settings. Contact sheet: "
         "`docs/images/quality_sheet.png`.\n"
         "Reading: T below the crop row is not better than real; it means the output's "
         "windows are closer to the exemplar's average window than real pieces are (less "
@@ -262,10 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     names = [p.stem for p in paths]
     scored = [row for row in rows.values() if row.scores]
-    tables = (f"Texture score T (RMS z; ≈ 1 is the floor)\n\n"
-              f"{table(scored, names, 0, timed=True)}\n\n"
-              f"Colour distance C (sliced Wasserstein-1, [0, 1] units)\n\n"
-              f"{table(scored, names, 1, timed=False)}")
+    tables = "\n\n".join(f"{title}\n\n{table(scored, names, which, timed=which == 0)}"
+                         for which, title in enumerate(SCORE_NAMES))
     print(tables)
     print(f"whole run: {seconds:.0f} s")
     contact_sheet(list(rows.values()), names, args.size, args.sheet)

@@ -24,7 +24,10 @@ RESULTS = HERE / "RESULTS.md"
 EXAMPLES = HERE.parent / "examples" / "data"
 #: The sample set the quality benchmarks run on: stems of files in :data:`EXAMPLES`
 #: (their sources and licences are in its SOURCES.md).
-SAMPLE_IMAGES: tuple[str, ...] = ("bark", "bricks", "grass", "gravel", "wood")
+SAMPLE_IMAGES: tuple[str, ...] = ("bark", "bricks", "grass", "gravel", "grate", "parquet",
+                                  "stone_wall", "tiles", "wood")
+#: The regular ones among them (rows, grids, lattices), where the order measure applies.
+REGULAR_IMAGES: tuple[str, ...] = ("bricks", "grate", "parquet", "stone_wall", "tiles")
 SAMPLE_CLIPS: tuple[str, ...] = ("crickets", "fire", "rain", "speech_espeak", "wind")
 
 

@@ -236,3 +236,15 @@ def test_functions_are_short() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {length}")
     assert not long, long
+
+
+def test_tests_mirror_the_packages() -> None:
+    """``tests/<package>/`` for every sub-package with tests of its modules; no test of a
+    sub-package's module left at the top of ``tests/``."""
+    tests = REPO / "tests"
+    for package in LAYERS[1:]:
+        assert list((tests / package).glob("test_*.py")), f"tests/{package}/ has no tests"
+    modules = {p.stem: p.parent.name for p in CORE.rglob("*.py") if p.parent != CORE}
+    misplaced = [p.name for p in tests.glob("test_*.py")
+                 if modules.get(p.stem.removeprefix("test_")) not in (None, "")]
+    assert not misplaced, misplaced

@@ -82,5 +82,41 @@ def test_the_benchmark_imports_without_running() -> None:
     finally:
         del sys.modules[spec.name]
     args = module.parse([])
-    assert (args.size, args.steps, args.checkpoint) == (128, 300, [])
+    assert (args.size, args.steps, args.checkpoint, args.variant) == (128, None, [], [])
     assert callable(module.main)
+
+
+# -- novelty and order (benchmarks/novelty_order.py) ---------------------------------------
+def _small_tiles(sample_image: Callable[[str], Path]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(texsynth.load(sample_image("tiles.png")),
+                                           size=(96, 96), mode="area")
+
+
+def test_novelty_sees_a_copy_and_not_a_genuine_piece(sample_image: Callable[[str], Path]
+                                                     ) -> None:
+    import novelty_order
+
+    tiles = _small_tiles(sample_image)
+    reference = novelty_order.halves_reference(tiles)
+    assert reference > 0
+    half = tiles.shape[2] // 2
+    rearranged = torch.cat([tiles[..., half:, :], tiles[..., :half, :]], dim=2)  # a copy
+    box = (0, 0, 48, 48)
+    piece = quality.crop(tiles, box)
+    copy_score = novelty_order.novelty(rearranged, tiles, reference=reference)
+    piece_score = novelty_order.novelty(piece, tiles, exclude=box, reference=reference)
+    assert copy_score < 0.1
+    assert piece_score > 0.5
+
+
+def test_order_keeps_a_lattice_and_not_noise(sample_image: Callable[[str], Path]) -> None:
+    import novelty_order
+
+    tiles = texsynth.load(sample_image("tiles.png"))
+    shifted = torch.roll(tiles, shifts=(40, 23), dims=(2, 3))  # the same lattice, moved
+    noise = torch.rand(tiles.shape, generator=torch.Generator().manual_seed(0))
+    assert novelty_order.order(shifted, tiles) > 0.8
+    assert abs(novelty_order.order(noise, tiles)) < 0.2
+    lags = novelty_order.autocorrelation(tiles)
+    assert lags.shape == (2 * novelty_order.MAX_LAG + 1,) * 2
+    assert float(lags[novelty_order.MAX_LAG, novelty_order.MAX_LAG]) == pytest.approx(1.0)

@@ -296,7 +296,7 @@ def test_the_memory_probe_leaves_the_direction_stream_alone() -> None:
 
     import texsynth
 
-    exemplar = Path(__file__).resolve().parents[1] / "examples" / "data" / "bricks.png"
+    exemplar = Path(__file__).resolve().parents[2] / "examples" / "data" / "bricks.png"
     runs = [texsynth.synthesize(exemplar, size=(144, 144), steps=7, seed=2, device="cpu",
                                 progress=False, texture_loss="sw",
                                 extractor_options={"filters": 2}, memory_check=check)

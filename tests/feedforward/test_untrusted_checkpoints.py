@@ -35,7 +35,7 @@ from texsynth.feedforward.pyramid import PyramidGenerator
 from texsynth.feedforward.pyramid_options import MAX_PARAMETERS, OPTION_BOUNDS, parameter_count
 from texsynth.feedforward.sampling import generate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Training options that make a checkpoint in about a second.
 TINY = ["--iterations", "1", "--batch-size", "1", "--size", "32x32", "--scales", "2",
         "--option", "filters=4", "--seed", "0", "--quiet"]

@@ -13,7 +13,7 @@ import torch
 import texsynth
 from texsynth import ExtractorConfig, FeatureSpec, PluginManager, UsageError, prepare
 
-EXEMPLAR = Path(__file__).resolve().parents[1] / "examples" / "data" / "bricks.png"
+EXEMPLAR = Path(__file__).resolve().parents[2] / "examples" / "data" / "bricks.png"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from PIL import Image
 
 import texsynth
 from texsynth import InputError, UsageError
-from texsynth.cli.commands import error_text
+from texsynth.cli.options import error_text
 from texsynth.feedforward.sample_files import tile_extent
 from texsynth.feedforward.tiled import AUTO_TILE_POSITIONS, default_tile
 
@@ -22,7 +22,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny texture generator trained on a copy of an example exemplar."""
     folder = tmp_path_factory.mktemp("trained")
     exemplar = folder / "bricks.png"
-    source = Path(__file__).resolve().parents[1] / "examples" / "data" / "bricks.png"
+    source = Path(__file__).resolve().parents[2] / "examples" / "data" / "bricks.png"
     Image.open(source).convert("RGB").resize((40, 40)).save(exemplar)
     ckpt = folder / "bricks.ckpt"
     texsynth.train_generator(exemplar, size=(32, 32), iterations=2, batch_size=1, seed=0,
