@@ -11,7 +11,8 @@ ruff check .
 mypy texsynth plugins/image/texsynth_image plugins/audio/texsynth_audio plugins/video/texsynth_video \
   examples/timeseries/texsynth_timeseries
 set +e
-python -m pytest -q --durations=20 "$@"
+# Tests run in parallel, one process per core (TEST_WORKERS=0: in this process).
+python -m pytest -q -n "${TEST_WORKERS:-auto}" --durations=20 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
