@@ -170,7 +170,8 @@ def evaluate(args: argparse.Namespace, image: Path, rows: dict[str, Row]) -> Non
     name = image.stem
     reference = halves_reference(exemplar)
     rows.setdefault("exemplar", Row("exemplar")).shown[name] = exemplar
-    for row, shown, scores in calibration(exemplar, args.size, args.seed, reference):
+    for row, shown, scores in ([] if args.no_calibration else
+                               calibration(exemplar, args.size, args.seed, reference)):
         add(rows, row, name, shown, scores)
     runs = [] if args.no_default else [
         (f"optimisation, defaults{'' if loss is None else f', --loss {loss}'}"
@@ -266,6 +267,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a row of texsynth.synthesize with these keyword arguments")
     parser.add_argument("--no-default", action="store_true",
                         help="no row with the defaults (only --variant rows)")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="no crop / phase-randomised / pixel-shuffled rows")
     parser.add_argument("--refine", action="append", type=int, default=[], metavar="N")
     add_quality_arguments(parser, SHEET)
     args = parse_quality_arguments(parser, argv)

@@ -21,6 +21,8 @@ import texsynth
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
+#: Where the single outputs go before they are put side by side.
+WORK = HERE.parent / "out" / "readme_figures"
 
 
 def side_by_side(rows: list[tuple[Image.Image, Image.Image, str]], gap: int = 8) -> Image.Image:
@@ -125,7 +127,8 @@ def main() -> None:
         exemplar = DATA / f"{name}.png"
         result = texsynth.synthesize(exemplar, size=size, steps=args.steps, seed=1,
                                      device="cpu")
-        out = Path(args.out).with_name(f"{name}_{args.size}.png")
+        out = WORK / f"{name}_{args.size}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
         texsynth.save(result, out)
         rows.append((Image.open(exemplar).convert("RGB"), Image.open(out).convert("RGB"),
                      f"{name}.png -> texsynth synthesize --size {args.size} "
