@@ -21,15 +21,19 @@ box are left out of step 1, so a crop is compared with the rest of the exemplar.
 
 **Order** ``O(output, exemplar)``: are the exemplar's rows and lattices kept?
 
-1. Luminance, mean removed; its autocorrelation ``r(d)`` for lags ``|dy|, |dx| ≤ 64``
-   pixels, each lag divided by its number of overlapping positions and by ``r(0)`` (so
-   ``r(0) = 1``), computed by FFT with zero padding (no wrap-around).
-2. ``O`` is the Pearson correlation of the output's and the exemplar's ``r`` over the lags
-   outside the central disc ``|d| < 4`` (which every image shares). A regular exemplar's
-   ``r`` has peaks at its lattice's periods: an output that keeps the lattice scores near
-   the exemplar's own crops, mush or a lost row structure scores near 0. For a stochastic
-   exemplar ``r`` is nearly flat outside the centre and ``O`` says little: read it on the
-   regular exemplars (``REGULAR_IMAGES`` in :mod:`common`), against the crops' spread.
+1. Luminance, band-passed (minus its Gaussian blur of σ = 4 px, so illumination and
+   blotches weigh nothing and edges, joints and grout lines everything); its
+   autocorrelation ``r(d)`` for lags ``|dy|, |dx| ≤ 96`` pixels, each lag divided by its
+   number of overlapping positions and by ``r(0)``, by FFT with zero padding.
+2. The exemplar's lattice: the (at most 6) strongest local maxima of its ``r`` at
+   ``|d| ≥ 8`` that exceed 0.15 (the periods of rows, columns and diagonals).
+3. ``O`` is the share of that correlation the output keeps: the sum over those lags of
+   the output's ``r`` (its largest value within 2 px, allowing a slightly different
+   period) over the sum of the exemplar's. A kept lattice scores near the exemplar's own
+   crops (about 1; less where a crop is too small to hold two periods); mush, and
+   rows broken into pieces, score near 0. An exemplar with no such peak (a stochastic
+   texture) has no ``O`` (``nan``): read it on the regular exemplars (``REGULAR_IMAGES``
+   in :mod:`common`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,12 @@ from quality import LUMA, Box, overlaps
 
 PATCH = 16
 OUTPUT_STRIDE = 8
-MAX_LAG = 64
-CENTRE = 4
+MAX_LAG = 96
+SIGMA = 4.0
+MIN_PERIOD = 8
+PEAK_FLOOR = 0.15
+PEAKS = 6
+SLACK = 2
 _CHUNK = 256
 
 
@@ -94,11 +102,23 @@ def novelty(output: torch.Tensor, exemplar: torch.Tensor, *, exclude: Box | None
     return distance / ref
 
 
-def autocorrelation(image: torch.Tensor, max_lag: int = MAX_LAG) -> torch.Tensor:
-    """``r(d)``, ``(2·max_lag + 1, 2·max_lag + 1)``, of the luminance of ``(1, 3, H, W)``
-    (lag ``(0, 0)`` at the centre)."""
+def band_passed(image: torch.Tensor) -> torch.Tensor:
+    """Luminance ``(H, W)`` of ``(1, 3, H, W)`` minus its Gaussian blur (σ = ``SIGMA``)."""
     weights = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
-    grey = (image.double() * weights).sum(1)[0]
+    grey = (image.double() * weights).sum(1, keepdim=True)
+    radius = int(3 * SIGMA)
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64)
+                             / SIGMA) ** 2)
+    taps = taps / taps.sum()
+    padded = F.pad(grey, (radius, radius, radius, radius), mode="reflect")
+    blurred = F.conv2d(F.conv2d(padded, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
+    return (grey - blurred)[0, 0]
+
+
+def autocorrelation(image: torch.Tensor, max_lag: int = MAX_LAG) -> torch.Tensor:
+    """``r(d)``, ``(2·max_lag + 1, 2·max_lag + 1)``, of the band-passed luminance of
+    ``(1, 3, H, W)`` (lag ``(0, 0)`` at the centre)."""
+    grey = band_passed(image)
     grey = grey - grey.mean()
     height, width = grey.shape
     size = (2 * height, 2 * width)
@@ -112,15 +132,28 @@ def autocorrelation(image: torch.Tensor, max_lag: int = MAX_LAG) -> torch.Tensor
     return (window / window[max_lag, max_lag]).float()
 
 
-def _outside_centre(max_lag: int = MAX_LAG) -> torch.Tensor:
-    lags = torch.arange(-max_lag, max_lag + 1, dtype=torch.float32)
-    return (lags[:, None] ** 2 + lags[None, :] ** 2) >= CENTRE ** 2
+def lattice(exemplar: torch.Tensor) -> list[tuple[int, int]]:
+    """Step 2: the lags ``(dy, dx)`` of the exemplar's strongest autocorrelation peaks."""
+    r = autocorrelation(exemplar)
+    peaks = F.max_pool2d(r[None, None], 5, stride=1, padding=2)[0, 0] == r
+    lags = torch.arange(-MAX_LAG, MAX_LAG + 1)
+    far = (lags[:, None] ** 2 + lags[None, :] ** 2) >= MIN_PERIOD ** 2
+    candidates = (peaks & far & (r > PEAK_FLOOR)).nonzero().tolist()
+    candidates.sort(key=lambda yx: -float(r[yx[0], yx[1]]))
+    return [(y - MAX_LAG, x - MAX_LAG) for y, x in candidates[:PEAKS]]
 
 
 def order(output: torch.Tensor, exemplar: torch.Tensor) -> float:
-    """``O``: the correlation of the two autocorrelations outside the centre."""
-    mask = _outside_centre()
-    a = autocorrelation(output)[mask]
-    b = autocorrelation(exemplar)[mask]
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
+    """``O``: the share of the exemplar's lattice correlation the output keeps (``nan``
+    for an exemplar without a lattice)."""
+    spots = lattice(exemplar)
+    if not spots:
+        return float("nan")
+    mine, theirs = autocorrelation(output), autocorrelation(exemplar)
+    kept = total = 0.0
+    for dy, dx in spots:
+        y, x = dy + MAX_LAG, dx + MAX_LAG
+        near = mine[max(0, y - SLACK):y + SLACK + 1, max(0, x - SLACK):x + SLACK + 1]
+        kept += float(near.max())
+        total += float(theirs[y, x])
+    return kept / total

@@ -9,6 +9,7 @@ without running.
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -115,8 +116,17 @@ def test_order_keeps_a_lattice_and_not_noise(sample_image: Callable[[str], Path]
     tiles = texsynth.load(sample_image("tiles.png"))
     shifted = torch.roll(tiles, shifts=(40, 23), dims=(2, 3))  # the same lattice, moved
     noise = torch.rand(tiles.shape, generator=torch.Generator().manual_seed(0))
+    assert novelty_order.lattice(tiles)  # rows and columns of tiles: periods of ~85 px
     assert novelty_order.order(shifted, tiles) > 0.8
     assert abs(novelty_order.order(noise, tiles)) < 0.2
+    # the lattice broken into 32² pieces put back in random order: rows and columns lost
+    pieces = tiles.unfold(2, 32, 32).unfold(3, 32, 32).reshape(1, 3, 64, 32, 32)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(1))
+    broken = pieces[:, :, order].reshape(1, 3, 8, 8, 32, 32).permute(0, 1, 2, 4, 3, 5)
+    assert novelty_order.order(broken.reshape(tiles.shape), tiles) < 0.5
+    grass = texsynth.load(sample_image("grass.png"))
+    assert not novelty_order.lattice(grass)  # no lattice: no order score
+    assert math.isnan(novelty_order.order(noise, grass))
     lags = novelty_order.autocorrelation(tiles)
     assert lags.shape == (2 * novelty_order.MAX_LAG + 1,) * 2
     assert float(lags[novelty_order.MAX_LAG, novelty_order.MAX_LAG]) == pytest.approx(1.0)
