@@ -4,7 +4,10 @@ For each clip of the sample set in ``examples/data`` (five recordings, see
 ``examples/data/SOURCES.md``) this scores sounds with :mod:`audio_quality` (envelope
 score ``A``: the distance of cochlear-envelope statistics to the exemplar's, divided by
 that of spectrally matched noise, mean over five groups; 1 = matched noise, lower is
-better; spectrum distance ``P`` in dB). Rows:
+better; spectrum distance ``P`` in dB) and :mod:`audio_novelty` (novelty ``N``: median
+distance of the output's 93 ms log-spectrogram segments to their nearest exemplar segment
+over the same between the exemplar's halves; ≈ 1 new sound, well below 1 the recording
+replayed). Rows:
 
 * calibration: *other half* (the exemplar's second half scored against its first half
   and the first against the second, averaged: ≈ the floor for a genuine piece of the
@@ -42,6 +45,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import audio_novelty  # noqa: E402
 import audio_quality  # noqa: E402
 from common import (  # noqa: E402
     EXAMPLES,
@@ -55,7 +59,8 @@ from common import (  # noqa: E402
 )
 
 SHEET = HERE.parent / "docs" / "images" / "audio_quality_sheet.png"
-Scores = tuple[float, float]
+#: ``(A, P, N)``: envelope score, spectrum distance (dB), novelty.
+Scores = tuple[float, float, float]
 
 
 def add(rows: dict[str, Row], name: str, clip: str, shown: np.ndarray, scores: Scores,
@@ -65,7 +70,8 @@ def add(rows: dict[str, Row], name: str, clip: str, shown: np.ndarray, scores: S
     row.shown[clip], row.scores[clip] = shown, scores
     if seconds is not None:
         row.seconds[clip] = seconds
-    print(f"{clip:>14} | {name:<40} | A {scores[0]:6.3f} | P {scores[1]:5.2f} dB"
+    print(f"{clip:>14} | {name:<40} | A {scores[0]:6.3f} | P {scores[1]:5.2f} dB | "
+          f"N {scores[2]:.2f}"
           + (f" | {seconds:.1f} s" if seconds is not None else ""), flush=True)
 
 
@@ -74,17 +80,28 @@ def mono(signal: torch.Tensor) -> np.ndarray:
     return signal[0].detach().to("cpu", torch.float64).mean(dim=0).numpy()
 
 
-def calibration(wave: np.ndarray, seed: int, ref: audio_quality.Reference
+def scores(output: np.ndarray, exemplar: np.ndarray, ref: audio_quality.Reference,
+           reference: float) -> Scores:
+    """``(A, P, N)`` of a mono sound against its exemplar."""
+    return (*audio_quality.scores(output, ref),
+            audio_novelty.novelty(output, exemplar, reference=reference))
+
+
+def calibration(wave: np.ndarray, seed: int, ref: audio_quality.Reference, reference: float
                 ) -> list[tuple[str, np.ndarray, Scores]]:
-    """The two calibration rows for one clip: ``(name, shown sound, (A, P))``."""
+    """The two calibration rows for one clip: ``(name, shown sound, (A, P, N))``; the
+    other half's N is that of each half against the other (1 by definition)."""
     half = wave.size // 2
     first, second = wave[:half], wave[half:]
     pairs = [audio_quality.scores(second, audio_quality.Reference(first, seed)),
              audio_quality.scores(first, audio_quality.Reference(second, seed))]
-    floor = (statistics.fmean(p[0] for p in pairs), statistics.fmean(p[1] for p in pairs))
+    halves = 0.5 * (audio_novelty.novelty(second, wave, reference=reference, pool=first)
+                    + audio_novelty.novelty(first, wave, reference=reference, pool=second))
+    floor = (statistics.fmean(p[0] for p in pairs), statistics.fmean(p[1] for p in pairs),
+             halves)
     noise = audio_quality.matched_noise(wave, seed + 1)
     return [("other half of the exemplar", second, floor),
-            ("spectrally matched noise", noise, audio_quality.scores(noise, ref))]
+            ("spectrally matched noise", noise, scores(noise, wave, ref, reference))]
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -157,13 +174,14 @@ def evaluate(args: argparse.Namespace, clip: Path, rows: dict[str, Row]) -> None
     exemplar = mono(texsynth.load(clip))
     name = clip.stem
     ref = audio_quality.Reference(exemplar, args.seed)
+    reference = audio_novelty.halves_reference(exemplar)
     rows.setdefault("exemplar", Row("exemplar")).shown[name] = exemplar
-    for row, shown, scores in calibration(exemplar, args.seed, ref):
-        add(rows, row, name, shown, scores)
+    for row, shown, made in calibration(exemplar, args.seed, ref, reference):
+        add(rows, row, name, shown, made)
     for label, options in variants(args):
         start = time.perf_counter()
         out = mono(optimise(clip, args.duration, args, options))
-        add(rows, label, name, out, audio_quality.scores(out, ref),
+        add(rows, label, name, out, scores(out, exemplar, ref, reference),
             time.perf_counter() - start)
     for spec in args.checkpoint:
         label, _, template = spec.partition("=")
@@ -172,7 +190,7 @@ def evaluate(args: argparse.Namespace, clip: Path, rows: dict[str, Row]) -> None
             continue
         signal, seconds = feed_forward(path, args.duration, args.seed, args.device)
         out = mono(signal)
-        add(rows, label, name, out, audio_quality.scores(out, ref), seconds)
+        add(rows, label, name, out, scores(out, exemplar, ref, reference), seconds)
 
 
 def evaluate_alone(job: tuple[argparse.Namespace, Path]) -> dict[str, Row]:
@@ -281,7 +299,11 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
         "per group the RMS difference to the exemplar's divided by that of the exemplar "
         "with random Fourier phases, averaged over the five groups. P: RMS difference of "
         "the subbands' power in dB (the coarse spectrum, which matched noise shares). No "
-        "texsynth loss uses either; definitions in `benchmarks/audio_quality.py`. Rows: "
+        "texsynth loss uses either. Novelty N: median distance of the output's 93 ms "
+        "log-spectrogram segments (8 STFT frames, n_fft 1024, hop 256) to their nearest "
+        "exemplar segment, over the same between the exemplar's halves: ≈ 1 new sound, "
+        "well below 1 the recording replayed. Definitions in `benchmarks/audio_quality.py` "
+        "and `benchmarks/audio_novelty.py`. Rows: "
         "other half = each half of the exemplar scored against the other (the floor for a "
         "genuine piece of the sound, from half as much sound); matched noise = another "
         "draw of random phases. Spectrograms: `docs/images/audio_quality_sheet.png`.")
@@ -306,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     scored = [row for row in rows.values() if row.scores]
     tables = (f"Envelope score A (× spectrally matched noise; lower is better)\n\n"
               f"{table(scored, names, 0, timed=True)}\n\n"
-              f"Spectrum distance P (dB)\n\n{table(scored, names, 1, timed=False)}")
+              f"Spectrum distance P (dB)\n\n{table(scored, names, 1, timed=False)}\n\n"
+              f"Novelty N (≈ 1 new sound, well below 1 the recording replayed)\n\n"
+              f"{table(scored, names, 2, timed=False)}")
     print(tables)
     print(f"whole run: {seconds:.0f} s")
     spectrogram_sheet(list(rows.values()), names, args.sheet, args.duration)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,17 @@ def test_order_keeps_a_lattice_and_not_noise(sample_image: Callable[[str], Path]
     lags = novelty_order.autocorrelation(tiles)
     assert lags.shape == (2 * novelty_order.MAX_LAG + 1,) * 2
     assert float(lags[novelty_order.MAX_LAG, novelty_order.MAX_LAG]) == pytest.approx(1.0)
+
+
+def test_sound_novelty_sees_a_replayed_recording(sample_audio: Callable[[str], Path]) -> None:
+    import audio_novelty
+
+    wave = texsynth.load(sample_audio("crickets.wav"))[0].mean(0).double().numpy()
+    reference = audio_novelty.halves_reference(wave)
+    replayed = np.roll(wave, 5000)  # the recording itself, started elsewhere
+    noise = np.random.default_rng(0).standard_normal(wave.size) * wave.std()
+    half = wave.size // 2
+    piece = audio_novelty.novelty(wave[half:], wave, reference=reference, pool=wave[:half])
+    assert audio_novelty.novelty(replayed, wave, reference=reference) < 0.2
+    assert 0.7 < piece < 1.3
+    assert audio_novelty.novelty(noise, wave, reference=reference) > 1.5

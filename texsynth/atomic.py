@@ -26,10 +26,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+
+from typing_extensions import Self
 
 from .errors import InputError
 
 __all__ = [
+    "ClosesOrAborts",
     "WritePolicy",
     "allow_replace",
     "atomic_path",
@@ -259,3 +263,28 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class ClosesOrAborts:
+    """The context-manager protocol of a writer: ``close()`` when the ``with`` block ends
+    normally, ``abort()`` when it raises, so nothing half-written is kept. Subclasses
+    implement both (a domain's :class:`~texsynth.domain.SignalWriter`, a plugin's own
+    writers)."""
+
+    def close(self) -> object:
+        """Finish the output (subclasses: write it under its final name)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop everything written so far (subclasses: nothing left on disk)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

@@ -23,12 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar
 
 import torch
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import ClosesOrAborts, atomic_path, atomic_write_text
 from .errors import Terminated, UsageError
 from .memory import check_signal_fits
 from .resample import resample_linear, resize_nearest
@@ -176,7 +175,7 @@ def drain_stream(blocks: Iterable[torch.Tensor], write: Callable[[torch.Tensor],
     return written, False
 
 
-class SignalWriter(ABC):
+class SignalWriter(ClosesOrAborts, ABC):
     """Writes one signal to a file block by block (see :meth:`Domain.open_writer`).
 
     Blocks ``(C, *extent)`` arrive through :meth:`write` with their ``offset`` (tensor
@@ -224,15 +223,6 @@ class SignalWriter(ABC):
     def abort(self) -> None:
         """Drop everything written so far; nothing is left on disk. Safe to call twice."""
 
-    def __enter__(self) -> SignalWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class _AssemblingWriter(SignalWriter):

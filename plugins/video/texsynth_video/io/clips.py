@@ -13,14 +13,13 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from texsynth.atomic import check_writable
+from texsynth.atomic import ClosesOrAborts, check_writable
 from texsynth.errors import UsageError
 from texsynth.validation import check_output_name, check_readable_file
 
@@ -178,7 +177,7 @@ def _to_uint8(frames: torch.Tensor, height: int, width: int) -> np.ndarray:
     return data.permute(1, 2, 3, 0).contiguous().numpy()
 
 
-class ClipWriter:
+class ClipWriter(ClosesOrAborts):
     """Writes a clip frame block by frame block and moves it into place atomically.
 
     The format follows the suffix of ``path``:
@@ -303,15 +302,6 @@ class ClipWriter:
             if getattr(self, "_state", None) == "open":
                 self.abort()
 
-    def __enter__(self) -> ClipWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_clip(path: str | os.PathLike[str], clip: torch.Tensor, fps: float,
