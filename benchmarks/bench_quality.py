@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -68,8 +69,8 @@ SCORE_NAMES = ("Texture score T (RMS z; ≈ 1 is the floor)",
                "Colour distance C (sliced Wasserstein-1, [0, 1] units)",
                "Novelty N (nearest-window distance over the exemplar halves'; ≈ 1 new, "
                "well below 1 copied)",
-               "Order O (correlation of luminance autocorrelations, lags ≤ 64 px; read on "
-               "the regular exemplars against the crops)")
+               "Order O (share of the exemplar's lattice correlation kept; exemplars "
+               "without a lattice: —; read against the crops)")
 
 
 def all_scores(output: torch.Tensor, exemplar: torch.Tensor, reference: float, *,
@@ -245,7 +246,8 @@ def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> 
             if image in row.shown:
                 sheet.paste(to_pil(row.shown[image], size), (x, y))
             scores = row.scores.get(image)
-            text = (f"T{scores[0]:.2f} C{scores[1]:.3f} N{scores[2]:.2f} O{scores[3]:.2f}"
+            order = f"{scores[3]:.2f}" if scores and math.isfinite(scores[3]) else "—"
+            text = (f"T{scores[0]:.2f} C{scores[1]:.3f} N{scores[2]:.2f} O{order}"
                     if scores else image if c == 0 else "")
             draw.text((x, y + size + 1), text, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,10 +291,11 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
         "Wasserstein-1 between RGB pixel distributions, 64 fixed directions, [0, 1] units. "
         "Novelty N: median distance of the output's 16² RGB windows (stride 8) to their "
         "nearest exemplar window (stride 1), over the same between the exemplar's halves "
-        "(left/right, top/bottom); ≈ 1 is new texture, well below 1 a copy. Order O: "
-        "Pearson correlation of the output's and the exemplar's luminance autocorrelation "
-        "over lags ≤ 64 px outside |d| < 4 (rows, lattices; phase-randomised copies keep it, "
-        "so read it with T). No texsynth loss uses any of them; definitions in "
+        "(left/right, top/bottom); ≈ 1 is new texture, well below 1 a copy. Order O: the "
+        "share of the exemplar's lattice correlation the output keeps (the output's "
+        "band-passed luminance autocorrelation at the lags of the exemplar's peaks above "
+        "0.15, lags ≤ 96 px; — for exemplars without a lattice; phase-randomised copies "
+        "keep it, so read it with T). No texsynth loss uses any of them; definitions in "
         "`benchmarks/quality.py` and `benchmarks/novelty_order.py`. Rows: crop = "
         "the exemplar's four corner crops, each scored against the rest of the exemplar "
         "(windows overlapping it and its pixels left out; O against the whole), mean and "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -125,11 +126,13 @@ def score_table(rows: list[Row], columns: list[str], which: int, *, digits: int,
     head = [first, *columns, "mean"] + ([time_label] if timed else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [f"{row.scores[c][which]:.{digits}f}" if c in row.scores else "—"
+        cells = [f"{row.scores[c][which]:.{digits}f}"
+                 if c in row.scores and math.isfinite(row.scores[c][which]) else "—"
                  for c in columns]
-        values = [row.scores[c][which] for c in columns if c in row.scores]
-        mean = f"{statistics.fmean(values):.{digits}f}" + \
-            ("" if len(values) == len(columns) else f" ({len(values)})")
+        values = [row.scores[c][which] for c in columns
+                  if c in row.scores and math.isfinite(row.scores[c][which])]
+        mean = ("—" if not values else f"{statistics.fmean(values):.{digits}f}"
+                + ("" if len(values) == len(columns) else f" ({len(values)})"))
         extra = [f"{statistics.fmean(row.seconds.values()):.1f}" if row.seconds else ""]
         lines.append("| " + " | ".join([row.name, *cells, mean, *(extra if timed else [])])
                      + " |")
