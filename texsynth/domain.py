@@ -368,6 +368,16 @@ class Domain(ABC):
         """
         return {}
 
+    def train_features(self, extents: tuple[int, ...]) -> dict[str, Any] | None:
+        """The statistics feed-forward texture generators train on, for crops of
+        ``extents`` (tensor order), when the caller names none (no extractor, loss,
+        layers, options or ``also``): fields of
+        :class:`~texsynth.stats.features.FeatureSpec` by name, ``also`` as
+        ``EXTRACTOR[:LOSS[:WEIGHT]]`` texts. ``None`` (the default): the default
+        extractor's Gram matrices, as optimisation."""
+        del extents
+        return None
+
     def config(self) -> dict[str, Any]:
         """Settings that change what a signal means (e.g. a sample rate), JSON-serialisable.
 

@@ -85,6 +85,32 @@ def test_real_image_plugin_random_multiscale(texsynth_plugins: PluginManager,
     assert np.mean(result.losses[-3:]) < 0.5 * result.losses[0]
 
 
+def test_image_training_defaults_to_the_domains_statistics(
+        texsynth_plugins: PluginManager, sample_image: Callable[[str], Path]) -> None:
+    exemplar = texsynth_plugins.get_domain("image").load(sample_image("grass.png"))
+    exemplar = F.interpolate(exemplar, size=(64, 64), mode="area")
+    common: dict[str, Any] = {
+        "domain": "image", "size": (56, 56), "batch_size": 2, "iterations": 0, "seed": 0,
+        "generator_options": {"num_scales": 3}, "device": "cpu", "progress": False,
+        "manager": texsynth_plugins}
+    plain = train_generator(exemplar, **common).settings
+    assert plain["extractor"]["name"] == "patches"
+    assert plain["extractor"]["options"] == {"scales": [1, 2, 4, 8]}
+    assert plain["loss"]["texture_loss"] == "sw"
+    assert [(a["extractor"]["name"], a["texture_loss"], a["weight"]) for a in plain["also"]] \
+        == [("random-multiscale", "gram", 1.0)]
+    # crops too small for 7 × 7 patches at 1/8 train on the scales they hold
+    small = train_generator(exemplar, **{**common, "size": (32, 32)}).settings
+    assert small["extractor"]["options"] == {"scales": [1, 2, 4]}
+    # naming any statistic chooses them all: the domain's default extractor, Grams
+    named = train_generator(exemplar, texture_loss="gram", **common).settings
+    assert named["extractor"]["name"] == "random-multiscale"
+    assert named["loss"]["texture_loss"] == "gram" and not named.get("also")
+    # stylisation keeps the default extractor (a content loss on pixel values is no use)
+    styled = train_generator(exemplar, content=exemplar, **common).settings
+    assert styled["extractor"]["name"] == "random-multiscale"
+
+
 def test_checkpoint_holds_everything_to_resume(toy: PluginManager, grass: torch.Tensor,
                                                tmp_path: Path) -> None:
     path = tmp_path / "run.ckpt"

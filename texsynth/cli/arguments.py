@@ -256,7 +256,11 @@ def _add_domain_options(parser: argparse.ArgumentParser, manager: PluginManager 
 
 
 def _add_features(parser: argparse.ArgumentParser) -> None:
-    feats = parser.add_argument_group("features and loss")
+    feats = parser.add_argument_group(
+        "features and loss", "texture generators ('train') match the domain's training "
+        "statistics unless one of --extractor, --weights, --layers, --layer-weights, "
+        "--option, --loss or --also is given (pictures: --extractor patches --option "
+        "scales=1:2:4:8 --loss sw --also random-multiscale:gram:1)")
     feats.add_argument("--extractor", metavar="NAME",
                        help="feature extractor (default: the domain's; see 'texsynth plugins')")
     feats.add_argument("--weights", metavar="FILE",
@@ -273,7 +277,7 @@ def _add_features(parser: argparse.ArgumentParser) -> None:
     feats.add_argument("--padding", metavar="P",
                        help="the same as --option padding=P, for extractors that pad; "
                             "circular makes tileable outputs")
-    feats.add_argument("--loss", default=DEFAULT_TEXTURE_LOSS, metavar="NAME",
+    feats.add_argument("--loss", default=None, metavar="NAME",
                        help="texture loss: gram, sw (sliced Wasserstein) or a weighted sum "
                             f"such as gram+0.5*sw (default: {DEFAULT_TEXTURE_LOSS})")
     feats.add_argument("--normalize", choices=("hw", "chw", "none"), default="chw",

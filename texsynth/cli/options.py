@@ -20,6 +20,7 @@ from ..domain import Domain
 from ..errors import TexsynthError, UsageError
 from ..plugins import PluginManager
 from ..stats.features import FeatureSpec, parse_also
+from ..stats.losses import DEFAULT_TEXTURE_LOSS
 from ..validation import check_input_path, check_output_name, check_output_path
 from ..version import __version__
 from .arguments import key_values
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLAGS",
+    "STATISTICS_OPTIONS",
     "check_output",
     "check_preview",
     "control_options",
@@ -44,6 +46,7 @@ __all__ = [
     "save_output",
     "say",
     "size_option",
+    "training_features",
     "weighted_files",
     "write_preview",
 ]
@@ -84,6 +87,24 @@ def layer_weights(items: Sequence[str] | None) -> dict[str, float]:
     return weights
 
 
+#: Options of ``features and loss`` that choose which statistics a run matches.
+STATISTICS_OPTIONS = ("extractor", "weights", "layers", "layer_weights", "option",
+                      "pooling", "padding", "loss", "also")
+
+
+def training_features(args: argparse.Namespace
+                      ) -> tuple[FeatureSpec | None, dict[str, Any]]:
+    """What ``train`` passes to :func:`~texsynth.feedforward.training.train_generator`:
+    ``(feature_spec(args), {})`` when an option of :data:`STATISTICS_OPTIONS` is given,
+    else ``(None, settings)`` with the other feature settings as keyword options, so
+    that training uses the domain's training statistics."""
+    if any(getattr(args, name, None) for name in STATISTICS_OPTIONS):
+        return feature_spec(args), {}
+    return None, {"normalize": args.normalize, "value_weight": args.value_weight,
+                  "batch_gram": bool(getattr(args, "batch_gram", None)) or None,
+                  "content_layers": getattr(args, "content_layers", None)}
+
+
 def feature_spec(args: argparse.Namespace) -> FeatureSpec:
     """The run's :class:`FeatureSpec` from the ``features and loss`` options."""
     options = key_values(args.option, "--option")
@@ -93,7 +114,8 @@ def feature_spec(args: argparse.Namespace) -> FeatureSpec:
     return FeatureSpec(
         extractor=args.extractor, weights=args.weights, extractor_options=options,
         layers=args.layers, content_layers=getattr(args, "content_layers", None),
-        layer_weights=layer_weights(args.layer_weights), texture_loss=args.loss,
+        layer_weights=layer_weights(args.layer_weights),
+        texture_loss=args.loss or DEFAULT_TEXTURE_LOSS,
         normalize=args.normalize, batch_gram=bool(getattr(args, "batch_gram", None)),
         value_weight=args.value_weight or 0.0,
         also=tuple(parse_also(text) for text in getattr(args, "also", None) or ()))

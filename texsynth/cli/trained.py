@@ -25,10 +25,10 @@ from .options import (
     check_output,
     check_preview,
     exemplar_run,
-    feature_spec,
     save_output,
     say,
     size_option,
+    training_features,
     write_preview,
 )
 
@@ -83,9 +83,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     content = _check_training(args, out, domain)
     guides = getattr(args, "exemplar_guide", None)
     protect([check_input_path(g) for g in guides or ()])
+    features, feature_options = training_features(args)
     try:
         result = train_generator(
-            exemplars, features=feature_spec(args), domain=domain, content=content,
+            exemplars, features=features, domain=domain, content=content,
             content_weight=getattr(args, "content_weight", None),
             style_weight=getattr(args, "style_weight", None),
             generator_options=_generator_options(args) or None, size=size_option(domain, args),
@@ -94,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device, checkpoint=out, checkpoint_every=args.checkpoint_every,
             resume=args.resume, progress=not args.quiet, manager=manager,
             norm_batches=args.norm_batches, doodles=getattr(args, "doodles", False),
-            blends=getattr(args, "blends", False), exemplar_guides=guides)
+            blends=getattr(args, "blends", False), exemplar_guides=guides,
+            **feature_options)
     except (KeyboardInterrupt, Terminated) as exc:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
         print(f"texsynth: {what}; checkpoint saved to {out} "

@@ -43,6 +43,7 @@ from ..stats.features import (
     prepare,
     resolve_domain,
     signal_sources,
+    spec_from_defaults,
 )
 from .batches import BatchSource, ContentSet, ContentSource
 from .checkpoint import Checkpoint, load_checkpoint
@@ -216,15 +217,13 @@ def plan_run(request: TrainRequest, dist: DistributedContext
     seed: int | None  # None: the context draws one
     if request.resume and path is not None and path.exists():
         previous = _resumed(path, dom, given, request.generator_options, request.stylising)
-        spec, seed = FeatureSpec.from_settings(previous.settings), int(previous.settings["seed"])
+        spec: FeatureSpec | None = FeatureSpec.from_settings(previous.settings)
+        seed = int(previous.settings["seed"])
     else:
-        spec = (request.features or FeatureSpec()).replace(**request.options)
-        seed = dist.agree_seed(request.seed)
+        spec, seed = None, dist.agree_seed(request.seed)
     # the device a distributed run chose for this process, else the request's
     context = RunContext.start(seed=seed, device=dist.device or request.device,
                                manager=request.manager, progress=request.progress)
-    feats = prepare(spec, dom, seed=context.seed, stylising=request.stylising,
-                    device=context.device, manager=context.manager)
     signals = [as_signal(item, dom) for item in sources]
     digests = [_digest_signal(s) for s in signals]
     if previous is not None and previous.settings["training"]["exemplar_sha256"] != digests:
@@ -233,6 +232,10 @@ def plan_run(request: TrainRequest, dist: DistributedContext
                          parameter="resume=False")
     schedule = _schedule(request, previous, dom, signals[0])
     dom.check_size(schedule.extents, what="training size")
+    if spec is None:
+        spec = _default_spec(request, dom, schedule.extents).replace(**request.options)
+    feats = prepare(spec, dom, seed=context.seed, stylising=request.stylising,
+                    device=context.device, manager=context.manager)
     if int(schedule.batch_size) < 1:
         raise UsageError(f"batch_size must be at least 1, got {schedule.batch_size}",
                          parameter="batch_size")
@@ -252,6 +255,26 @@ def plan_run(request: TrainRequest, dist: DistributedContext
         features=feats, schedule=schedule, loss=loss, exemplars=signals, sources=sources,
         digests=digests, contents=contents, previous=previous,
         conditioning=request.conditioning, regions=regions)
+
+
+#: Feature settings that say which statistics a run matches: a caller who gives one of
+#: them chooses the statistics, and the domain's training defaults are not used.
+_STATISTICS = ("extractor", "weights", "extractor_options", "layers", "layer_weights",
+               "texture_loss", "also")
+
+
+def _default_spec(request: TrainRequest, domain: Domain, extents: Sequence[int]
+                  ) -> FeatureSpec:
+    """``request.features``, else the statistics the domain trains texture generators
+    on crops of ``extents`` with (:meth:`~texsynth.domain.Domain.train_features`) when
+    the request names none and trains a plain texture generator (no content, doodles or
+    blends), else the domain's default extractor with Gram matrices."""
+    if request.features is not None:
+        return request.features
+    plain = request.content is None and not (request.doodles or request.blends)
+    named = any(request.options.get(name) is not None for name in _STATISTICS)
+    values = domain.train_features(tuple(extents)) if plain and not named else None
+    return spec_from_defaults(values) if values else FeatureSpec()
 
 
 def _digest_signal(signal_: torch.Tensor) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "prepare",
     "resolve_domain",
     "signal_sources",
+    "spec_from_defaults",
 ]
 
 #: A signal tensor ``(1, C, *spatial)`` or a file to load one from.
@@ -193,6 +194,19 @@ def parse_also(text: str) -> tuple[FeatureSpec, float]:
                              "non-negative number", parameter="also")
     loss = parts[1] if len(parts) > 1 else DEFAULT_TEXTURE_LOSS
     return FeatureSpec(extractor=parts[0], texture_loss=loss), weight
+
+
+def spec_from_defaults(values: Mapping[str, Any]) -> FeatureSpec:
+    """The spec a domain's defaults describe (``"train_features"`` in
+    :meth:`texsynth.Domain.defaults`): :class:`FeatureSpec` fields by name, with
+    ``also`` as ``EXTRACTOR[:LOSS[:WEIGHT]]`` texts (:func:`parse_also`).
+
+    Raises:
+        UsageError: an unknown field or a malformed ``also`` text.
+    """
+    fields = dict(values)
+    also = tuple(parse_also(str(text)) for text in fields.pop("also", ()) or ())
+    return FeatureSpec().replace(**fields, also=also or None)
 
 
 def also_summary(entries: Any) -> list[dict[str, Any]]:

@@ -44,6 +44,11 @@ from .png_stream import PngStreamWriter
 __all__ = ["ImageDomain"]
 
 
+#: Patch scales (downsampling factors) and patch extent (pixels) of training statistics.
+_TRAIN_PATCH_SCALES = (1, 2, 4, 8)
+_TRAIN_PATCH = 7
+
+
 class ImageDomain(Domain):
     """RGB images: signals ``(N, 3, H, W)``, float, values in [0, 1].
 
@@ -65,6 +70,19 @@ class ImageDomain(Domain):
     #: Half-width of the uniform noise around the exemplar's mean colour used by
     #: :meth:`noise` (in signal units, i.e. fractions of full scale).
     noise_spread: ClassVar[float] = 0.1
+
+    def train_features(self, extents: tuple[int, ...]) -> dict[str, Any]:
+        """Texture generators train on the sliced Wasserstein distance of the
+        exemplar's 7 × 7 patches at full, 1/2, 1/4 and 1/8 resolution (the scales whose
+        maps of ``extents`` crops still hold a patch) and of its colours (``patches``),
+        plus the Gram matrices of ``random-multiscale``'s filters, for structures larger
+        than a patch. Grams of random filters alone train generators that settle on
+        grain; patch distributions rank real crops ahead of it and see colour
+        (``benchmarks/RESULTS.md``, "Feed-forward"; ``examples/train_cpu.sh``)."""
+        smallest = min(extents)
+        scales = [s for s in _TRAIN_PATCH_SCALES if smallest // s >= _TRAIN_PATCH] or [1]
+        return {"extractor": "patches", "extractor_options": {"scales": scales},
+                "texture_loss": "sw", "also": ["random-multiscale:gram:1"]}
 
     def color_modes(self) -> dict[str, str]:
         """``luminance`` and ``histogram`` (:mod:`texsynth_image.color`)."""
