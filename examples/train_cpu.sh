@@ -8,11 +8,11 @@
 # Writes $OUT/NAME.ckpt (resumable: run it again after an interruption) and a 1024x1024
 # sample $OUT/NAME_1024.png.
 #
-# The statistics are those of the exemplar's own 7x7 patches at full, 1/2, 1/4 and 1/8
-# resolution and of its colours (the `patches` extractor), compared by sliced Wasserstein
-# distance with random directions renewed during training (Elnekave & Weiss 2022;
-# Houdard et al. 2022). Unlike the Gram matrices of random filters, these rank real
-# crops of the exemplar ahead of a generator's grain, and they see colour, so the
+# The statistics, train's defaults for pictures written out here, are those of the
+# exemplar's own 7x7 patches at full, 1/2, 1/4 and 1/8 resolution and of its colours
+# (the `patches` extractor), compared by sliced Wasserstein distance with random
+# directions renewed during training (Elnekave & Weiss 2022; Houdard et al. 2022).
+# Unlike the Gram matrices of random filters, these rank real crops of the exemplar ahead of a generator's grain, and they see colour, so the
 # generator neither settles on grain nor drifts in colour. The Gram matrices of
 # random-multiscale's filters (3 to 55 px) join them (--also): alone they cannot train a
 # generator, but next to the patches they keep structures larger than a patch (on
