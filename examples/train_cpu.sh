@@ -12,13 +12,14 @@
 # exemplar's own 7x7 patches at full, 1/2, 1/4 and 1/8 resolution and of its colours
 # (the `patches` extractor), compared by sliced Wasserstein distance with random
 # directions renewed during training (Elnekave & Weiss 2022; Houdard et al. 2022).
-# Unlike the Gram matrices of random filters, these rank real crops of the exemplar ahead of a generator's grain, and they see colour, so the
-# generator neither settles on grain nor drifts in colour. The Gram matrices of
-# random-multiscale's filters (3 to 55 px) join them (--also): alone they cannot train a
-# generator, but next to the patches they keep structures larger than a patch (on
-# bricks the texture score went from 1.79 to 1.22). After the last step batch norm's
-# statistics are recomputed from the final weights (default --norm-batches 32), which
-# keeps samples in the exemplar's colours (benchmarks/RESULTS.md, "Feed-forward").
+# Unlike the Gram matrices of random filters, these rank real crops of the exemplar
+# ahead of a generator's grain, and they see colour, so the generator neither settles on
+# grain nor drifts in colour. The Gram matrices of random-multiscale's filters (3 to 55
+# px) join them (--also): alone they cannot train a generator, but next to the patches
+# they keep structures larger than a patch (on bricks the texture score went from 1.79
+# to 1.22). After the last step batch norm's statistics are recomputed from the final
+# weights (default --norm-batches 32), which keeps samples in the exemplar's colours
+# (benchmarks/RESULTS.md, "Feed-forward").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/cpu-recipe}
