@@ -354,6 +354,8 @@ class Domain(ABC):
         Recognised keys (all optional; the core's own defaults apply to missing ones):
 
         * ``"steps"``: optimisation steps of ``synthesize``/``stylize`` (core: 300);
+        * ``"init"``: what ``synthesize`` starts from by default, ``"noise"`` (core) or
+          ``"spot"`` (:mod:`texsynth.optim.spot`);
         * ``"style_weight"``, ``"content_weight"``: α and β of stylisation (core: 1000, 1);
         * ``"train_size"``: extents of feed-forward training crops, used when the exemplar
           is larger (core: the exemplar's size);

@@ -369,8 +369,10 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
                           "(a.png:0.7 b.png:0.3)")
     _add_size(syn, "output size, e.g. 512x256 (width x height; one number for one-axis "
                    "domains; default: the exemplar's)", "output duration, for time domains")
-    syn.add_argument("--init", default="noise", metavar="noise|FILE",
-                     help="start from noise (default) or a file")
+    syn.add_argument("--init", default="auto", metavar="auto|noise|spot|FILE",
+                     help="start from the domain's choice (default; pictures: spot), "
+                          "noise around the exemplar's mean colour, spot noise with the "
+                          "exemplar's power spectrum, or a file")
     _add_controls(syn, stylising=False)
     _add_common(syn, manager)
     syn.set_defaults(handler=handlers["synthesize"])
@@ -388,8 +390,8 @@ def build_parser(handlers: Mapping[str, Handler], manager: PluginManager | None 
                           "1000)")
     sty.add_argument("--content-layers", type=_csv, metavar="L1,L2",
                      help="content layers (default: the extractor's)")
-    sty.add_argument("--init", default="content", metavar="content|noise|FILE",
-                     help="start from the content (default), noise or a file")
+    sty.add_argument("--init", default="content", metavar="content|noise|spot|FILE",
+                     help="start from the content (default), noise, spot noise or a file")
     _add_controls(sty, stylising=True)
     _add_common(sty, manager)
     sty.set_defaults(handler=handlers["stylize"])

@@ -134,8 +134,8 @@ def check_preview(domain: Domain, preview: str | None) -> None:
 
 def declare_inputs(args: argparse.Namespace, *paths: Path) -> None:
     """Declare the run's input files: no output, preview or checkpoint may be one."""
-    extra = [args.init] if getattr(args, "init", None) not in (None, "noise", "content") \
-        else []
+    named = (None, "auto", "noise", "spot", "content")
+    extra = [args.init] if getattr(args, "init", None) not in named else []
     if getattr(args, "weights", None):
         extra.append(args.weights)
     protect([*paths, *(Path(p) for p in extra)])

@@ -6,6 +6,7 @@ first (:func:`run_levels`), each level on the signal or on the domain's represen
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..stats.objective import TextureObjective
 from .fitting import MemoryPlan, plan_memory
 from .levels import Level, plan_run
 from .loop import OptimizationResult, StepCallback, run_optimization
-from .start import start_signal
+from .start import resolve_init, start_signal
 from .task import Finish, RunOptions, RunSettings, Task
 
 __all__ = ["LevelCallbacks", "optimize_level", "run_levels", "run_task", "step_snapshots"]
@@ -47,6 +48,7 @@ def run_task(build: Callable[[Features], Task], spec: FeatureSpec,
         the result at the task's output size, with the run's saved settings.
     """
     dom = resolve_domain(domain, hint, manager=manager)
+    options = dataclasses.replace(options, init=resolve_init(options.init, dom))
     context = RunContext.start(seed=seed, device=device, manager=manager, progress=progress)
     features = prepare(spec, dom, seed=context.seed, stylising=stylising,
                        device=context.device, manager=context.manager)

@@ -41,7 +41,7 @@ from ..stats.features import (
 )
 from .loop import OptimizationResult, OptimizerName, StepCallback
 from .runner import run_task
-from .start import InitSource
+from .start import AUTO_INIT, NOISE_STARTS, InitSource
 from .task import Problem, RunOptions, Task
 
 __all__ = ["stylize", "synthesize"]
@@ -52,7 +52,7 @@ def synthesize(
     domain: Domain | str | None = None, size: tuple[int, ...] | None = None,
     steps: int | None = None, levels: int | None = None,
     level_steps: Sequence[int] | None = None, optimizer: OptimizerName = "lbfgs",
-    lr: float | None = None, init: InitSource = "noise", seed: int | None = None,
+    lr: float | None = None, init: InitSource = AUTO_INIT, seed: int | None = None,
     device: str | torch.device | None = "auto", progress: bool = True,
     callback: StepCallback | None = None, save_every: int = 0,
     output: str | os.PathLike[str] | None = None, memory_check: bool = True,
@@ -81,7 +81,11 @@ def synthesize(
             finest level and ``COARSE_STEPS_FACTOR · steps`` at each coarser one.
         optimizer: ``"lbfgs"`` or ``"adam"``.
         lr: learning rate (L-BFGS default 1, Adam default 0.02).
-        init: ``"noise"``, a signal tensor or a file to start from.
+        init: what to start from: ``"auto"`` (the domain's choice, ``"init"`` in
+            :meth:`Domain.defaults`, else ``"noise"``; pictures: ``"spot"``),
+            ``"noise"`` (the domain's noise around the exemplar's mean), ``"spot"``
+            (spot noise: a Gaussian texture with the exemplar's power spectrum,
+            :mod:`texsynth.optim.spot`), a signal tensor or a file.
         seed: seed for noise and random weights; drawn at random when ``None``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``; ``progress``: a tqdm bar.
         callback: ``callback(step, loss, signal)`` after each evaluation (the variable of
@@ -186,7 +190,7 @@ def _synthesis_task(features: Features, *, items: Sequence[SignalSource],
     dom.check_size(wanted)
     extents = chosen.canvas(dom, wanted)
     if extents != wanted:
-        if not (isinstance(init, str) and init == "noise"):
+        if not (isinstance(init, str) and init in (*NOISE_STARTS, AUTO_INIT)):
             raise UsageError("an exemplar scale below 1 synthesises a larger canvas and "
                              "resamples it down, so it starts from noise; drop --init",
                              parameter="init")

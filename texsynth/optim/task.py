@@ -22,7 +22,7 @@ from ..stats.objective import TextureObjective
 from .fitting import MemoryPlan
 from .levels import Level, level_extents
 from .loop import OptimizerName, StepCallback
-from .start import InitSource
+from .start import AUTO_INIT, InitSource
 
 __all__ = ["Finish", "Problem", "RunOptions", "RunSettings", "Task"]
 
@@ -119,7 +119,7 @@ class RunOptions:
     level_steps: Sequence[int] | None = None
     optimizer: OptimizerName = "lbfgs"
     lr: float | None = None
-    init: InitSource = "noise"
+    init: InitSource = AUTO_INIT
     callback: StepCallback | None = None
     save_every: int = 0
     output: str | os.PathLike[str] | None = None

@@ -71,6 +71,18 @@ class ImageDomain(Domain):
     #: :meth:`noise` (in signal units, i.e. fractions of full scale).
     noise_spread: ClassVar[float] = 0.1
 
+    def defaults(self) -> dict[str, Any]:
+        """Settings that suit pictures (see :meth:`texsynth.Domain.defaults`).
+
+        * synthesis starts from spot noise (``"init": "spot"``, a Gaussian texture with
+          the exemplar's power spectrum, :mod:`texsynth.optim.spot`): it holds the
+          colours and the periods of a lattice from the first step;
+        * 100 optimisation steps: from that start, 100 L-BFGS steps scored as well as
+          300 from noise on the quality benchmark, in a third of the time
+          (``benchmarks/RESULTS.md``, "Quality: a faster default").
+        """
+        return {"init": "spot", "steps": 100}
+
     def train_features(self, extents: tuple[int, ...]) -> dict[str, Any]:
         """Texture generators train on the sliced Wasserstein distance of the
         exemplar's 7 × 7 patches at full, 1/2, 1/4 and 1/8 resolution (the scales whose

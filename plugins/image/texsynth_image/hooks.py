@@ -8,7 +8,6 @@ from texsynth.hookspecs import RegisterDomain, RegisterExtractor
 from .domain import ImageDomain
 from .multiscale import OPTIONS as MULTISCALE_OPTIONS
 from .multiscale import build_random_multiscale
-from .pyramid import PYRAMID_OPTIONS, build_random_pyramid
 from .vgg import OPTIONS as VGG19_OPTIONS
 from .vgg import build_vgg19, build_vgg19_random
 
@@ -21,16 +20,11 @@ def texsynth_register_domains(register: RegisterDomain) -> None:
 
 @texsynth.hookimpl
 def texsynth_register_extractors(register: RegisterExtractor) -> None:
-    """Register ``random-multiscale`` (default), ``random-pyramid``, ``vgg19`` and
-    ``vgg19-random``."""
+    """Register ``random-multiscale`` (default), ``vgg19`` and ``vgg19-random``."""
     register("random-multiscale", build_random_multiscale, domains=("image",),
              description="one layer of random filters, 3-55 px, FFT convolution "
                          "(Ustyuzhaninov et al. 2016); no download",
              options=MULTISCALE_OPTIONS)
-    register("random-pyramid", build_random_pyramid, domains=("image",),
-             description="random filters 3-23 px on 3 octaves of an image pyramid "
-                         "(support up to 92 px); no download",
-             options=PYRAMID_OPTIONS)
     register("vgg19", build_vgg19, domains=("image",),
              description="VGG19 with torchvision's ImageNet weights (downloaded once, "
                          "or --weights FILE); average pooling (Gatys et al. 2015)",
