@@ -107,9 +107,11 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=100,
                         help="with --feedforward: optimisation steps refining the sample "
                              "in a second row (0: none)")
-    parser.add_argument("--names", nargs="+", default=["bricks", "gravel", "grass"])
-    parser.add_argument("--size", default="384x256")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--names", nargs="+",
+                        default=["bricks", "gravel", "stone_wall", "tiles"])
+    parser.add_argument("--size", default="256x192")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimisation steps (default: the image domain's)")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "images" / "synthesis.png"))
     args = parser.parse_args()
     images = HERE.parent / "docs" / "images"
@@ -132,7 +134,8 @@ def main() -> None:
         texsynth.save(result, out)
         rows.append((Image.open(exemplar).convert("RGB"), Image.open(out).convert("RGB"),
                      f"{name}.png -> texsynth synthesize --size {args.size} "
-                     f"--steps {args.steps} --seed 1"))
+                     + ("" if args.steps is None else f"--steps {args.steps} ")
+                     + "--seed 1"))
     side_by_side(rows).save(args.out)
     print(f"wrote {args.out}")
 

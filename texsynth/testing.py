@@ -121,12 +121,13 @@ class DomainContract:
         assert signal.grad.abs().sum() > 0
 
     def test_preferences_and_config_are_well_formed(self, domain: Domain) -> None:
-        known = {"steps", "style_weight", "content_weight", "train_size",
+        known = {"steps", "init", "style_weight", "content_weight", "train_size",
                  "generator_options"}
         preferred = domain.defaults()
         assert set(preferred) <= known, f"unknown defaults: {set(preferred) - known}"
         if "train_size" in preferred:
             assert len(preferred["train_size"]) == domain.spatial_dims
+        assert preferred.get("init", "noise") in ("noise", "spot")
         config = domain.config()
         json.dumps(config)  # stored in checkpoints
         assert isinstance(config, dict)

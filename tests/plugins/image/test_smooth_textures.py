@@ -57,10 +57,11 @@ def test_a_smooth_exemplar_gives_no_straight_edges(tmp_path: Path) -> None:
     blurred.save(exemplar)
     reference = straight_edge_fraction(np.asarray(blurred, dtype=np.float32) / 255)
     # A seam would show in every output; the median of three seeds allows one output in
-    # which a blurred plank edge of the wood happens to line up over 12 pixels.
+    # which a blurred plank edge of the wood happens to line up over 12 pixels. From
+    # noise: what is tested is the statistics (spot noise starts with plank-like streaks).
     fractions = []
     for seed in (1, 2, 3):
         result = texsynth.synthesize(exemplar, size=(96, 96), steps=60, seed=seed,
-                                     device="cpu", progress=False)
+                                     device="cpu", progress=False, init="noise")
         fractions.append(straight_edge_fraction(result.signal[0].permute(1, 2, 0).numpy()))
     assert sorted(fractions)[1] <= reference, fractions
