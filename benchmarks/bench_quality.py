@@ -98,7 +98,7 @@ def calibration(exemplar: torch.Tensor, size: int, seed: int, reference: float
     corner = (0, 0, side, side)
     phased = quality.crop(quality.phase_randomize(exemplar, generator), corner)
     shuffled = quality.crop(quality.pixel_shuffle(exemplar, generator), corner)
-    return [(f"crop of the exemplar ({side}², held out; mean of 4)", crops[0], floor),
+    return [("crop of the exemplar (held out; mean of 4)", crops[0], floor),
             ("crop, weakest of 4", crops[-1], weakest),  # type: ignore[list-item]
             ("phase-randomised", phased, all_scores(phased, exemplar, reference)),
             ("pixel-shuffled", shuffled, all_scores(shuffled, exemplar, reference))]
@@ -297,7 +297,8 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
         "0.15, lags ≤ 96 px; — for exemplars without a lattice; phase-randomised copies "
         "keep it, so read it with T). No texsynth loss uses any of them; definitions in "
         "`benchmarks/quality.py` and `benchmarks/novelty_order.py`. Rows: crop = "
-        "the exemplar's four corner crops, each scored against the rest of the exemplar "
+        "the exemplar's four corner crops of the output's size (half the exemplar where "
+        "it is not larger), each scored against the rest of the exemplar "
         "(windows overlapping it and its pixels left out; O against the whole), mean and "
         "weakest of the four; phase-randomised = every "
         "channel's amplitude spectrum with one shared set of random phases, clipped; "
