@@ -22,6 +22,7 @@ from .errors import InputError
 from .extractor import ExtractorConfig
 from .optim.synthesis import synthesize
 from .plugins import PluginManager, get_plugin_manager, set_plugin_manager
+from .stats.features import spec_from_defaults
 from .stats.losses import gram_matrix
 
 
@@ -128,6 +129,9 @@ class DomainContract:
         if "train_size" in preferred:
             assert len(preferred["train_size"]) == domain.spatial_dims
         assert preferred.get("init", "noise") in ("noise", "spot")
+        statistics = domain.train_features((64,) * domain.spatial_dims)
+        if statistics is not None:
+            spec_from_defaults(statistics)  # names known fields and well-formed also texts
         config = domain.config()
         json.dumps(config)  # stored in checkpoints
         assert isinstance(config, dict)
