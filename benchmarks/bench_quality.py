@@ -229,11 +229,17 @@ def column_title(name: str, width: int) -> str:
     return title if len(title) <= width else title[:width - 1] + "…"
 
 
+#: Largest cell of the contact sheet (pixels): larger outputs are shown area-downscaled,
+#: which keeps the sheet of nine exemplars at 256² under 2 MiB.
+SHEET_CELL = 160
+
+
 def contact_sheet(rows: list[Row], images: list[str], size: int, path: Path) -> None:
     """One line per exemplar, one column per row (the exemplar whole, scaled to fit),
-    each cell labelled with its scores."""
+    each cell labelled with its scores; cells of at most :data:`SHEET_CELL` pixels."""
     from PIL import Image, ImageDraw
 
+    size = min(size, SHEET_CELL)
     pad, label, head = 4, 14, 16
     sheet = Image.new("RGB", (len(rows) * (size + pad) + pad,
                               head + len(images) * (size + label + pad) + pad), "white")
@@ -304,7 +310,7 @@ def describe(args: argparse.Namespace, seconds: float) -> str:
         "channel's amplitude spectrum with one shared set of random phases, clipped; "
         "pixel-shuffled = the exemplar's pixels in random order; optimisation = "
         "`texsynth.synthesize` from noise with the defaults; other rows name their "
-        "settings. Contact sheet: "
+        "settings. Contact sheet (cells of at most 160², area-downscaled): "
         "`docs/images/quality_sheet.png`.\n"
         "Reading: T below the crop row is not better than real; it means the output's "
         "windows are closer to the exemplar's average window than real pieces are (less "
