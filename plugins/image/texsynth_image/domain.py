@@ -77,11 +77,13 @@ class ImageDomain(Domain):
         * synthesis starts from spot noise (``"init": "spot"``, a Gaussian texture with
           the exemplar's power spectrum, :mod:`texsynth.optim.spot`): it holds the
           colours and the periods of a lattice from the first step;
-        * 100 optimisation steps: from that start, 100 L-BFGS steps scored as well as
-          300 from noise on the quality benchmark, in a third of the time
-          (``benchmarks/RESULTS.md``, "Quality: a faster default").
+        * 75 optimisation steps: from that start, 75 L-BFGS steps scored as well as 100
+          and 300 from noise on the quality benchmark (mean texture score 1.19 against
+          1.24 and 1.24, one thread), in a quarter of the time of 300
+          (``benchmarks/RESULTS.md``, "Quality: a faster default" and "Quality: 75
+          steps").
         """
-        return {"init": "spot", "steps": 100}
+        return {"init": "spot", "steps": 75}
 
     def train_features(self, extents: tuple[int, ...]) -> dict[str, Any]:
         """Texture generators train on the sliced Wasserstein distance of the
