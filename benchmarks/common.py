@@ -29,7 +29,8 @@ SAMPLE_IMAGES: tuple[str, ...] = ("bark", "bricks", "grass", "gravel", "grate", 
                                   "stone_wall", "tiles", "wood")
 #: The regular ones among them (rows, grids, lattices), where the order measure applies.
 REGULAR_IMAGES: tuple[str, ...] = ("bricks", "grate", "parquet", "stone_wall", "tiles")
-SAMPLE_CLIPS: tuple[str, ...] = ("crickets", "fire", "rain", "speech_espeak", "wind")
+SAMPLE_CLIPS: tuple[str, ...] = ("birds", "crickets", "fire", "fountain", "rain", "speech_espeak",
+                                 "wind")
 
 
 def sample_paths(folder: Path, suffix: str, stems: Sequence[str] | None = None) -> list[Path]:
