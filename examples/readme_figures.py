@@ -3,6 +3,7 @@
     python examples/readme_figures.py            # writes docs/images/synthesis.png
     python examples/readme_figures.py --feedforward out/cpu-recipe/grass.ckpt
     python examples/readme_figures.py --audio out/audio-recipe/rain.ckpt
+    python examples/readme_figures.py --sounds   # docs/images/sound_synthesis.png
 
 Uses the download-free ``random-multiscale`` extractor on the exemplars shipped in
 ``examples/data``; outputs are larger than the exemplars and not square, to show that the
@@ -98,12 +99,43 @@ def audio_sheet(checkpoint: Path, out: Path, seconds: float = 30.0) -> None:
     print(f"wrote {out}")
 
 
+def sound_sheet(names: list[str], out: Path, seconds: float = 4.0, seed: int = 0) -> None:
+    """Spectrograms of each clip next to ``seconds`` of sound synthesised from it with the
+    audio domain's defaults (``texsynth synthesize CLIP -o OUT --duration 4 --seed 0``),
+    one strip per clip, stacked into ``out``."""
+    domain = texsynth.get_domain("audio")
+    strips = []
+    for name in names:
+        clip = DATA / f"{name}.wav"
+        result = texsynth.synthesize(clip, domain=domain,
+                                     size=domain.size_from_duration(seconds), seed=seed,
+                                     device="cpu")
+        strip = WORK / f"{name}_spectrograms.png"
+        strip.parent.mkdir(parents=True, exist_ok=True)
+        domain.write_preview([(f"{name}.wav (exemplar)", domain.load(clip)),
+                              (f"synthesised, {seconds:g} s, defaults", result.signal)],
+                             strip)
+        strips.append(Image.open(strip).convert("RGB"))
+    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)),
+                      "white")
+    y = 0
+    for picture in strips:
+        sheet.paste(picture, (0, y))
+        y += picture.height
+    sheet.save(out, optimize=True)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--feedforward", type=Path, metavar="CKPT",
                         help="draw docs/images/feedforward.png from an image generator")
     parser.add_argument("--audio", type=Path, metavar="CKPT",
                         help="draw docs/images/audio_feedforward.png from a sound generator")
+    parser.add_argument("--sounds", nargs="*", metavar="CLIP",
+                        help="draw docs/images/sound_synthesis.png: spectrograms of these "
+                             "clips (default: fountain birds rain) and of sound "
+                             "synthesised from them")
     parser.add_argument("--refine-steps", type=int, default=100,
                         help="with --feedforward: optimisation steps refining the sample "
                              "in a second row (0: none)")
@@ -115,6 +147,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "images" / "synthesis.png"))
     args = parser.parse_args()
     images = HERE.parent / "docs" / "images"
+    if args.sounds is not None:
+        sound_sheet(args.sounds or ["fountain", "birds", "rain"],
+                    images / "sound_synthesis.png")
+        return
     if args.feedforward or args.audio:
         if args.feedforward:
             feedforward_sheet(args.feedforward, images / "feedforward.png",

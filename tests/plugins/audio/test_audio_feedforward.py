@@ -155,4 +155,4 @@ def test_audio_defaults_reach_stylisation(sample_audio) -> None:  # type: ignore
                               progress=False)
     assert result.settings["style_weight"] == domain.defaults()["style_weight"] == 30.0
     assert result.settings["content_weight"] == 1.0
-    assert domain.defaults()["steps"] == 600
+    assert (domain.defaults()["steps"], domain.defaults()["init"]) == (300, "spot")
