@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from controls_figures import rows
 from PIL import Image, ImageDraw
 
 import texsynth
@@ -102,9 +103,9 @@ def audio_sheet(checkpoint: Path, out: Path, seconds: float = 30.0) -> None:
 def sound_sheet(names: list[str], out: Path, seconds: float = 4.0, seed: int = 0) -> None:
     """Spectrograms of each clip next to ``seconds`` of sound synthesised from it with the
     audio domain's defaults (``texsynth synthesize CLIP -o OUT --duration 4 --seed 0``),
-    one strip per clip, stacked into ``out``."""
+    one strip per clip, stacked into ``out`` (:func:`controls_figures.rows`)."""
     domain = texsynth.get_domain("audio")
-    strips = []
+    strips: list[Path] = []
     for name in names:
         clip = DATA / f"{name}.wav"
         result = texsynth.synthesize(clip, domain=domain,
@@ -115,15 +116,8 @@ def sound_sheet(names: list[str], out: Path, seconds: float = 4.0, seed: int = 0
         domain.write_preview([(f"{name}.wav (exemplar)", domain.load(clip)),
                               (f"synthesised, {seconds:g} s, defaults", result.signal)],
                              strip)
-        strips.append(Image.open(strip).convert("RGB"))
-    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)),
-                      "white")
-    y = 0
-    for picture in strips:
-        sheet.paste(picture, (0, y))
-        y += picture.height
-    sheet.save(out, optimize=True)
-    print(f"wrote {out}")
+        strips.append(strip)
+    rows(strips, out)
 
 
 def main() -> None:
